@@ -1,0 +1,179 @@
+"""The ImageNet3D / PASCAL3D+ camera: pose parameters, projection and the equivalent OpenCV camera.
+
+This module is the single implementation of the camera formula (FIELD_NOTES §1); everything
+else (renderer, exports, interactive fitting) derives K, R, t or pixels from it.
+
+Conventions:
+- World is z-up; CAD meshes are roughly unit-sized.
+- Angles are radians inside the code and in dataset files; degrees only at user-facing surfaces
+  (see ``Pose.from_degrees`` / ``Pose.as_degrees``).
+- Pixel coordinates have no +0.5 offset: integer coordinates are pixel centres.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Mapping
+
+import numpy as np
+
+DEFAULT_VIEWPORT = 3000.0
+DEFAULT_FOCAL = 1.0
+ANGLE_NAMES = ("azimuth", "elevation", "theta")
+POSE_NAMES = ("azimuth", "elevation", "theta", "distance", "px", "py")
+
+
+class InvalidPoseError(ValueError):
+    """A pose that cannot be rendered or saved (NaN, infinite, distance <= 0, ...)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Pose:
+    """One object's 6D pose in the PASCAL3D+ convention.
+
+    azimuth, elevation, theta: radians. distance: CAD units. px, py: object centre in pixels.
+    viewport: pixels per unit focal length (M). focal: focal length (f), 1 in ImageNet3D.
+    """
+
+    azimuth: float
+    elevation: float
+    theta: float
+    distance: float
+    px: float
+    py: float
+    viewport: float = DEFAULT_VIEWPORT
+    focal: float = DEFAULT_FOCAL
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                raise InvalidPoseError(f"pose {field.name} must be a number, got {value!r}") from None
+            if not math.isfinite(value):
+                raise InvalidPoseError(f"pose {field.name} must be finite, got {value}")
+            object.__setattr__(self, field.name, value)
+        if self.distance <= 0:
+            raise InvalidPoseError(f"pose distance must be > 0, got {self.distance}")
+        if self.viewport <= 0 or self.focal <= 0:
+            raise InvalidPoseError("pose viewport and focal must be > 0")
+
+    @classmethod
+    def from_degrees(cls, azimuth: float, elevation: float, theta: float, distance: float,
+                     px: float, py: float, viewport: float = DEFAULT_VIEWPORT,
+                     focal: float = DEFAULT_FOCAL) -> "Pose":
+        """Build a pose from angles in degrees (the annotator's units)."""
+        for name, value in (("azimuth", azimuth), ("elevation", elevation), ("theta", theta)):
+            try:
+                float(value)
+            except (TypeError, ValueError):
+                raise InvalidPoseError(f"pose {name} must be a number, got {value!r}") from None
+        return cls(math.radians(float(azimuth)), math.radians(float(elevation)),
+                   math.radians(float(theta)), distance, px, py, viewport, focal)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, float], degrees: bool,
+                     viewport: float | None = None) -> "Pose":
+        """Build a pose from a dict with the six POSE_NAMES (plus optional viewport, focal)."""
+        missing = [n for n in POSE_NAMES if n not in values]
+        if missing:
+            raise InvalidPoseError(f"pose is missing {', '.join(missing)}")
+        kwargs = {n: _scalar(values[n], n) for n in POSE_NAMES}
+        kwargs["viewport"] = _scalar(values.get("viewport", viewport or DEFAULT_VIEWPORT), "viewport")
+        kwargs["focal"] = _scalar(values.get("focal", DEFAULT_FOCAL), "focal")
+        return cls.from_degrees(**kwargs) if degrees else cls(**kwargs)
+
+    def as_degrees(self) -> dict[str, float]:
+        """The six pose values as the annotator sees them (angles in degrees)."""
+        out = self.as_radians()
+        for name in ANGLE_NAMES:
+            out[name] = math.degrees(out[name])
+        return out
+
+    def as_radians(self) -> dict[str, float]:
+        """The six pose values as dataset files store them (angles in radians)."""
+        return {name: getattr(self, name) for name in POSE_NAMES}
+
+    def replace(self, **changes: float) -> "Pose":
+        return dataclasses.replace(self, **changes)
+
+
+def _scalar(value, name: str) -> float:
+    arr = np.asarray(value, dtype=object).reshape(-1)
+    if arr.size != 1:
+        raise InvalidPoseError(f"pose {name} must be a single number, got {value!r}")
+    try:
+        return float(arr[0])
+    except (TypeError, ValueError):
+        raise InvalidPoseError(f"pose {name} must be a number, got {value!r}") from None
+
+
+def rot_x(angle: float) -> np.ndarray:
+    """3x3 right-handed rotation about x by ``angle`` radians."""
+    c, s = math.cos(angle), math.sin(angle)
+    return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+
+
+def rot_z(angle: float) -> np.ndarray:
+    """3x3 right-handed rotation about z by ``angle`` radians."""
+    c, s = math.cos(angle), math.sin(angle)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def in_plane_rotation(theta: float) -> np.ndarray:
+    """Rip(theta): the 3x3 in-plane rotation of the OpenCV camera (FIELD_NOTES §1)."""
+    c, s = math.cos(theta), math.sin(theta)
+    return np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def camera_centre(azimuth: float, elevation: float, distance: float) -> np.ndarray:
+    """Camera centre C (3,) in world units for angles in radians."""
+    ce = math.cos(elevation)
+    return np.array([distance * ce * math.sin(azimuth), -distance * ce * math.cos(azimuth),
+                     distance * math.sin(elevation)])
+
+
+def viewing_rotation(azimuth: float, elevation: float) -> np.ndarray:
+    """R = Rx(-(pi/2 - e)) @ Rz(-a): world to the PASCAL3D+ camera frame (3x3), radians in."""
+    return rot_x(-(math.pi / 2.0 - elevation)) @ rot_z(-azimuth)
+
+
+def object_rotation(pose: Pose) -> np.ndarray:
+    """Rip(theta) @ Rx(e') @ Rz(a'): the rotation used for pose errors (3x3)."""
+    return in_plane_rotation(pose.theta) @ viewing_rotation(pose.azimuth, pose.elevation)
+
+
+def intrinsics(pose: Pose, offset: float = 0.0) -> np.ndarray:
+    """OpenCV K (3x3) in pixels. ``offset`` shifts the principal point (0.5 for pixel-centre rays)."""
+    mf = pose.viewport * pose.focal
+    return np.array([[mf, 0.0, pose.px + offset], [0.0, mf, pose.py + offset], [0.0, 0.0, 1.0]])
+
+
+def opencv_camera(pose: Pose) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The equivalent OpenCV camera (K 3x3, R 3x3, t (3,)): pixel ~ K @ (R @ X + t)."""
+    r_cv = in_plane_rotation(pose.theta) @ np.diag([1.0, -1.0, -1.0]) @ viewing_rotation(
+        pose.azimuth, pose.elevation)
+    t_cv = -r_cv @ camera_centre(pose.azimuth, pose.elevation, pose.distance)
+    return intrinsics(pose), r_cv, t_cv
+
+
+def project_points(points: np.ndarray, pose: Pose) -> np.ndarray:
+    """Project world points (N, 3) to pixel coordinates (N, 2) float64.
+
+    Points behind the camera get NaN coordinates.
+    """
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    k, r, t = opencv_camera(pose)
+    cam = points @ r.T + t
+    z = cam[:, 2:3]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        uv = (cam @ k.T)[:, :2] / z
+    uv[z[:, 0] <= 0] = np.nan
+    return uv
+
+
+def points_in_camera(points: np.ndarray, pose: Pose) -> np.ndarray:
+    """World points (N, 3) in the OpenCV camera frame (N, 3); z is the depth along the optical axis."""
+    _, r, t = opencv_camera(pose)
+    return np.asarray(points, dtype=np.float64).reshape(-1, 3) @ r.T + t

@@ -1,0 +1,188 @@
+"""The labeling config's schema (tag names, ranges, steps) and Label Studio result <-> pose.
+
+labeling_config/pose6d.xml is generated from this module (scripts/make_labeling_config.py);
+the backend, the task maker, the sync and the exports read and write results through it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Iterable
+
+import numpy as np
+
+from pose6d.brush_rle import mask_to_rle
+from pose6d.camera import POSE_NAMES, InvalidPoseError, Pose
+from pose6d.labels import DENSE_LABELS, QUALITY_LABELS
+
+IMAGE = "image"
+CAD = "cad"
+QUALITY = "quality"
+DENSE = "dense"
+COMMAND = "command"  # one-line TextArea: interactive pose commands (issue 4)
+OVERLAY = "overlay"  # BrushLabels: the rendered mesh over the photo
+BOX = "box"  # RectangleLabels: the object's box; drawing one fits distance and centre
+CENTRE = "centre"  # KeyPointLabels: a click sets (px, py)
+MESH_LABEL, EDGES_LABEL = "Mesh", "Edges"
+BOX_LABEL, CENTRE_LABEL = "Object", "Centre"
+# Fixed region ids: a returned region with an existing id replaces it in place (FIELD_NOTES §6).
+MESH_REGION_ID, EDGES_REGION_ID, BOX_REGION_ID = "pose6d_mesh", "pose6d_edges", "pose6d_box"
+
+
+@dataclasses.dataclass(frozen=True)
+class NumberSpec:
+    name: str
+    unit: str
+    min: float
+    max: float
+    fine: float  # the original tool's -/+ step
+    coarse: float  # its coarse step (for hard categories)
+    decimals: int  # what is shown and stored: the overlay is rendered at the rounded value
+
+
+NUMBERS = (
+    NumberSpec("azimuth", "deg", -360.0, 360.0, 1.0, 30.0, 2),
+    NumberSpec("elevation", "deg", -90.0, 90.0, 1.0, 30.0, 2),
+    NumberSpec("theta", "deg", -180.0, 180.0, 1.0, 30.0, 2),
+    NumberSpec("distance", "", 0.1, 100.0, 0.2, 1.0, 3),
+    NumberSpec("px", "px", -10000.0, 10000.0, 5.0, 30.0, 1),
+    NumberSpec("py", "px", -10000.0, 10000.0, 5.0, 30.0, 1),
+)
+NUMBER_SPECS = {spec.name: spec for spec in NUMBERS}
+assert tuple(NUMBER_SPECS) == POSE_NAMES
+
+
+def normalize_angle_deg(value: float) -> float:
+    """Wrap an angle in degrees to (-180, 180]."""
+    wrapped = math.fmod(value + 180.0, 360.0)
+    wrapped = wrapped + 360.0 if wrapped <= 0 else wrapped
+    return wrapped - 180.0
+
+
+def shown_pose(pose: Pose) -> Pose:
+    """The pose as the annotator sees it: azimuth and theta wrapped, values rounded to the UI's
+    decimals. The overlay is rendered at exactly this pose."""
+    deg = pose.as_degrees()
+    deg["azimuth"] = normalize_angle_deg(deg["azimuth"])
+    deg["theta"] = normalize_angle_deg(deg["theta"])
+    deg["elevation"] = max(-90.0, min(90.0, deg["elevation"]))
+    rounded = {n: round(deg[n], NUMBER_SPECS[n].decimals) for n in POSE_NAMES}
+    rounded["distance"] = max(rounded["distance"], NUMBER_SPECS["distance"].min)
+    return Pose.from_degrees(**rounded, viewport=pose.viewport, focal=pose.focal)
+
+
+def _classification(from_name: str, kind: str, value: dict) -> dict:
+    return {"id": f"pose6d_{from_name}", "from_name": from_name, "to_name": IMAGE, "type": kind,
+            "value": value}
+
+
+def pose_results(pose: Pose) -> list[dict]:
+    """The six Number results of ``shown_pose(pose)`` (degrees and pixels)."""
+    deg = shown_pose(pose).as_degrees()
+    return [_classification(n, "number", {"number": round(deg[n], NUMBER_SPECS[n].decimals)})
+            for n in POSE_NAMES]
+
+
+def choice_result(from_name: str, value: str) -> dict:
+    return _classification(from_name, "choices", {"choices": [str(value)]})
+
+
+def command_result(text: str | None = None) -> dict:
+    """The command box: empty after a command ran (it works as a command line)."""
+    return _classification(COMMAND, "textarea", {"text": [text] if text else []})
+
+
+def _region(region_id: str, from_name: str, kind: str, width: int, height: int, value: dict,
+            readonly: bool = False) -> dict:
+    out = {"id": region_id, "from_name": from_name, "to_name": IMAGE, "type": kind,
+           "original_width": int(width), "original_height": int(height), "image_rotation": 0,
+           "value": value}
+    if readonly:
+        out["readonly"] = True
+    return out
+
+
+def mask_region(region_id: str, label: str, mask: np.ndarray) -> dict:
+    """A brush region (full-image (H, W) bool mask) with a fixed id."""
+    h, w = mask.shape
+    return _region(region_id, OVERLAY, "brushlabels", w, h,
+                   {"format": "rle", "rle": mask_to_rle(mask), "brushlabels": [label]})
+
+
+def box_region(bbox: Iterable[float], width: int, height: int, region_id: str = BOX_REGION_ID) -> dict:
+    """The object's box (x1, y1, x2, y2 pixels) as a rectangle region (percent coordinates)."""
+    x1, y1, x2, y2 = (float(v) for v in bbox)
+    return _region(region_id, BOX, "rectanglelabels", width, height, {
+        "x": 100.0 * x1 / width, "y": 100.0 * y1 / height,
+        "width": 100.0 * (x2 - x1) / width, "height": 100.0 * (y2 - y1) / height,
+        "rotation": 0, "rectanglelabels": [BOX_LABEL]})
+
+
+def region_box_pixels(region: dict) -> tuple[float, float, float, float]:
+    """(x1, y1, x2, y2) pixels of a rectangle result (unrotated)."""
+    w, h = float(region["original_width"]), float(region["original_height"])
+    v = region["value"]
+    x1, y1 = v["x"] * w / 100.0, v["y"] * h / 100.0
+    return x1, y1, x1 + v["width"] * w / 100.0, y1 + v["height"] * h / 100.0
+
+
+def region_point_pixels(region: dict) -> tuple[float, float]:
+    """(x, y) pixels of a keypoint result; pixel centres are integer coordinates."""
+    w, h = float(region["original_width"]), float(region["original_height"])
+    return region["value"]["x"] * w / 100.0 - 0.5, region["value"]["y"] * h / 100.0 - 0.5
+
+
+# --- Reading an annotation's results back. ---
+
+
+@dataclasses.dataclass
+class AnnotationValues:
+    """What an annotation (or an interactive call's context) says: any field may be missing."""
+
+    numbers: dict[str, float]
+    choices: dict[str, str]
+    text: dict[str, str]
+    regions: list[dict]
+
+    def pose(self, viewport: float) -> Pose:
+        """The pose (angles in degrees in the results); InvalidPoseError if incomplete or bad."""
+        missing = [n for n in POSE_NAMES if n not in self.numbers]
+        if missing:
+            raise InvalidPoseError(f"annotation lacks {', '.join(missing)}")
+        return Pose.from_mapping(self.numbers, degrees=True, viewport=viewport)
+
+
+def read_results(results: Any) -> AnnotationValues:
+    """Parse a Label Studio result list; ignores entries it does not understand."""
+    numbers: dict[str, float] = {}
+    choices: dict[str, str] = {}
+    text: dict[str, str] = {}
+    regions: list[dict] = []
+    for item in results if isinstance(results, list) else []:
+        if not isinstance(item, dict) or not isinstance(item.get("value"), dict):
+            continue
+        name, value, kind = item.get("from_name"), item["value"], item.get("type")
+        if kind == "number" and name in NUMBER_SPECS:
+            number = value.get("number")
+            if isinstance(number, (int, float)) and not isinstance(number, bool):
+                numbers[name] = float(number)
+            elif isinstance(number, str):
+                try:
+                    numbers[name] = float(number)
+                except ValueError:
+                    pass
+        elif kind == "choices" and isinstance(value.get("choices"), list) and value["choices"]:
+            choices[name] = str(value["choices"][0])
+        elif kind == "textarea":
+            lines = value.get("text")
+            if isinstance(lines, list):
+                text[name] = "\n".join(str(t) for t in lines)
+            elif isinstance(lines, str):
+                text[name] = lines
+        elif kind in ("rectanglelabels", "keypointlabels", "brushlabels", "rectangle", "keypoint"):
+            regions.append(item)
+    return AnnotationValues(numbers, choices, text, regions)
+
+
+QUALITY_VALUES = tuple(lab.value for lab in QUALITY_LABELS)
+DENSE_VALUES = tuple(lab.value for lab in DENSE_LABELS)

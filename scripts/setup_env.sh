@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs everything the project needs on a Debian machine, idempotently:
+#   system packages (Open3D's libraries, Chromium for browser tests, PostgreSQL for the scale path),
+#   the project's virtual environment and Label Studio's own virtual environment.
+# Prints the two interpreters' paths as shell assignments (POSE6D_PYTHON=..., LS_BIN=...).
+# Environment: POSE6D_HOME (default ~/.cache/pose6d) holds the environments.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+home="${POSE6D_HOME:-$HOME/.cache/pose6d}"
+mkdir -p "$home"
+log="$home/setup.log"
+
+apt_packages=(libusb-1.0-0 libgl1 libegl1 libgomp1 libx11-6 chromium chromium-driver postgresql fonts-dejavu-core)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing system packages: ${missing[*]}" >&2
+  sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq >>"$log" 2>&1
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >>"$log" 2>&1 \
+    || { echo "setup: apt-get install failed, see $log" >&2; exit 1; }
+fi
+
+make_venv() {  # make_venv DIR REQUIREMENTS
+  local dir="$1" req="$2" stamp
+  stamp="$(sha256sum "$req" | cut -c1-16)"
+  if [ -f "$dir/.stamp" ] && [ "$(cat "$dir/.stamp")" = "$stamp" ]; then return 0; fi
+  echo "setup: installing $(basename "$req") into $dir (first time only, a few minutes)" >&2
+  rm -rf "$dir"
+  python3 -m venv "$dir"
+  "$dir/bin/pip" install -q --upgrade pip >>"$log" 2>&1 || true
+  "$dir/bin/pip" install -q -r "$req" >>"$log" 2>&1 \
+    || { echo "setup: pip install -r $req failed, see $log" >&2; exit 1; }
+  echo "$stamp" > "$dir/.stamp"
+}
+make_venv "$home/venv" "$repo/requirements.txt"
+make_venv "$home/label-studio" "$repo/requirements-label-studio.txt"
+echo "POSE6D_PYTHON=$home/venv/bin/python"
+echo "LS_BIN=$home/label-studio/bin/label-studio"
