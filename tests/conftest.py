@@ -1,0 +1,63 @@
+"""Shared fixtures: the real CAD meshes from ../shared (skipped when absent) and a tiny dataset."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pose6d.cad_library import write_off  # noqa: E402
+from pose6d.camera import Pose  # noqa: E402
+from pose6d.dataset import Dataset, ObjectKey, ObjectRecord, write_record  # noqa: E402
+from pose6d.inout import write_image  # noqa: E402
+
+SHARED_CAD = Path(os.environ.get("POSE6D_SHARED_CAD", REPO.parent / "shared" / "imagenet3d_cad"))
+
+
+@pytest.fixture(scope="session")
+def shared_cad_root() -> Path:
+    """../shared/imagenet3d_cad (real ImageNet3D meshes); the test is skipped when it is absent."""
+    if not SHARED_CAD.is_dir():
+        pytest.skip(f"real CAD meshes not available at {SHARED_CAD}")
+    return SHARED_CAD
+
+
+def box_mesh(sx: float, sy: float, sz: float) -> tuple[np.ndarray, np.ndarray]:
+    """An axis-aligned box centred at the origin: vertices (8, 3), faces (12, 3)."""
+    v = np.array([[x, y, z] for x in (-sx, sx) for y in (-sy, sy) for z in (-sz, sz)]) / 2.0
+    f = np.array([[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1],
+                  [2, 3, 7], [2, 7, 6], [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3]])
+    return v, f
+
+
+def make_tiny_dataset(root: Path) -> Dataset:
+    """Two categories (one with an underscore), CAD indices with a gap, three objects, 320x240."""
+    write_off(root / "CAD/car/01.off", *box_mesh(1.0, 0.5, 0.4))
+    write_off(root / "CAD/car/03.off", *box_mesh(0.8, 0.6, 0.5))
+    write_off(root / "CAD/punching_bag/01.off", *box_mesh(0.3, 0.3, 1.0))
+    rng = np.random.default_rng(0)
+    objects = [("car", "img_a_1", 0, 1), ("car", "img_a_1", 1, 3), ("punching_bag", "bag_2", 0, 1)]
+    for cat, name, k, cad in objects:
+        image = (rng.random((240, 320, 3)) * 255).astype(np.uint8)
+        write_image(root / "images" / cat / f"{name}.JPEG", image)
+        pose = Pose.from_degrees(30 + 10 * k, 15, 0, 8, 160 + 20 * k, 120, viewport=500)
+        record = ObjectRecord(pose, cad, {"bbox": np.array([100.0, 80, 220, 160]),
+                                          "width": 320, "height": 240})
+        write_record(root / "annotations" / cat / f"{name}_{k}.npz", record)
+    return Dataset(root)
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> Dataset:
+    return make_tiny_dataset(tmp_path / "data")
+
+
+@pytest.fixture
+def tiny_keys() -> list[ObjectKey]:
+    return [ObjectKey("car", "img_a_1", 0), ObjectKey("car", "img_a_1", 1),
+            ObjectKey("punching_bag", "bag_2", 0)]
