@@ -1,0 +1,54 @@
+"""An independent transcription of FIELD_NOTES §1, step by step, to check pose6d.camera against.
+
+Kept deliberately literal (and slow): it is the test's oracle, not product code.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _rx(a):
+    return np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+
+
+def _rz(a):
+    return np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+
+
+def project_reference(x, azimuth, elevation, theta, distance, px, py, viewport, focal=1.0):
+    """Pixels (N, 2) of world points x (N, 3); angles in radians."""
+    a, e, d = azimuth, elevation, distance
+    c = np.array([d * np.cos(e) * np.sin(a), -d * np.cos(e) * np.cos(a), d * np.sin(e)])
+    r = _rx(-(np.pi / 2 - e)) @ _rz(-a)
+    p = np.diag([viewport * focal, viewport * focal, -1]) @ np.hstack([r, (-r @ c)[:, None]])
+    xh = np.hstack([x, np.ones((len(x), 1))])
+    proj = (p @ xh.T).T
+    u, v = proj[:, 0] / proj[:, 2], proj[:, 1] / proj[:, 2]
+    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    u, v = rot @ np.vstack([u, v])
+    return np.stack([u + px, -v + py], axis=1)
+
+
+def rasterize_reference(uv: np.ndarray, faces: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Union of the projected triangles sampled at pixel centres (integer coordinates): (H, W) bool.
+
+    A pixel is inside when its centre lies inside or on a triangle (barycentric test).
+    """
+    mask = np.zeros((height, width), dtype=bool)
+    for tri in uv[faces]:
+        x0, y0 = np.floor(tri.min(axis=0)).astype(int)
+        x1, y1 = np.ceil(tri.max(axis=0)).astype(int)
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width - 1), min(y1, height - 1)
+        if x1 < x0 or y1 < y0:
+            continue
+        xs, ys = np.meshgrid(np.arange(x0, x1 + 1), np.arange(y0, y1 + 1))
+        (ax, ay), (bx, by), (cx, cy) = tri
+        det = (by - cy) * (ax - cx) + (cx - bx) * (ay - cy)
+        if abs(det) < 1e-12:
+            continue
+        l1 = ((by - cy) * (xs - cx) + (cx - bx) * (ys - cy)) / det
+        l2 = ((cy - ay) * (xs - cx) + (ax - cx) * (ys - cy)) / det
+        l3 = 1 - l1 - l2
+        eps = -1e-9
+        mask[y0:y1 + 1, x0:x1 + 1] |= (l1 >= eps) & (l2 >= eps) & (l3 >= eps)
+    return mask

@@ -1,0 +1,109 @@
+import math
+
+import numpy as np
+import pytest
+
+from pose6d.cad_library import CadLibrary, read_off
+from pose6d.camera import InvalidPoseError, Pose, opencv_camera, project_points
+from pose6d.pose_error import pose_rotation_error, rotation_error, summarize_errors
+from reference_camera import project_reference
+
+
+def random_pose(rng, viewport=3000.0) -> Pose:
+    return Pose(rng.uniform(-np.pi, np.pi), rng.uniform(-1.2, 1.2), rng.uniform(-np.pi, np.pi),
+                rng.uniform(2.0, 30.0), rng.uniform(0, 800), rng.uniform(0, 640), viewport)
+
+
+def shared_meshes(root):
+    lib = CadLibrary(root)
+    return [(c, i) for c in lib.categories() for i in lib.indices(c)]
+
+
+def test_projection_matches_field_notes_formula_on_real_meshes(shared_cad_root):
+    rng = np.random.default_rng(1)
+    lib = CadLibrary(shared_cad_root)
+    worst = 0.0
+    for category, index in shared_meshes(shared_cad_root):
+        vertices = lib.mesh(category, index).vertices
+        for _ in range(5):
+            pose = random_pose(rng, viewport=rng.choice([2000.0, 3000.0]))
+            ref = project_reference(vertices, pose.azimuth, pose.elevation, pose.theta,
+                                    pose.distance, pose.px, pose.py, pose.viewport)
+            worst = max(worst, float(np.abs(project_points(vertices, pose) - ref).max()))
+    assert worst < 1e-6, worst
+
+
+def test_projection_matches_formula_on_random_points():
+    rng = np.random.default_rng(2)
+    for _ in range(200):
+        pose = random_pose(rng)
+        pts = rng.uniform(-1, 1, size=(50, 3))
+        ref = project_reference(pts, pose.azimuth, pose.elevation, pose.theta, pose.distance,
+                                pose.px, pose.py, pose.viewport)
+        np.testing.assert_allclose(project_points(pts, pose), ref, atol=1e-6, rtol=0)
+
+
+def test_opencv_camera_is_a_proper_camera():
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        pose = random_pose(rng)
+        k, r, t = opencv_camera(pose)
+        np.testing.assert_allclose(r @ r.T, np.eye(3), atol=1e-12)
+        assert np.linalg.det(r) == pytest.approx(1.0)
+        # The world origin (object centre) projects to (px, py) and lies `distance` ahead.
+        assert t[2] == pytest.approx(pose.distance)
+        uv = project_points(np.zeros((1, 3)), pose)[0]
+        np.testing.assert_allclose(uv, [pose.px, pose.py], atol=1e-9)
+
+
+def test_points_behind_camera_are_nan():
+    pose = Pose.from_degrees(0, 0, 0, 2, 100, 100)
+    behind = np.array([[0.0, -5.0, 0.0]])  # the camera sits at (0, -2, 0) looking at +y
+    assert np.isnan(project_points(behind, pose)).all()
+
+
+@pytest.mark.parametrize("bad", [dict(distance=0), dict(distance=-1), dict(azimuth=math.nan),
+                                 dict(px=math.inf), dict(viewport=0), dict(theta="abc")])
+def test_invalid_pose_rejected(bad):
+    values = dict(azimuth=0.1, elevation=0.2, theta=0.0, distance=5, px=10, py=10)
+    values.update(bad)
+    with pytest.raises(InvalidPoseError):
+        Pose(**values)
+
+
+def test_degrees_round_trip():
+    pose = Pose.from_degrees(30, -10, 5, 4, 1, 2, viewport=2000)
+    deg = pose.as_degrees()
+    assert deg["azimuth"] == pytest.approx(30) and deg["elevation"] == pytest.approx(-10)
+    assert pose.azimuth == pytest.approx(math.radians(30))
+
+
+def test_rotation_error_matches_logm_definition():
+    scipy_linalg = pytest.importorskip("scipy.linalg")
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        p1, p2 = random_pose(rng), random_pose(rng)
+        from pose6d.camera import object_rotation
+
+        r1, r2 = object_rotation(p1), object_rotation(p2)
+        expected = np.linalg.norm(np.real(scipy_linalg.logm(r1.T @ r2)), "fro") / math.sqrt(2)
+        assert rotation_error(r1, r2) == pytest.approx(expected, abs=1e-6)
+
+
+def test_rotation_error_simple_cases():
+    a = Pose.from_degrees(10, 20, 0, 5, 0, 0)
+    assert pose_rotation_error(a, a) == pytest.approx(0, abs=1e-7)
+    b = Pose.from_degrees(40, 20, 0, 9, 50, 50)  # distance/centre do not matter
+    assert math.degrees(pose_rotation_error(a, b)) == pytest.approx(30, abs=1e-6)
+    c = Pose.from_degrees(10, 20, 25, 5, 0, 0)
+    assert math.degrees(pose_rotation_error(a, c)) == pytest.approx(25, abs=1e-6)
+
+
+def test_summary_metrics():
+    errs = [math.radians(d) for d in (1, 5, 12, 29, 31, 170)]
+    s = summarize_errors(errs)
+    assert s["count"] == 6
+    assert s["acc_pi18"] == pytest.approx(2 / 6)
+    assert s["acc_pi6"] == pytest.approx(4 / 6)
+    assert s["median_deg"] == pytest.approx((12 + 29) / 2)
+    assert math.isnan(summarize_errors([])["median_deg"])
