@@ -24,19 +24,19 @@ def compose_overlay(image: np.ndarray, rendered: Render, color=MESH_COLOR, edge_
     x0, y0, x1, y1 = rendered.box
     if x1 <= x0 or y1 <= y0:
         return out
-    win = out[y0:y1, x0:x1].astype(np.float32)
-    shaded = (0.35 + 0.65 * rendered.shade)[..., None] * np.asarray(color, dtype=np.float32)
+    win = out[y0:y1, x0:x1]  # a view: writes go straight into ``out``
     m = rendered.mask
-    win[m] = (1.0 - alpha) * win[m] + alpha * shaded[m]
+    shaded = (0.35 + 0.65 * rendered.shade[m])[:, None] * np.asarray(color, dtype=np.float32)
+    win[m] = ((1.0 - alpha) * win[m] + alpha * shaded).astype(np.uint8)
     win[rendered.edges] = edge_color
-    out[y0:y1, x0:x1] = win.astype(np.uint8)
     return out
 
 
-def render_overlay(image: np.ndarray, mesh: CadMesh, pose: Pose, **style) -> tuple[np.ndarray, Render]:
+def render_overlay(image: np.ndarray, mesh: CadMesh, pose: Pose, nthreads: int = 0,
+                   **style) -> tuple[np.ndarray, Render]:
     """Render ``mesh`` at ``pose`` over ``image``; returns (overlay (H, W, 3) uint8, Render)."""
     h, w = image.shape[:2]
-    rendered = render(mesh, pose, w, h)
+    rendered = render(mesh, pose, w, h, nthreads=nthreads)
     return compose_overlay(image, rendered, **style), rendered
 
 

@@ -65,8 +65,11 @@ def projected_box(mesh: CadMesh, pose: Pose, width: int, height: int) -> tuple[i
     return max(0, x0), max(0, y0), min(width, max(0, x1)), min(height, max(0, y1))
 
 
-def render(mesh: CadMesh, pose: Pose, width: int, height: int) -> Render:
-    """Ray-cast ``mesh`` at ``pose`` into a width x height image (see Render)."""
+def render(mesh: CadMesh, pose: Pose, width: int, height: int, nthreads: int = 0) -> Render:
+    """Ray-cast ``mesh`` at ``pose`` into a width x height image (see Render).
+
+    nthreads: Embree threads for the cast (0 = all cores).
+    """
     import open3d as o3d
 
     x0, y0, x1, y1 = projected_box(mesh, pose, width, height)
@@ -83,14 +86,14 @@ def render(mesh: CadMesh, pose: Pose, width: int, height: int) -> Render:
     extrinsic[:3, :3], extrinsic[:3, 3] = r, t
     rays = o3d.t.geometry.RaycastingScene.create_rays_pinhole(
         o3d.core.Tensor(k), o3d.core.Tensor(extrinsic), w, h)
-    hits = mesh.scene.cast_rays(rays)
+    hits = mesh.scene.cast_rays(rays, nthreads=nthreads)
     depth = hits["t_hit"].numpy()
     mask = np.isfinite(depth)
     normals = hits["primitive_normals"].numpy()
-    dirs = rays.numpy()[:, :, 3:]
-    dirs /= np.linalg.norm(dirs, axis=2, keepdims=True)
     # Two-sided Lambert with the light at the camera: CAD normals are not consistently oriented.
-    shade = np.where(mask, np.abs((normals * dirs).sum(axis=2)), 0.0).astype(np.float32)
+    dirs = rays.numpy()[:, :, 3:][mask]
+    shade = np.zeros(mask.shape, dtype=np.float32)
+    shade[mask] = np.abs((normals[mask] * dirs).sum(axis=1)) / np.linalg.norm(dirs, axis=1)
     edges = feature_edges(mask, depth, normals, hits["primitive_ids"].numpy(),
                           DEPTH_JUMP * mesh.radius)
     return Render(width, height, (x0, y0, x1, y1), mask, depth.astype(np.float32), shade, edges)
@@ -105,18 +108,23 @@ def feature_edges(mask: np.ndarray, depth: np.ndarray, normals: np.ndarray, prim
     differ by more than ``depth_jump``. The nearer (or the only hit) pixel is marked.
     """
     edges = np.zeros_like(mask)
+    flat_depth, flat_normals = depth.reshape(-1), normals.reshape(-1, 3)
     for axis in (0, 1):
-        a = [slice(None), slice(None)]
-        b = [slice(None), slice(None)]
-        a[axis], b[axis] = slice(None, -1), slice(1, None)
-        a, b = tuple(a), tuple(b)
+        a = (slice(None, -1), slice(None)) if axis == 0 else (slice(None), slice(None, -1))
+        b = (slice(1, None), slice(None)) if axis == 0 else (slice(None), slice(1, None))
         ma, mb = mask[a], mask[b]
-        both = ma & mb & (prim_ids[a] != prim_ids[b])
-        crease = np.abs((normals[a] * normals[b]).sum(axis=-1)) < CREASE_COS
-        with np.errstate(invalid="ignore"):
-            step = np.abs(depth[a] - depth[b]) > depth_jump
-            a_nearer = depth[a] <= depth[b]
-        edge = both & (crease | step)
-        edges[a] |= (ma & ~mb) | (edge & a_nearer)
-        edges[b] |= (mb & ~ma) | (edge & ~a_nearer)
+        edges[a] |= ma & ~mb  # silhouette: the hit side is marked
+        edges[b] |= mb & ~ma
+        # Creases and depth steps: only where two different triangles meet (few pixels).
+        ys, xs = np.nonzero(ma & mb & (prim_ids[a] != prim_ids[b]))
+        if ys.size == 0:
+            continue
+        ia = ys * mask.shape[1] + xs
+        ib = ia + (mask.shape[1] if axis == 0 else 1)
+        crease = np.abs((flat_normals[ia] * flat_normals[ib]).sum(axis=1)) < CREASE_COS
+        step = np.abs(flat_depth[ia] - flat_depth[ib]) > depth_jump
+        edge = crease | step
+        a_nearer = flat_depth[ia] <= flat_depth[ib]
+        edges.reshape(-1)[ia[edge & a_nearer]] = True
+        edges.reshape(-1)[ib[edge & ~a_nearer]] = True
     return edges
