@@ -1,0 +1,167 @@
+"""The Label Studio ML backend HTTP contract in Flask: /health, /setup, /predict, /webhook,
+plus /metrics and /cad/<category>/<index>.png thumbnails for the CAD choice.
+
+Why not the label-studio-ml package: its PyPI release (1.0.9) pins Flask 1.1.2 / Werkzeug 2.0.2,
+which cannot be installed beside Open3D (Flask 3), and has the old API; the same contract is
+implemented here, with the model shaped like a label-studio-ml model (setup / predict / fit).
+"""
+from __future__ import annotations
+
+import functools
+import hmac
+import io
+import logging
+import time
+
+from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from ml_backend.metrics import Metrics
+from ml_backend.model import Pose6DModel
+from ml_backend.settings import Settings
+
+log = logging.getLogger("ml_backend")
+PUBLIC_PREFIXES = ("/health", "/cad/")  # docker health checks and <img> thumbnails carry no auth
+
+
+class BadRequest(ValueError):
+    """The request body is not what the contract says; answered with 400 and a JSON error."""
+
+
+def create_app(settings: Settings, model: Pose6DModel | None = None) -> Flask:
+    app = Flask("ml_backend")
+    app.config["MAX_CONTENT_LENGTH"] = int(settings.max_request_mb * 1024 * 1024)
+    model = model or Pose6DModel(settings)
+    metrics = Metrics()
+    app.extensions["pose6d_model"] = model
+
+    @app.before_request
+    def _auth_and_clock():
+        g.t0 = time.perf_counter()
+        if settings.basic_auth and not request.path.startswith(PUBLIC_PREFIXES):
+            auth = request.authorization
+            ok = auth is not None and auth.type == "basic" and _same(auth.username, settings.basic_auth_user) \
+                & _same(auth.password, settings.basic_auth_password)
+            if not ok:
+                return Response('{"error": "authentication required"}', 401, mimetype="application/json",
+                                headers={"WWW-Authenticate": 'Basic realm="pose6d"'})
+        return None
+
+    @app.after_request
+    def _cors_and_metrics(response: Response):
+        response.headers.setdefault("Access-Control-Allow-Origin", "*")
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.observe(route, response.status_code, time.perf_counter() - g.get("t0", time.perf_counter()))
+        return response
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        return jsonify(error=exc.description or exc.name), exc.code
+
+    @app.errorhandler(BadRequest)
+    def _bad_request(exc: BadRequest):
+        log.warning("%s %s: bad request: %s", request.method, request.path, exc)
+        return jsonify(error=str(exc)), 400
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("%s %s failed", request.method, request.path)
+        return jsonify(error=f"internal error: {type(exc).__name__}"), 500
+
+    @app.get("/health")
+    @app.get("/")
+    def health():
+        return jsonify(status="UP", model_class=type(model).__name__, model_version=model.model_version)
+
+    @app.post("/setup")
+    def setup():
+        body = _json_body()
+        schema = body.get("schema")
+        if schema:
+            if not isinstance(schema, str):
+                raise BadRequest("'schema' must be the labeling config XML string")
+            missing = model.check_config(schema)
+            if missing:
+                raise BadRequest("the labeling config lacks what this backend needs: " + ", ".join(missing))
+        return jsonify(model_version=model.model_version)
+
+    @app.post("/predict")
+    def predict():
+        body = _json_body()
+        tasks = body.get("tasks")
+        if not isinstance(tasks, list) or not tasks or not all(isinstance(t, dict) for t in tasks):
+            raise BadRequest("'tasks' must be a non-empty list of task objects")
+        params = body.get("params") or {}
+        if not isinstance(params, dict):
+            raise BadRequest("'params' must be an object")
+        context = params.get("context")
+        if context is not None and not isinstance(context, dict):
+            raise BadRequest("'params.context' must be an object or null")
+        results = model.predict(tasks, context=context)
+        return jsonify(results=results, model_version=model.model_version)
+
+    @app.post("/webhook")
+    def webhook():
+        from ml_backend.sync import MalformedEvent, SyncRejected
+
+        body = _json_body()
+        action = body.get("action")
+        if not isinstance(action, str):
+            raise BadRequest("webhook body has no 'action'")
+        try:
+            summary = model.fit(action, body)
+        except MalformedEvent as exc:
+            raise BadRequest(str(exc)) from None
+        except SyncRejected as exc:
+            return jsonify(status="rejected", error=str(exc)), 422
+        return jsonify(summary), 201
+
+    @app.get("/metrics")
+    def metrics_text():
+        extra = {}
+        if model._sync is not None:
+            extra = {f"sync_events_{k}": v for k, v in model.sync.stats().items()
+                     if isinstance(v, (int, float))}
+        return Response(metrics.render(extra), mimetype="text/plain; version=0.0.4")
+
+    @app.get("/cad/<category>/<int:index>.png")
+    def cad_thumbnail(category: str, index: int):
+        from pose6d.cad_library import CadError
+
+        try:
+            png = _thumbnail_png(model, category, index)
+        except CadError as exc:
+            return jsonify(error=str(exc)), 404
+        return Response(png, mimetype="image/png", headers={"Cache-Control": "public, max-age=3600"})
+
+    return app
+
+
+def _same(given: str | None, expected: str) -> bool:
+    """Constant-time comparison of credentials."""
+    return hmac.compare_digest((given or "").encode(), expected.encode())
+
+
+def _json_body() -> dict:
+    body = request.get_json(silent=True, force=True)
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return body
+
+
+@functools.lru_cache(maxsize=1024)
+def _thumbnail_png_cached(root: str, category: str, index: int, mtime: float) -> bytes:
+    from PIL import Image
+
+    from pose6d.cad_library import CadLibrary
+    from pose6d.overlay import render_thumbnail
+
+    image = render_thumbnail(CadLibrary(root).mesh(category, index), size=120)
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _thumbnail_png(model: Pose6DModel, category: str, index: int) -> bytes:
+    path = model.dataset.cad.path(category, index)
+    return _thumbnail_png_cached(str(model.dataset.cad.root), category, index, path.stat().st_mtime)

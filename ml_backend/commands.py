@@ -1,0 +1,64 @@
+"""The annotator's command language, typed in the one-line command box (Enter runs it).
+
+Tokens run left to right, separated by spaces or commas:
+  a+ a- a++ a--   azimuth by the fine / coarse step (e elevation, t theta, d distance, x px, y py)
+  a+7 d-0.5       by an amount (degrees, CAD units, pixels)
+  a=30 x=412      set a value
+  f               flip: azimuth + 180 (the most common model error)
+  n  p  c3        next / previous CAD model, or model 3
+  r               reset to the model's initial pose and CAD
+  u               undo the last change (repeatable)
+  .               re-render at the values shown (after typing into the number fields)
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from pose6d.labeling import NUMBER_SPECS
+
+AXES = {"a": "azimuth", "e": "elevation", "t": "theta", "d": "distance", "x": "px", "y": "py"}
+ERROR_MARK = "\u26a0"  # the backend's error messages start with this; it is never a command
+_STEP = re.compile(r"^([aetdxy])(\+\+|--|\+|-)$")
+_DELTA = re.compile(r"^([aetdxy])([+-]\d+(?:\.\d*)?|[+-]\.\d+)$")
+_SET = re.compile(r"^([aetdxy])=(-?\d+(?:\.\d*)?|-?\.\d+)$")
+_CAD = re.compile(r"^c=?(\d+)$")
+
+
+class CommandError(ValueError):
+    """A token that is not a command; the message says which and how to write one."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    kind: str  # add | set | flip | cad_next | cad_prev | cad_set | reset | undo | refresh
+    name: str = ""  # pose value name for add / set
+    value: float = 0.0
+
+
+def parse_commands(text: str) -> list[Command]:
+    """Parse the command box's text; raises CommandError for the first bad token."""
+    text = text.split(ERROR_MARK, 1)[0].strip().lower()
+    tokens = [tok for tok in re.split(r"[\s,;]+", text) if tok]
+    if not tokens:
+        return [Command("refresh")]
+    return [_parse_token(tok) for tok in tokens]
+
+
+def _parse_token(tok: str) -> Command:
+    simple = {"f": "flip", "flip": "flip", "n": "cad_next", "next": "cad_next", "p": "cad_prev",
+              "prev": "cad_prev", "r": "reset", "reset": "reset", "u": "undo", "undo": "undo",
+              ".": "refresh", "=": "refresh"}
+    if tok in simple:
+        return Command(simple[tok])
+    if m := _STEP.match(tok):
+        spec = NUMBER_SPECS[AXES[m.group(1)]]
+        step = spec.coarse if len(m.group(2)) == 2 else spec.fine
+        return Command("add", spec.name, step if m.group(2)[0] == "+" else -step)
+    if m := _DELTA.match(tok):
+        return Command("add", AXES[m.group(1)], float(m.group(2)))
+    if m := _SET.match(tok):
+        return Command("set", AXES[m.group(1)], float(m.group(2)))
+    if m := _CAD.match(tok):
+        return Command("cad_set", value=float(m.group(1)))
+    raise CommandError(f"unknown command {tok!r} (try a++ e- d+ x-- a=30 f n p c2 r u)")

@@ -1,0 +1,141 @@
+"""The model Label Studio talks to, shaped like a label-studio-ml model: setup / predict / fit."""
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from typing import Any
+
+from pose6d.cad_library import CadError
+from pose6d.camera import InvalidPoseError
+from pose6d.dataset import Dataset, ObjectKey
+from pose6d.inout import DataError, image_size
+from pose6d import labeling
+from pose6d.labeling import box_region, choice_result, pose_results, shown_pose
+
+from ml_backend.overlay_regions import overlay_regions
+from ml_backend.pose_source import make_pose_source
+from ml_backend.settings import Settings
+
+log = logging.getLogger("ml_backend")
+
+REQUIRED_TAGS = (labeling.IMAGE, labeling.CAD, labeling.QUALITY, labeling.DENSE, labeling.OVERLAY,
+                 *labeling.NUMBER_SPECS)
+
+
+class TaskError(ValueError):
+    """One task cannot be predicted (missing image, CAD, object key...). The batch goes on."""
+
+
+class Pose6DModel:
+    """Prefills each object's pose, renders the mesh overlay, refines it interactively and syncs
+    submitted annotations back to the dataset."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.setup()
+
+    def setup(self) -> None:
+        """Open the dataset, the pose source and the sync store (once per process)."""
+        self.dataset = Dataset(self.settings.data_root)
+        self.pose_source = make_pose_source(self.settings.pose_source, self.dataset)
+        self.model_version = f"{self.settings.model_version}:{self.pose_source.name}"
+        self._sync = None
+        self._image_size = functools.lru_cache(maxsize=65536)(self._read_image_size)
+        from ml_backend.interactive import InteractiveSession
+
+        self.interactive = InteractiveSession(self)
+
+    @property
+    def sync(self):
+        """The sync service, opened lazily so that /health and /predict never wait for it."""
+        if self._sync is None:
+            from ml_backend.sync import SyncService
+
+            self._sync = SyncService(self.dataset, self.settings.sync_store or None)
+        return self._sync
+
+    # --- label-studio-ml interface ---
+
+    def check_config(self, label_config: str) -> list[str]:
+        """Names of the labeling config's tags this backend needs but does not find."""
+        from label_studio_sdk.label_interface import LabelInterface
+
+        try:
+            interface = LabelInterface(label_config)
+        except Exception as exc:  # the SDK raises several types for a bad XML
+            return [f"invalid labeling config: {exc}"]
+        names = {tag.name for tag in interface.controls} | {tag.name for tag in interface.objects}
+        return [name for name in REQUIRED_TAGS if name not in names]
+
+    def predict(self, tasks: list[dict], context: dict | None = None, **kwargs) -> list[Any]:
+        """One entry per task: a prediction dict, or [] for a task that failed (logged)."""
+        if context is not None:
+            return [self.interactive.handle(tasks[0], context)] + [[] for _ in tasks[1:]]
+        out: list[Any] = []
+        for task in tasks:
+            try:
+                out.append(self.predict_task(task))
+            except TaskError as exc:
+                log.warning("predict: task %s skipped: %s", task.get("id"), exc)
+                out.append([])
+        return out
+
+    def fit(self, event: str, data: dict, **kwargs) -> dict:
+        """Label Studio's webhook events: sync annotations back to the dataset."""
+        return self.sync.handle_event(dict(data, action=event))
+
+    # --- helpers ---
+
+    def object_key(self, task: dict) -> ObjectKey:
+        data = task.get("data") if isinstance(task, dict) else None
+        if not isinstance(data, dict) or "object_key" not in data:
+            raise TaskError("task data has no object_key")
+        try:
+            return ObjectKey.parse(data["object_key"])
+        except DataError as exc:
+            raise TaskError(str(exc)) from None
+
+    def _read_image_size(self, key: ObjectKey) -> tuple[int, int]:
+        return image_size(self.dataset.image_path(key))
+
+    def task_context(self, task: dict):
+        """(key, initial pose, image width, height) of a task; TaskError when unusable."""
+        key = self.object_key(task)
+        try:
+            initial = self.pose_source.initial(key)
+            width, height = self._image_size(key)
+            self.dataset.cad.path(key.category, initial.cad_index)
+        except (DataError, CadError, InvalidPoseError) as exc:
+            raise TaskError(str(exc)) from None
+        return key, initial, width, height
+
+    def pose_prediction(self, key: ObjectKey, pose, cad_index: int, width: int, height: int,
+                        bbox=None, extra: list[dict] | None = None) -> list[dict]:
+        """Result list for a pose: six Numbers, CAD choice, box and the overlay at ``shown_pose``."""
+        shown = shown_pose(pose)
+        try:
+            mesh = self.dataset.cad.mesh(key.category, cad_index)
+        except CadError as exc:
+            raise TaskError(str(exc)) from None
+        regions, _ = overlay_regions(mesh, shown, width, height, self.settings.edge_width)
+        results = pose_results(shown) + [choice_result(labeling.CAD, str(cad_index))] + regions
+        if bbox is not None:
+            results.append(box_region(bbox, width, height))
+        return results + (extra or [])
+
+    def predict_task(self, task: dict) -> dict:
+        t0 = time.perf_counter()
+        key, initial, width, height = self.task_context(task)
+        record_bbox = (task.get("data") or {}).get("bbox")
+        results = self.pose_prediction(key, initial.pose, initial.cad_index, width, height,
+                                       bbox=record_bbox if _is_box(record_bbox) else None)
+        log.debug("predict %s in %.1f ms", key, (time.perf_counter() - t0) * 1000)
+        return {"result": results, "score": initial.score, "model_version": self.model_version}
+
+
+def _is_box(value) -> bool:
+    try:
+        return len(value) == 4 and all(float(v) == float(v) for v in value)
+    except (TypeError, ValueError):
+        return False

@@ -1,0 +1,114 @@
+"""Label Studio's ML backend contract, through Flask's test client."""
+import math
+
+import numpy as np
+import pytest
+
+from pose6d import labeling
+from pose6d.brush_rle import rle_to_mask
+from pose6d.labeling import shown_pose
+from pose6d.renderer import render
+from backend_helpers import make_client, numbers_of, results_by_name, task_for
+
+
+def iou(a, b):
+    return (a & b).sum() / max((a | b).sum(), 1)
+
+
+def test_health_and_setup(tiny_dataset):
+    client = make_client(tiny_dataset)
+    res = client.get("/health")
+    assert res.status_code == 200 and res.json["status"] == "UP"
+    from conftest import REPO
+    schema = (REPO / "labeling_config/pose6d.xml").read_text()
+    res = client.post("/setup", json={"project": "1.1", "schema": schema, "hostname": "http://x",
+                                      "access_token": "secret"})
+    assert res.status_code == 200 and "model_version" in res.json
+    res = client.post("/setup", json={"project": "1.1", "schema": "<View><Image name='image' value='$image'/></View>"})
+    assert res.status_code == 400 and "azimuth" in res.json["error"]
+
+
+def test_predict_prefills_initial_pose_with_overlay(tiny_dataset, tiny_keys):
+    client = make_client(tiny_dataset)
+    tasks = [task_for(tiny_dataset, key, i + 1) for i, key in enumerate(tiny_keys)]
+    res = client.post("/predict", json={"tasks": tasks, "project": "1.1", "label_config": "",
+                                        "params": {"context": None}})
+    assert res.status_code == 200
+    results = res.json["results"]
+    assert len(results) == len(tasks)
+    for key, pred in zip(tiny_keys, results):
+        record = tiny_dataset.read(key)
+        shown = numbers_of(pred["result"])
+        expected = record.pose.as_degrees()
+        for name in expected:
+            assert shown[name] == pytest.approx(expected[name], abs=0.01)
+        by = results_by_name(pred["result"])
+        assert by[labeling.CAD]["value"]["choices"] == [str(record.cad_index)]
+        mesh_region = by[labeling.MESH_REGION_ID]
+        w, h = mesh_region["original_width"], mesh_region["original_height"]
+        mask = rle_to_mask(mesh_region["value"]["rle"], w, h)
+        truth = render(tiny_dataset.cad.mesh(key.category, record.cad_index),
+                       shown_pose(record.pose), w, h).full_mask
+        assert truth.sum() > 100 and iou(mask, truth) >= 0.99
+        edges = rle_to_mask(by[labeling.EDGES_REGION_ID]["value"]["rle"], w, h)
+        assert edges.sum() > 0
+        assert pred["model_version"] and isinstance(pred["score"], float)
+
+
+def test_broken_tasks_fail_alone(tiny_dataset, tiny_keys):
+    client = make_client(tiny_dataset)
+    good = task_for(tiny_dataset, tiny_keys[0], 1)
+    tiny_dataset.image_path(tiny_keys[2]).unlink()
+    no_image = {"id": 2, "data": {"object_key": str(tiny_keys[2])}}
+    unknown_category = {"id": 3, "data": {"object_key": "boat/x_0"}}
+    no_key = {"id": 4, "data": {"image": "x.jpg"}}
+    traversal = {"id": 5, "data": {"object_key": "../../etc/passwd_0"}}
+    (tiny_dataset.root / "CAD/car/03.off").write_text("OFF\n3 1 0\n0 0 0\n")  # corrupt mesh
+    corrupt_cad = task_for(tiny_dataset, tiny_keys[1], 6)
+    res = client.post("/predict", json={"tasks": [good, no_image, unknown_category, no_key,
+                                                  traversal, corrupt_cad]})
+    assert res.status_code == 200
+    results = res.json["results"]
+    assert len(results) == 6
+    assert results[0]["result"] and all(r == [] for r in results[1:])
+
+
+@pytest.mark.parametrize("body", [None, "not json", [], {"tasks": []}, {"tasks": "x"},
+                                  {"tasks": [1, 2]}, {"tasks": [{}], "params": "x"},
+                                  {"tasks": [{}], "params": {"context": 3}}])
+def test_malformed_predict_is_400(tiny_dataset, body):
+    client = make_client(tiny_dataset)
+    if isinstance(body, str):
+        res = client.post("/predict", data=body, content_type="application/json")
+    else:
+        res = client.post("/predict", json=body)
+    assert res.status_code == 400 and "error" in res.json
+    assert client.get("/health").status_code == 200
+
+
+def test_basic_auth(tiny_dataset):
+    client = make_client(tiny_dataset, basic_auth_user="ls", basic_auth_password="s3cret")
+    assert client.post("/predict", json={"tasks": []}).status_code == 401
+    import base64
+    bad = base64.b64encode(b"ls:wrong").decode()
+    good = base64.b64encode(b"ls:s3cret").decode()
+    assert client.post("/setup", json={}, headers={"Authorization": f"Basic {bad}"}).status_code == 401
+    assert client.post("/setup", json={}, headers={"Authorization": f"Basic {good}"}).status_code == 200
+    assert client.get("/health").status_code == 200  # health checks carry no credentials
+
+
+def test_thumbnails_and_metrics(tiny_dataset):
+    client = make_client(tiny_dataset)
+    res = client.get("/cad/car/3.png")
+    assert res.status_code == 200 and res.data[:4] == b"\x89PNG"
+    assert res.headers["Access-Control-Allow-Origin"] == "*"
+    assert client.get("/cad/car/2.png").status_code == 404
+    assert client.get("/cad/nope/1.png").status_code == 404
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'pose6d_requests_total{route="/cad/<category>/<int:index>.png",status="200"} 1' in text
+
+
+def test_request_size_limit(tiny_dataset):
+    client = make_client(tiny_dataset, max_request_mb=0.01)
+    res = client.post("/predict", data=b"{" + b" " * 20000 + b"}", content_type="application/json")
+    assert res.status_code == 413

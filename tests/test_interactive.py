@@ -1,0 +1,127 @@
+"""Interactive refinement through /predict with a context, as Label Studio sends it."""
+import math
+
+import numpy as np
+import pytest
+
+from pose6d import labeling
+from pose6d.brush_rle import rle_to_mask
+from pose6d.camera import Pose, project_points
+from ml_backend.commands import CommandError, parse_commands
+from ml_backend.interactive import fit_pose_to_box
+from backend_helpers import (command_context, interactive_body, make_client, numbers_of,
+                             results_by_name, task_for)
+
+
+@pytest.fixture
+def session(tiny_dataset, tiny_keys):
+    client = make_client(tiny_dataset)
+    task = task_for(tiny_dataset, tiny_keys[0], 7)
+    record = tiny_dataset.read(tiny_keys[0])
+    state = {"numbers": {k: round(v, 2) for k, v in record.pose.as_degrees().items()},
+             "cad": record.cad_index}
+
+    def send(command: str) -> dict:
+        res = client.post("/predict", json=interactive_body(
+            task, command_context(state["numbers"], state["cad"], command)))
+        assert res.status_code == 200, res.json
+        result = res.json["results"][0]["result"]
+        by = results_by_name(result)
+        if numbers_of(result):
+            state["numbers"] = numbers_of(result)
+            state["cad"] = int(by[labeling.CAD]["value"]["choices"][0])
+        return by
+
+    return send, state, record, client, task
+
+
+def test_commands_move_the_pose_and_overlay(session):
+    send, state, record, _, _ = session
+    az0 = state["numbers"]["azimuth"]
+    by = send("a++")
+    assert state["numbers"]["azimuth"] == pytest.approx(az0 + 30)
+    assert by[labeling.COMMAND]["value"]["text"] == []  # the box is cleared for the next command
+    mask1 = rle_to_mask(by[labeling.MESH_REGION_ID]["value"]["rle"], 320, 240)
+    send("x-- y+")
+    assert state["numbers"]["px"] == pytest.approx(record.pose.px - 30)
+    assert state["numbers"]["py"] == pytest.approx(record.pose.py + 5)
+    by = send("d+ d+")
+    assert state["numbers"]["distance"] == pytest.approx(record.pose.distance + 0.4)
+    mask2 = rle_to_mask(by[labeling.MESH_REGION_ID]["value"]["rle"], 320, 240)
+    assert mask2.sum() < mask1.sum()  # further away: smaller
+    send("n")
+    assert state["cad"] == 3
+    send("n")
+    assert state["cad"] == 1  # wraps around the category's models (indices 1 and 3)
+    send("u")
+    assert state["cad"] == 3
+    send("u")
+    send("u")
+    assert state["numbers"]["distance"] == pytest.approx(record.pose.distance)
+    send("r")
+    assert state["numbers"]["azimuth"] == pytest.approx(az0) and state["cad"] == record.cad_index
+
+
+def test_typed_values_are_kept_and_rendered(session):
+    send, state, record, _, _ = session
+    state["numbers"]["elevation"] = 42.0  # typed into the Number field, then "." renders it
+    by = send(".")
+    assert state["numbers"]["elevation"] == pytest.approx(42.0)
+    send("a=-170 a-20")
+    assert state["numbers"]["azimuth"] == pytest.approx(170.0)  # wrapped to (-180, 180]
+
+
+def test_bad_command_reports_in_the_box_and_changes_nothing(session):
+    send, state, _, _, _ = session
+    before = dict(state["numbers"])
+    by = send("zz")
+    assert by[labeling.COMMAND]["value"]["text"][0].startswith("\u26a0")
+    assert labeling.MESH_REGION_ID not in by and state["numbers"] == before
+
+
+def test_empty_context_changes_nothing(session):
+    _, _, _, client, task = session
+    res = client.post("/predict", json=interactive_body(task, []))
+    assert res.json["results"][0]["result"] == []
+
+
+def test_centre_click_and_box_fit(session, tiny_dataset, tiny_keys):
+    send, state, record, client, task = session
+    click = {"id": "kp1", "from_name": labeling.CENTRE, "to_name": labeling.IMAGE,
+             "type": "keypointlabels", "original_width": 320, "original_height": 240,
+             "value": {"x": 50.0, "y": 25.0, "width": 1, "keypointlabels": [labeling.CENTRE_LABEL]}}
+    res = client.post("/predict", json=interactive_body(task, [click]))
+    shown = numbers_of(res.json["results"][0]["result"])
+    assert shown["px"] == pytest.approx(159.5) and shown["py"] == pytest.approx(59.5)
+    assert shown["azimuth"] == pytest.approx(state["numbers"]["azimuth"])
+    box = labeling.box_region([40, 50, 200, 150], 320, 240, region_id="user_box")
+    res = client.post("/predict", json=interactive_body(task, [box]))
+    shown = numbers_of(res.json["results"][0]["result"])
+    pose = Pose.from_degrees(**shown, viewport=record.pose.viewport)
+    uv = project_points(tiny_dataset.cad.mesh("car", 1).vertices, pose)
+    lo, hi = uv.min(axis=0), uv.max(axis=0)
+    assert np.allclose((lo + hi) / 2, [120, 100], atol=1.0)
+    assert math.hypot(*(hi - lo)) == pytest.approx(math.hypot(160, 100), rel=0.02)
+
+
+def test_fit_pose_to_box_keeps_rotation():
+    v = np.random.default_rng(0).uniform(-0.5, 0.5, (200, 3))
+    pose = Pose.from_degrees(20, 10, 5, 5, 100, 100, viewport=800)
+    fitted = fit_pose_to_box(v, pose, (300, 200, 420, 330))
+    assert (fitted.azimuth, fitted.elevation, fitted.theta) == (pose.azimuth, pose.elevation, pose.theta)
+    with pytest.raises(CommandError):
+        fit_pose_to_box(v, pose, (10, 10, 11, 11))
+
+
+@pytest.mark.parametrize("text, kinds", [("a+", ["add"]), ("A++,e-  d=3", ["add", "add", "set"]),
+                                         ("", ["refresh"]), ("n p c3 r u f .", ["cad_next", "cad_prev",
+                                         "cad_set", "reset", "undo", "flip", "refresh"]),
+                                         ("x+12.5 \u26a0 old error", ["add"])])
+def test_parse_commands(text, kinds):
+    assert [c.kind for c in parse_commands(text)] == kinds
+
+
+@pytest.mark.parametrize("text", ["a", "q+", "a=", "a+x", "c", "rm -rf"])
+def test_parse_commands_rejects(text):
+    with pytest.raises(CommandError):
+        parse_commands(text)
