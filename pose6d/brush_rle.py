@@ -15,20 +15,28 @@ MAX_RUN = 1 << 16
 
 def mask_to_rle(mask: np.ndarray) -> list[int]:
     """Encode an (H, W) bool/uint8 mask (nonzero = inside) as Label Studio brush RLE bytes."""
-    values = np.where(np.asarray(mask).reshape(-1) != 0, 255, 0).astype(np.uint8)
-    return encode(np.repeat(values, 4))
+    flat = np.asarray(mask).reshape(-1) != 0
+    if flat.size == 0:
+        raise ValueError("cannot encode an empty mask")
+    # Runs are found per pixel, then stretched x4: the RGBA channels of a pixel are equal.
+    ends = np.append(np.flatnonzero(flat[1:] != flat[:-1]), flat.size - 1)
+    lengths = np.diff(np.append(-1, ends)) * 4
+    return encode_runs(np.where(flat[ends], 255, 0), lengths, 4 * flat.size)
 
 
 def encode(values: np.ndarray) -> list[int]:
     """Encode a flat uint8 array; returns the list of byte values Label Studio expects."""
     values = np.asarray(values, dtype=np.uint8).reshape(-1)
-    n = values.size
-    if n == 0:
+    if values.size == 0:
         raise ValueError("cannot encode an empty array")
-    change = np.flatnonzero(values[1:] != values[:-1])
-    ends = np.append(change, n - 1)
-    lengths = np.diff(np.append(-1, ends)).astype(np.int64)
-    run_values = values[ends].astype(np.int64)
+    ends = np.append(np.flatnonzero(values[1:] != values[:-1]), values.size - 1)
+    return encode_runs(values[ends], np.diff(np.append(-1, ends)), values.size)
+
+
+def encode_runs(run_values: np.ndarray, lengths: np.ndarray, n: int) -> list[int]:
+    """Encode runs (value, length) that add up to ``n`` values."""
+    run_values = np.asarray(run_values, dtype=np.int64)
+    lengths = np.asarray(lengths, dtype=np.int64)
     # Runs longer than 2^16 are split into full 2^16 chunks plus the rest.
     chunks = (lengths - 1) // MAX_RUN + 1
     run_values = np.repeat(run_values, chunks)
