@@ -3,6 +3,7 @@ annotation, a predictions file or a real pose model can prefill the annotator's 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import json
 from pathlib import Path
@@ -33,11 +34,13 @@ class DatasetPoseSource:
 
     name = "initial-annotation"
 
-    def __init__(self, dataset: Dataset):
+    def __init__(self, dataset: Dataset, cache_size: int = 200_000):
         self.dataset = dataset
+        # Initial annotations are never rewritten, so a record read once stays true.
+        self._read = functools.lru_cache(maxsize=cache_size)(dataset.read)
 
     def initial(self, key: ObjectKey) -> InitialPose:
-        record = self.dataset.read(key)
+        record = self._read(key)
         score = float(record.extra.get("score", 1.0)) if _is_number(record.extra.get("score", 1.0)) else 1.0
         return InitialPose(record.pose, record.cad_index, score, self.name)
 
