@@ -114,6 +114,8 @@ def create_app(settings: Settings, model: Pose6DModel | None = None) -> Flask:
             raise BadRequest(str(exc)) from None
         except SyncRejected as exc:
             return jsonify(status="rejected", error=str(exc)), 422
+        if summary.get("status") == "failed":  # journaled: retried later, or repaired by reconcile
+            return jsonify(summary), 503
         return jsonify(summary), 201
 
     @app.get("/metrics")
