@@ -112,3 +112,40 @@ def test_request_size_limit(tiny_dataset):
     client = make_client(tiny_dataset, max_request_mb=0.01)
     res = client.post("/predict", data=b"{" + b" " * 20000 + b"}", content_type="application/json")
     assert res.status_code == 413
+
+
+def test_webhook_syncs_and_refuses(tiny_dataset, tiny_keys):
+    import ls_payloads as ls
+    from pose6d.dataset import SYNCED
+
+    client = make_client(tiny_dataset)
+    key = str(tiny_keys[0])
+    res = client.post("/webhook", json=ls.created(11, 1, key, updated=10,
+                                                  result=ls.pose_result(azimuth=45.0)))
+    assert res.status_code == 201, res.json
+    record = tiny_dataset.read(tiny_keys[0], SYNCED)
+    assert record.pose.azimuth == pytest.approx(math.radians(45.0))
+    assert record.extra["object_status"] == "status_good"
+    # The same event again changes nothing; an older update arriving late does not win.
+    assert client.post("/webhook", json=ls.created(11, 1, key, updated=10,
+                                                   result=ls.pose_result(azimuth=45.0))).status_code == 201
+    client.post("/webhook", json=ls.updated(11, 1, key, updated=5, result=ls.pose_result(azimuth=1.0)))
+    assert tiny_dataset.read(tiny_keys[0], SYNCED).pose.azimuth == pytest.approx(math.radians(45.0))
+    # Invalid annotations are refused with a reason (422) and not written.
+    res = client.post("/webhook", json=ls.created(12, 2, str(tiny_keys[1]), updated=11,
+                                                  result=ls.pose_result(distance=-1.0)))
+    assert res.status_code == 422 and "distance" in res.json["error"]
+    assert tiny_dataset.read_optional(tiny_keys[1], SYNCED) is None
+    res = client.post("/webhook", json=ls.deleted(11))
+    assert res.status_code == 201 and tiny_dataset.read_optional(tiny_keys[0], SYNCED) is None
+
+
+@pytest.mark.parametrize("body", [None, [], {"no": "action"}, {"action": 3},
+                                  {"action": "ANNOTATION_CREATED"},
+                                  {"action": "ANNOTATION_CREATED", "annotation": "x", "task": {}},
+                                  {"action": "ANNOTATIONS_DELETED", "annotations": "x"}])
+def test_malformed_webhook_is_400(tiny_dataset, body):
+    client = make_client(tiny_dataset)
+    res = client.post("/webhook", json=body)
+    assert res.status_code == 400 and "error" in res.json
+    assert client.get("/health").status_code == 200
