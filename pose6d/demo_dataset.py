@@ -154,6 +154,7 @@ def wrap_angle(a: float) -> float:
     """Angle in radians wrapped to [-pi, pi)."""
     return float((a + math.pi) % (2.0 * math.pi) - math.pi)
 
+
 def mask_bbox(mask: np.ndarray) -> np.ndarray | None:
     """(x1, y1, x2, y2) float64 of a full-image bool mask, x2/y2 exclusive; None when empty."""
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
