@@ -1,0 +1,378 @@
+"""Where exported labels come from: the synced dataset folder or a Label Studio project.
+
+Both sources give ``Label`` items built the same way: a project's annotations go through
+``ml_backend.sync.annotation_record``, the very function the webhook sync uses, so an export
+from the project and one from ``annotations_new/`` agree field for field.
+
+- Synced folder, newest per object: ``annotations_new/<category>/<name>_<k>.npz`` (the sync
+  keeps there the newest valid annotation of each object). Objects whose only annotations are
+  skips have no file there; they are read from the sync store (``annotations_new/.sync.sqlite3``
+  or ``--sync-store``) when it exists.
+- Synced folder, all annotations: the sync store keeps every version of every annotation; per
+  annotation its newest valid version is taken (as the sync does), or a skip when it has none.
+- Project: ``tasks.list(project=N, fields="all")``; cancelled (skipped) annotations become
+  skipped labels, annotations the sync would reject are reported and left out.
+
+A skipped label keeps the object's INITIAL pose and CAD, with ``skipped=True`` and the quality
+code of "bad quality - no object" so ImageNet3D loaders that drop ``status_bad`` drop it too.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from ml_backend.sync import (DEFAULT_STORE, SyncRejected, annotation_record, annotator_of,
+                             object_key_of, parse_updated_at)
+from pose6d.dataset import GROUND_TRUTH, INITIAL, SYNCED, Dataset, ObjectKey, ObjectRecord
+from pose6d.inout import DataError
+from pose6d.labels import quality_code
+
+BAD_STATUS = quality_code("bad quality - no object")  # status_bad
+SKIPPED_STATUS = BAD_STATUS  # what a skipped object's object_status says (module docstring)
+_SKIP_MARK = "was_cancelled"  # in the sync store's reason for a skipped annotation (sync.py)
+
+
+class ExportError(RuntimeError):
+    """An export or report that cannot run (missing folder, no store, ...). One-line message."""
+
+
+@dataclasses.dataclass
+class ExportSummary:
+    """What an export wrote: files, objects (annotations) and how many of them were marked."""
+
+    files: int = 0
+    objects: int = 0
+    skipped: int = 0
+    bad: int = 0
+    left_out: int = 0
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class Label:
+    """One exported label of one object.
+
+    record: pose (radians inside Pose), cad_index, extra (bbox x1 y1 x2 y2 px, width, height,
+    object_status, dense codes, ...). For a skipped label it is the initial record.
+    updated_us: updated_at as microseconds since the epoch (the ordering key; 0 when unknown).
+    """
+
+    key: ObjectKey
+    record: ObjectRecord
+    annotator: str
+    skipped: bool = False
+    annotation_id: int = -1
+    task_id: int = -1
+    project_id: int = -1
+    updated_at: str = ""
+    updated_us: int = 0
+
+    @property
+    def object_status(self) -> str:
+        return SKIPPED_STATUS if self.skipped else str(self.record.extra.get("object_status", ""))
+
+    @property
+    def dense(self) -> str:
+        value = self.record.extra.get("dense")
+        return "" if value is None else str(value)
+
+    @property
+    def usable(self) -> bool:
+        """A completed label with an object in it (not skipped, not status_bad)."""
+        return not self.skipped and self.object_status != BAD_STATUS
+
+
+def _int(value: Any, default: int = -1) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _stamp(value: Any) -> tuple[str, int]:
+    try:
+        return parse_updated_at(value)
+    except ValueError:  # MalformedEvent is a ValueError: old records may lack updated_at
+        return "", 0
+
+
+def label_from_record(key: ObjectKey, record: ObjectRecord, skipped: bool = False,
+                      **ids: Any) -> Label:
+    """A Label from a synced record (its extra holds annotator, ls_*_id and updated_at)."""
+    extra = record.extra
+    updated_at, updated_us = _stamp(ids.get("updated_at", extra.get("updated_at")))
+    return Label(key, record, str(ids.get("annotator", extra.get("annotator", "unknown"))),
+                 skipped, _int(ids.get("annotation_id", extra.get("ls_annotation_id"))),
+                 _int(ids.get("task_id", extra.get("ls_task_id"))),
+                 _int(ids.get("project_id", extra.get("ls_project_id"))), updated_at, updated_us)
+
+
+def newest_per_object(labels: Iterable[Label]) -> list[Label]:
+    """One label per object: the newest completed one, else the newest skip. Sorted by key."""
+    best: dict[ObjectKey, Label] = {}
+    for lab in labels:
+        rank = (not lab.skipped, lab.updated_us, lab.annotation_id)
+        cur = best.get(lab.key)
+        if cur is None or rank > (not cur.skipped, cur.updated_us, cur.annotation_id):
+            best[lab.key] = lab
+    return [best[k] for k in sorted(best)]
+
+
+def sort_labels(labels: Iterable[Label]) -> list[Label]:
+    """Key order, then oldest first (deterministic output)."""
+    return sorted(labels, key=lambda l: (l.key, l.updated_us, l.annotation_id))
+
+
+# --- Reading records fast (10k files): threads, since np.load releases the GIL on I/O. ---
+
+
+def read_records(dataset: Dataset, kind: str, keys: Sequence[ObjectKey] | None = None,
+                 workers: int = 8) -> dict[ObjectKey, ObjectRecord]:
+    """Every record of ``kind`` (annotations / annotations_new / ground_truth), by key.
+
+    Raises ExportError naming the first malformed file.
+    """
+    keys = dataset.objects(kind) if keys is None else list(keys)
+
+    def read(key: ObjectKey) -> ObjectRecord:
+        return dataset.read(key, kind)
+
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            return dict(zip(keys, pool.map(read, keys)))
+    except DataError as exc:
+        raise ExportError(str(exc)) from None
+
+
+# --- Synced folder and sync store. ---
+
+
+def default_store_url(dataset: Dataset) -> str:
+    return os.environ.get("POSE6D_SYNC_STORE") or str(dataset.root / DEFAULT_STORE)
+
+
+def _store_exists(url: str) -> bool:
+    if url.startswith(("postgresql://", "postgres://")):
+        return True
+    return Path(url.removeprefix("sqlite://")).is_file()
+
+
+def store_labels(dataset: Dataset, store_url: str | None = None) -> list[Label] | None:
+    """Every not-deleted annotation the sync store has seen, one Label each; None without a store.
+
+    Per annotation: its newest valid version (what the sync would write), else a skip when its
+    versions say it was skipped; annotations that were only ever rejected are left out.
+    """
+    from ml_backend.sync_store import SyncStore
+
+    url = store_url or default_store_url(dataset)
+    if not _store_exists(url):
+        return None
+    store = SyncStore(url)
+    try:
+        with store.transaction() as tx:
+            rows = tx.run("SELECT annotation_id, updated_us, content_hash, object_key, task_id, "
+                          "project_id, updated_at, valid, reason, record_json "
+                          "FROM pose6d_sync_version WHERE deleted = 0")
+            skippers = _skip_annotators(tx)
+    except store.errors as exc:
+        raise ExportError(f"cannot read the sync store {url}: {exc}") from None
+    finally:
+        store.close()
+    best: dict[int, tuple] = {}
+    for row in rows:
+        valid, skip = bool(row[7]), _SKIP_MARK in str(row[8] or "")
+        if not (valid or skip):
+            continue
+        rank = (valid, int(row[1]), row[2])  # valid beats skip, then newest
+        if row[0] not in best or rank > best[row[0]][0]:
+            best[row[0]] = (rank, row)
+    initial: dict[ObjectKey, ObjectRecord] = {}
+    out = []
+    for _, row in best.values():
+        try:
+            key = ObjectKey.parse(row[3])
+            if row[7]:
+                fields = {k: np.asarray(v) if isinstance(v, list) else v
+                          for k, v in json.loads(row[9]).items()}
+                record = ObjectRecord.from_npz_dict(fields, f"sync store annotation {row[0]}")
+            else:
+                if key not in initial:
+                    initial[key] = dataset.read(key, INITIAL)
+                record = initial[key]
+        except DataError as exc:
+            raise ExportError(f"sync store annotation {row[0]}: {exc}") from None
+        out.append(label_from_record(key, record, skipped=not row[7], annotation_id=row[0],
+                                     task_id=row[4], project_id=row[5], updated_at=row[6],
+                                     **({} if row[7] else
+                                        {"annotator": skippers.get(int(row[0]), "unknown")})))
+    return sort_labels(out)
+
+
+def _skip_annotators(tx: Any) -> dict[int, str]:
+    """{annotation id: annotator} of skipped annotations, from the journaled event payloads
+    (the store keeps no record for a skip). Payloads are canonical JSON (no spaces)."""
+    out: dict[int, str] = {}
+    for (text,) in tx.run("SELECT payload FROM pose6d_sync_journal WHERE payload LIKE ?",
+                          ('%"was_cancelled":true%',)):
+        try:
+            annotations = json.loads(text).get("annotation")
+        except (ValueError, AttributeError):
+            continue
+        for ann in annotations if isinstance(annotations, list) else [annotations]:
+            if isinstance(ann, dict) and ann.get("was_cancelled") and isinstance(ann.get("id"), int):
+                out[ann["id"]] = annotator_of(ann)
+    return out
+
+
+def labels_from_synced(dataset: Dataset, all_annotations: bool = False,
+                       store_url: str | None = None) -> list[Label]:
+    """Labels of the synced folder (module docstring). Raises ExportError when it cannot."""
+    if not (dataset.root / INITIAL).is_dir():
+        raise ExportError(f"{dataset.root} has no {INITIAL}/ folder (not a dataset root)")
+    stored = store_labels(dataset, store_url)
+    if all_annotations:
+        if stored is None:
+            raise ExportError(f"--all-annotations needs the sync store "
+                              f"({store_url or default_store_url(dataset)} not found); "
+                              "or export --from project")
+        return stored
+    if not (dataset.root / SYNCED).is_dir() and stored is None:
+        raise ExportError(f"{dataset.root} has no {SYNCED}/ folder: nothing was synced yet")
+    labels = [label_from_record(k, r) for k, r in read_records(dataset, SYNCED).items()]
+    done = {lab.key for lab in labels}
+    skips = [lab for lab in stored or [] if lab.skipped and lab.key not in done]
+    return sort_labels(labels + newest_per_object(skips))
+
+
+# --- Label Studio project. ---
+
+
+def _plain(obj: Any) -> dict:
+    """An SDK model or a dict as a plain JSON dict."""
+    if isinstance(obj, dict):
+        return obj
+    return obj.model_dump(mode="json")
+
+
+def iter_project_tasks(client: Any, project_id: int, page_size: int = 100) -> Iterator[dict]:
+    """The project's tasks with their annotations (plain dicts), through the SDK's pager."""
+    for task in client.tasks.list(project=project_id, fields="all", page_size=page_size):
+        yield _plain(task)
+
+
+def labels_from_tasks(tasks: Iterable[dict], dataset: Dataset, all_annotations: bool = False,
+                      on_reject: Callable[[str], None] | None = None,
+                      progress: Callable[[int], None] | None = None) -> list[Label]:
+    """Labels of Label Studio tasks (dicts with ``data`` and ``annotations``).
+
+    Cancelled annotations become skipped labels (initial pose); annotations the sync would reject
+    go to ``on_reject("task T annotation A: reason")`` and are left out.
+    """
+    out = []
+    for task in tasks:
+        if progress:
+            progress(1)
+        annotations = [a for a in task.get("annotations") or [] if isinstance(a, dict)]
+        if not annotations:
+            continue
+        try:
+            key = object_key_of(task)
+            initial = dataset.read(key, INITIAL)
+        except (SyncRejected, DataError) as exc:
+            if on_reject:
+                on_reject(f"task {task.get('id')}: {getattr(exc, 'reason', exc)}")
+            continue
+        for ann in annotations:
+            ann = dict(ann, project=ann.get("project", task.get("project")))
+            ids = dict(annotator=annotator_of(ann), annotation_id=ann.get("id"),
+                       task_id=task.get("id"), project_id=ann.get("project"),
+                       updated_at=ann.get("updated_at"))
+            if ann.get("was_cancelled"):
+                out.append(label_from_record(key, initial, skipped=True, **ids))
+                continue
+            try:
+                record = annotation_record(ann, task, initial, dataset)
+            except (SyncRejected, ValueError) as exc:
+                if on_reject:
+                    on_reject(f"task {task.get('id')} annotation {ann.get('id')}: "
+                              f"{getattr(exc, 'reason', exc)}")
+                continue
+            out.append(label_from_record(key, record, **ids))
+    return sort_labels(out if all_annotations else newest_per_object(out))
+
+
+def labels_from_project(client: Any, project_id: int, dataset: Dataset,
+                        all_annotations: bool = False, **kwargs: Any) -> list[Label]:
+    """Labels of a Label Studio project (see labels_from_tasks); ExportError if unreachable."""
+    try:
+        tasks = list(iter_project_tasks(client, project_id))
+    except Exception as exc:  # the SDK raises ApiError / httpx errors: one line for the user
+        raise ExportError(f"cannot list tasks of project {project_id}: "
+                          f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+    return labels_from_tasks(tasks, dataset, all_annotations, **kwargs)
+
+
+def user_names(client: Any) -> dict[str, str]:
+    """{str(user id): email} of the Label Studio users (annotators are stored by id)."""
+    try:
+        return {str(u.id): u.email or str(u.id) for u in client.users.list()}
+    except Exception:  # names are a nicety of the report; ids still work
+        return {}
+
+
+# --- Output: a staging folder renamed into place, so a failed export leaves nothing half done. ---
+
+
+@contextlib.contextmanager
+def staged_output(out: Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield an empty sibling folder to write into; on success it becomes ``out``.
+
+    ``out`` must be absent or empty unless ``overwrite`` (then the old folder is replaced only
+    after the new one is complete). On an exception the staging folder is removed.
+    """
+    out = Path(out).resolve()
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ExportError(f"{out} is not empty (use --overwrite to replace it)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old / "x")
+    os.replace(stage, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def parallel_writes(jobs: Sequence[Any], write: Callable[[Any], Any], workers: int = 8,
+                    desc: str = "write", progress: bool = True) -> None:
+    """Run ``write(job)`` for every job on a thread pool (each file write fsyncs: threads overlap
+    the waits) with a tqdm bar; the first exception propagates."""
+    from tqdm import tqdm
+
+    with ThreadPoolExecutor(max(1, workers)) as pool, \
+            tqdm(total=len(jobs), desc=desc, unit="file", disable=not progress) as bar:
+        for _ in pool.map(write, jobs):
+            bar.update(1)
+
+
+def ground_truth_records(dataset: Dataset) -> dict[ObjectKey, ObjectRecord]:
+    """The dataset's ground_truth/ records (demo datasets, test questions); {} when none."""
+    return read_records(dataset, GROUND_TRUTH) if (dataset.root / GROUND_TRUTH).is_dir() else {}
