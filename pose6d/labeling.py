@@ -186,3 +186,41 @@ def read_results(results: Any) -> AnnotationValues:
 
 QUALITY_VALUES = tuple(lab.value for lab in QUALITY_LABELS)
 DENSE_VALUES = tuple(lab.value for lab in DENSE_LABELS)
+
+
+# --- What the labeling config needs beyond tag names (scripts/make_labeling_config.py). ---
+
+# Task data fields the config reads ($image, ...); pose6d/tasks.py writes them.
+DATA_IMAGE, DATA_CAD_OPTIONS, DATA_INSTRUCTIONS = "image", "cad_options", "instructions"
+
+
+def number_step(spec: NumberSpec) -> float:
+    """The config's Number step: one unit of the last shown decimal (0.01 deg, 0.001, 0.1 px).
+
+    Label Studio refuses to submit a Number that is off the grid min + k * step, so a coarser
+    step (the fine 1 deg) would reject values such as 30.52 that the backend returns.
+    """
+    return 10.0 ** -spec.decimals
+
+
+def _hex(rgb: tuple[int, int, int]) -> str:
+    return "#{:02X}{:02X}{:02X}".format(*rgb)
+
+
+# Region colours in Label Studio: the brush overlay uses the server overlay's colours (light blue
+# fill, yellow edges: readable over most photos); box and centre in colours that differ from both.
+from pose6d.overlay import EDGE_COLOR, MESH_COLOR  # noqa: E402  (numpy only; no open3d at import)
+
+LABEL_COLOURS = {MESH_LABEL: _hex(MESH_COLOR), EDGES_LABEL: _hex(EDGE_COLOR),
+                 BOX_LABEL: "#FF6D00", CENTRE_LABEL: "#FF00E5"}
+# Hotkeys. Label Studio's defaults use ctrl/alt/shift combinations and the tool letters
+# b e h k m o p r u v w [ ]. Every label, choice and Number without a hotkey gets the next key of
+# "1234567890qwetasdfgzxcvb..." whether or not a tool uses it (1.23.2 gave px the eraser's "e"),
+# so every control claims one: a Number's hotkey only adds one step, so theirs are parked on
+# F13-F18 (absent from laptop keyboards); the CAD options take CAD_HOTKEYS in order.
+QUALITY_HOTKEYS = dict(zip(QUALITY_VALUES, ("1", "2", "3", "4")))
+DENSE_HOTKEYS = dict(zip(DENSE_VALUES, ("n", "y")))
+LABEL_HOTKEYS = {BOX_LABEL: "5", CENTRE_LABEL: "6", MESH_LABEL: "7", EDGES_LABEL: "8"}
+NUMBER_HOTKEYS = {spec.name: f"f{13 + i}" for i, spec in enumerate(NUMBERS)}
+CAD_HOTKEYS = ("9", "0", "q", "t", "a", "s", "d", "f", "g", "z", "x", "c", "i", "j", "l")
+assert DENSE_VALUES == ("no", "yes") and len(QUALITY_HOTKEYS) == len(QUALITY_VALUES)

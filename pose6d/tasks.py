@@ -1,0 +1,152 @@
+"""Label Studio tasks for a dataset: one task per object, with its initial pose as a prediction.
+
+Task data (what labeling_config/pose6d.xml reads, names from pose6d.labeling)::
+
+    image          URL of the photo (Label Studio local files by default)
+    object_key     "category/name_k" (str(ObjectKey)): the link back to the dataset record
+    category, bbox [x1, y1, x2, y2] pixels, width, height (of the photo), viewport
+    cad_index      the initial 1-based CAD model
+    cad_options    one {"value": "<index>", "html": ..., "hotkey": ...} per CAD model of the category
+    instructions   the category's rule for annotators, or ""
+
+The prediction holds the six Numbers (degrees, pixels), the CAD choice and the box region; the
+overlay masks are the backend's job (rendering here would make imports slow and huge).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Iterable, Iterator
+from urllib.parse import quote
+
+from pose6d import labeling as L
+from pose6d.cad_library import CadError
+from pose6d.camera import InvalidPoseError
+from pose6d.dataset import Dataset, ObjectKey
+from pose6d.inout import DataError, image_size
+from pose6d.labels import CATEGORY_INSTRUCTIONS
+
+LOCAL_FILES_PREFIX = "/data/local-files/?d="  # Label Studio's local-files URL; d is root-relative
+PREDICTION_MODEL_VERSION = "initial-annotation"
+THUMBNAIL_STYLE = "height: 48px; display: block"
+
+
+class TaskError(DataError):
+    """An object that cannot become a task (missing photo or CAD, bad record). Names the object."""
+
+
+def image_url(relpath: str, prefix: str | None = None) -> str:
+    """URL of a photo given its dataset-root-relative path (posix); local files by default."""
+    return (LOCAL_FILES_PREFIX if prefix is None else prefix) + quote(relpath, safe="/")
+
+
+def cad_options(dataset: Dataset, category: str,
+                thumbnail_url_prefix: str | None = None) -> list[dict[str, str]]:
+    """One dynamic-Choices option per CAD model of ``category`` (value = 1-based index as text).
+
+    With a thumbnail prefix the option shows ``<img src="{prefix}/{category}/{index}.png">``
+    (Label Studio's sanitiser keeps <img>; it drops scripts, iframes and on* attributes).
+    Raises TaskError when the category has no CAD model.
+    """
+    try:
+        indices = dataset.cad.indices(category)
+    except CadError as exc:
+        raise TaskError(str(exc)) from None
+    if not indices:
+        raise TaskError(f"no CAD models for category {category!r} in {dataset.cad.root}")
+    out = []
+    for n, index in enumerate(indices):
+        text = f"model {index}"
+        if thumbnail_url_prefix:
+            src = f"{thumbnail_url_prefix.rstrip('/')}/{quote(category)}/{index}.png"
+            html = f'<img src="{src}" alt="{text}" style="{THUMBNAIL_STYLE}">{text}'
+        else:
+            html = text
+        option = {"value": str(index), "html": html}
+        if n < len(L.CAD_HOTKEYS):  # explicit, or Label Studio picks keys that tools use
+            option["hotkey"] = L.CAD_HOTKEYS[n]
+        out.append(option)
+    return out
+
+
+def _bbox(extra_bbox, width: int, height: int) -> list[float] | None:
+    if extra_bbox is None:
+        return None
+    box = [float(v) for v in extra_bbox]
+    if not all(math.isfinite(v) for v in box) or box[2] <= box[0] or box[3] <= box[1]:
+        raise TaskError(f"bad bbox {box} (x1, y1, x2, y2 pixels) for a {width}x{height} photo")
+    return box
+
+
+def object_task(dataset: Dataset, key: ObjectKey, image_url_prefix: str | None = None,
+                thumbnail_url_prefix: str | None = None, predictions: bool = True) -> dict[str, Any]:
+    """The Label Studio task of one object (``{"data": ..., "predictions": [...]}``).
+
+    Raises TaskError naming the object when its photo is missing or unreadable, its CAD category
+    or initial CAD model is missing, or its record is malformed.
+    """
+    try:
+        record = dataset.read(key)
+        relpath = dataset.image_relpath(key)
+        width, height = image_size(dataset.root / relpath)  # header only: fast on big datasets
+        options = cad_options(dataset, key.category, thumbnail_url_prefix)
+        if str(record.cad_index) not in {o["value"] for o in options}:
+            raise TaskError(f"CAD model {record.cad_index} missing (have "
+                            f"{', '.join(o['value'] for o in options)})")
+        stored = (record.extra.get("width"), record.extra.get("height"))
+        if None not in stored and (int(stored[0]), int(stored[1])) != (width, height):
+            raise TaskError(f"photo is {width}x{height} but the record says {stored[0]}x{stored[1]}")
+        bbox = _bbox(record.bbox, width, height)
+        pose_result = L.pose_results(record.pose) if predictions else []
+    except (DataError, InvalidPoseError) as exc:
+        raise TaskError(f"{key}: {exc}") from None  # always "<key>: <reason>"
+    data = {
+        L.DATA_IMAGE: image_url(relpath, image_url_prefix),
+        "object_key": str(key),
+        "category": key.category,
+        "bbox": bbox,
+        "width": int(width),
+        "height": int(height),
+        "viewport": float(record.pose.viewport),
+        "cad_index": int(record.cad_index),
+        L.DATA_CAD_OPTIONS: options,
+        L.DATA_INSTRUCTIONS: CATEGORY_INSTRUCTIONS.get(key.category, ""),
+    }
+    task: dict[str, Any] = {"data": data}
+    if predictions:
+        result = pose_result + [L.choice_result(L.CAD, str(record.cad_index))]
+        if bbox is not None:
+            result.append(L.box_region(bbox, width, height))
+        task["predictions"] = [{"model_version": PREDICTION_MODEL_VERSION, "score": 1.0,
+                                "result": result}]
+    return task
+
+
+def iter_tasks(dataset: Dataset, keys: Iterable[ObjectKey] | None = None,
+               categories: list[str] | None = None, limit: int | None = None,
+               on_skip: Callable[[ObjectKey, str], None] | None = None,
+               **task_kwargs: Any) -> Iterator[dict[str, Any]]:
+    """Tasks of ``keys`` (default: every object of ``categories``, or of all), at most ``limit``.
+
+    Objects that cannot become tasks are passed to ``on_skip(key, message)`` and left out; the
+    other keyword arguments go to ``object_task``.
+    """
+    if keys is None:
+        keys = dataset.objects(categories=categories)
+    made = 0
+    for key in keys:
+        if limit is not None and made >= limit:
+            return
+        try:
+            task = object_task(dataset, key, **task_kwargs)
+        except TaskError as exc:
+            if on_skip is not None:
+                on_skip(key, str(exc))
+            continue
+        made += 1
+        yield task
+
+
+def task_object_key(task: dict[str, Any]) -> ObjectKey:
+    """The ObjectKey a task (or its ``data``) stands for; DataError when it has none."""
+    data = task.get("data", task) if isinstance(task, dict) else {}
+    return ObjectKey.parse(data.get("object_key") if isinstance(data, dict) else None)

@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Make Label Studio tasks (JSON) from a dataset: one task per object, initial pose as prediction.
+
+Objects whose photo is missing or unreadable, or whose CAD models are missing, are reported on
+stderr and skipped. Works offline; the output file is written atomically.
+
+examples:
+  python scripts/make_tasks.py --data-root demo_data --out tasks.json
+  python scripts/make_tasks.py --data-root /data/in3d --out car.json --categories car --limit 100 \\
+      --thumbnail-url-prefix http://127.0.0.1:9090/cad
+
+Images default to Label Studio local files (/data/local-files/?d=<path relative to the data
+root>): start Label Studio with LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=<data root> and add a
+local-files storage for the data root to the project. Otherwise pass --image-url-prefix.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pose6d.dataset import Dataset, ObjectKey  # noqa: E402
+from pose6d.inout import atomic_write_bytes  # noqa: E402
+from pose6d.tasks import iter_tasks  # noqa: E402
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    doc = __doc__.split("\n\n")
+    parser = argparse.ArgumentParser(description=doc[0], epilog="\n\n".join(doc[1:]),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", required=True, type=Path,
+                        help="dataset root (images/, annotations/, CAD/)")
+    parser.add_argument("--out", required=True, type=Path, help="output tasks JSON file")
+    parser.add_argument("--image-url-prefix", default=None,
+                        help="prefix of image URLs, followed by the root-relative path "
+                             "(default: /data/local-files/?d=)")
+    parser.add_argument("--thumbnail-url-prefix", default=None,
+                        help="show CAD thumbnails <prefix>/<category>/<index>.png in the options "
+                             "(e.g. the backend's http://host:port/cad); text only by default")
+    parser.add_argument("--no-predictions", action="store_true",
+                        help="leave out the initial-pose predictions")
+    parser.add_argument("--categories", default=None,
+                        help="comma-separated category names (default: all)")
+    parser.add_argument("--limit", type=int, default=None, help="write at most N tasks")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if args.limit is not None and args.limit < 0:
+        parser.error("--limit must be >= 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tqdm import tqdm
+
+    args = parse_args(argv)
+    if not (args.data_root / "annotations").is_dir():
+        print(f"error: {args.data_root} has no annotations/ folder (not a dataset root)",
+              file=sys.stderr)
+        return 2
+    categories = [c for c in args.categories.split(",") if c] if args.categories else None
+    dataset = Dataset(args.data_root)
+    keys = dataset.objects(categories=categories)
+    if categories:
+        found = {k.category for k in keys}
+        for cat in categories:
+            if cat not in found:
+                print(f"warning: no objects of category {cat!r}", file=sys.stderr)
+    if not keys:
+        print(f"error: no objects found under {args.data_root / 'annotations'}", file=sys.stderr)
+        return 1
+
+    skipped: list[str] = []
+
+    def on_skip(key: ObjectKey, message: str) -> None:
+        skipped.append(str(key))
+        tqdm.write(f"skipped {message}", file=sys.stderr)
+
+    bar = tqdm(keys, desc="tasks", unit="obj", disable=args.quiet, file=sys.stderr)
+    tasks = list(iter_tasks(dataset, bar, limit=args.limit, on_skip=on_skip,
+                            image_url_prefix=args.image_url_prefix,
+                            thumbnail_url_prefix=args.thumbnail_url_prefix,
+                            predictions=not args.no_predictions))
+    bar.close()
+    try:
+        atomic_write_bytes(args.out, json.dumps(tasks).encode("utf-8"))
+    except OSError as exc:
+        print(f"error: cannot write {args.out}: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {len(tasks)} tasks to {args.out}; skipped {len(skipped)} object(s)"
+          + (" (see messages above)" if skipped else ""), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""labeling_config/pose6d.xml: generated from pose6d.labeling, valid for Label Studio, consistent."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from label_studio_sdk.label_interface import LabelInterface
+
+from pose6d import labeling as L
+from pose6d.camera import POSE_NAMES
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "labeling_config" / "pose6d.xml"
+SCRIPT = REPO / "scripts" / "make_labeling_config.py"
+sys.path.insert(0, str(SCRIPT.parent))
+import make_labeling_config  # noqa: E402
+
+# Label Studio 1.23.2's default hotkeys without modifiers (its keymap.json / Hotkeys defaults):
+# tools, region commands, bracket tool sizes. hotkeys-js ignores case.
+LS_PLAIN_KEYS = set("behkmopruvw[]") | {"enter", "escape", "backspace", "delete", "left", "right"}
+
+
+@pytest.fixture(scope="module")
+def xml_root() -> ET.Element:
+    return ET.fromstring(CONFIG.read_text(encoding="utf-8"))
+
+
+def _tags(root: ET.Element, tag: str) -> dict[str, ET.Element]:
+    return {el.get("name"): el for el in root.iter(tag)}
+
+
+def test_committed_config_is_generated():
+    assert CONFIG.read_text(encoding="utf-8") == make_labeling_config.build_config()
+    run = subprocess.run([sys.executable, str(SCRIPT), "--check"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+
+
+def test_check_detects_stale_file(tmp_path, capsys):
+    stale = tmp_path / "pose6d.xml"
+    stale.write_text(make_labeling_config.build_config().replace('step="0.01"', 'step="1"'))
+    assert make_labeling_config.main(["--check", "--out", str(stale)]) == 1
+    assert "stale" in capsys.readouterr().err
+    assert make_labeling_config.main(["--out", str(stale)]) == 0
+    assert make_labeling_config.main(["--check", "--out", str(stale)]) == 0
+
+
+def test_label_interface_validates():
+    interface = LabelInterface(CONFIG.read_text(encoding="utf-8"))
+    interface.validate()  # raises on schema, duplicate names, bad toName or attributes
+    assert [o.name for o in interface.objects] == [L.IMAGE]
+    kinds = {c.name: type(c).__name__ for c in interface.controls}
+    expected = {L.BOX: "RectangleLabelsTag", L.CENTRE: "KeyPointLabelsTag",
+                L.OVERLAY: "BrushLabelsTag", L.COMMAND: "TextAreaTag", L.CAD: "ChoicesTag",
+                L.QUALITY: "ChoicesTag", L.DENSE: "ChoicesTag"}
+    expected.update({name: "NumberTag" for name in POSE_NAMES})
+    assert kinds == expected
+    assert all(c.to_name == [L.IMAGE] for c in interface.controls)
+
+
+def test_image_and_regions(xml_root):
+    image = _tags(xml_root, "Image")[L.IMAGE]
+    assert image.get("value") == f"${L.DATA_IMAGE}" and image.get("zoom") == "true"
+    box = _tags(xml_root, "RectangleLabels")[L.BOX]
+    assert box.get("smart") == "true"
+    assert [lab.get("value") for lab in box] == [L.BOX_LABEL]
+    centre = _tags(xml_root, "KeyPointLabels")[L.CENTRE]
+    assert centre.get("smart") == "true" and centre.get("smartOnly") == "true"
+    assert [lab.get("value") for lab in centre] == [L.CENTRE_LABEL]
+    overlay = _tags(xml_root, "BrushLabels")[L.OVERLAY]
+    assert [lab.get("value") for lab in overlay] == [L.MESH_LABEL, L.EDGES_LABEL]
+    for lab in xml_root.iter("Label"):
+        assert lab.get("background") == L.LABEL_COLOURS[lab.get("value")]
+
+
+def test_numbers_follow_labeling(xml_root):
+    numbers = _tags(xml_root, "Number")
+    assert list(numbers) == list(POSE_NAMES)
+    for spec in L.NUMBERS:
+        el = numbers[spec.name]
+        assert el.get("slider") == "true"
+        assert float(el.get("min")) == spec.min and float(el.get("max")) == spec.max
+        step = float(el.get("step"))
+        assert step == pytest.approx(10.0 ** -spec.decimals)
+        # Label Studio refuses to submit a value off min + k * step (|diff| > 1e-8): every value
+        # shown with spec.decimals must pass, e.g. what the backend returns.
+        for value in (spec.min, spec.max, 0.1234, 30.52, -179.99, 7.777, 123.4):
+            if not spec.min <= value <= spec.max:
+                continue
+            shown = round(value, spec.decimals)
+            nearest = round((shown - spec.min) / step) * step + spec.min
+            assert abs(shown - nearest) <= 1e-8, (spec.name, shown)
+
+
+def test_choices_and_text(xml_root):
+    choices = _tags(xml_root, "Choices")
+    quality, dense, cad = choices[L.QUALITY], choices[L.DENSE], choices[L.CAD]
+    assert [c.get("value") for c in quality] == list(L.QUALITY_VALUES)
+    assert [c.get("value") for c in dense] == list(L.DENSE_VALUES)
+    assert quality.get("required") == dense.get("required") == "true"
+    assert cad.get("value") == f"${L.DATA_CAD_OPTIONS}" and len(cad) == 0
+    command = _tags(xml_root, "TextArea")[L.COMMAND]
+    assert command.get("rows") == "1" and command.get("placeholder")
+    header_values = [h.get("value") for h in xml_root.iter("Header")]
+    assert f"${L.DATA_INSTRUCTIONS}" in header_values
+
+
+def test_hotkeys_unique_and_free(xml_root):
+    keys = [el.get("hotkey") for el in xml_root.iter() if el.get("hotkey")]
+    keys += list(L.CAD_HOTKEYS)  # the CAD options (task data) carry these
+    assert len(keys) == len(set(k.lower() for k in keys)), keys
+    assert not {k.lower() for k in keys} & LS_PLAIN_KEYS
+    # every control that Label Studio would otherwise auto-assign a key to has one
+    for tag in ("Label", "Choice", "Number"):
+        assert all(el.get("hotkey") for el in xml_root.iter(tag)), tag
+
+
+def test_layout_image_left_controls_right(xml_root):
+    assert "flex" in xml_root.get("style")
+    left, right = list(xml_root)
+    assert left.find("Image") is not None
+    assert {el.get("name") for el in right.iter() if el.get("name")} >= (
+        set(POSE_NAMES) | {L.QUALITY, L.DENSE, L.CAD, L.COMMAND})

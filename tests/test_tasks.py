@@ -1,0 +1,133 @@
+"""pose6d.tasks and scripts/make_tasks.py on the tiny dataset (offline, no Label Studio)."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from label_studio_sdk.label_interface import LabelInterface
+
+from pose6d import labeling as L
+from pose6d.camera import POSE_NAMES
+from pose6d.dataset import ObjectKey
+from pose6d.labels import CATEGORY_INSTRUCTIONS
+from pose6d.tasks import TaskError, iter_tasks, object_task, task_object_key
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "make_tasks.py"
+CONFIG = REPO / "labeling_config" / "pose6d.xml"
+
+
+def run_make_tasks(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), "--quiet", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def make(dataset, tmp_path, *extra: str) -> tuple[list[dict], subprocess.CompletedProcess]:
+    out = tmp_path / "tasks.json"
+    run = run_make_tasks("--data-root", str(dataset.root), "--out", str(out), *extra)
+    assert run.returncode == 0, run.stderr
+    return json.loads(out.read_text()), run
+
+
+def test_one_task_per_object(tiny_dataset, tiny_keys, tmp_path):
+    tasks, run = make(tiny_dataset, tmp_path)
+    assert [t["data"]["object_key"] for t in tasks] == [str(k) for k in tiny_keys]
+    assert "wrote 3 tasks" in run.stderr and "skipped 0" in run.stderr
+    for task, key in zip(tasks, tiny_keys):
+        data = task["data"]
+        record = tiny_dataset.read(key)
+        assert data[L.DATA_IMAGE] == f"/data/local-files/?d={tiny_dataset.image_relpath(key)}"
+        assert data["category"] == key.category
+        assert data["bbox"] == [100.0, 80.0, 220.0, 160.0]
+        assert (data["width"], data["height"]) == (320, 240)
+        assert data["viewport"] == 500.0 and data["cad_index"] == record.cad_index
+        assert [o["value"] for o in data[L.DATA_CAD_OPTIONS]] == [
+            str(i) for i in tiny_dataset.cad.indices(key.category)]
+        assert data[L.DATA_INSTRUCTIONS] == CATEGORY_INSTRUCTIONS.get(key.category, "")
+        assert task_object_key(task) == key
+
+
+def test_prediction_is_the_initial_pose(tiny_dataset, tiny_keys, tmp_path):
+    tasks, _ = make(tiny_dataset, tmp_path)
+    interface = LabelInterface(CONFIG.read_text())
+    for task, key in zip(tasks, tiny_keys):
+        (prediction,) = task["predictions"]
+        assert prediction["model_version"] == "initial-annotation" and prediction["score"] == 1.0
+        assert interface.validate_prediction(prediction, return_errors=True) == []
+        values = L.read_results(prediction["result"])
+        expected = tiny_dataset.read(key).pose.as_degrees()
+        for name in POSE_NAMES:
+            assert values.numbers[name] == pytest.approx(expected[name], abs=0.01), name
+        assert values.choices[L.CAD] == str(tiny_dataset.read(key).cad_index)
+        (box,) = values.regions
+        assert box["id"] == L.BOX_REGION_ID
+        assert L.region_box_pixels(box) == pytest.approx((100.0, 80.0, 220.0, 160.0))
+        assert not any(r["from_name"] == L.OVERLAY for r in prediction["result"])
+
+
+def test_missing_and_unreadable_images_are_skipped(tiny_dataset, tmp_path):
+    (tiny_dataset.root / "images/car/img_a_1.JPEG").unlink()
+    tasks, run = make(tiny_dataset, tmp_path)
+    assert [t["data"]["object_key"] for t in tasks] == ["punching_bag/bag_2_0"]
+    assert "skipped car/img_a_1_0: image not found" in run.stderr
+    assert "skipped 2 object(s)" in run.stderr
+    (tiny_dataset.root / "images/punching_bag/bag_2.JPEG").write_bytes(b"not a jpeg")
+    tasks, run = make(tiny_dataset, tmp_path)
+    assert tasks == [] and "cannot read image" in run.stderr and "skipped 3" in run.stderr
+
+
+def test_missing_cad_is_skipped(tiny_dataset, tmp_path):
+    shutil.rmtree(tiny_dataset.root / "CAD/punching_bag")
+    (tiny_dataset.root / "CAD/car/03.off").unlink()
+    tasks, run = make(tiny_dataset, tmp_path)
+    assert [t["data"]["object_key"] for t in tasks] == ["car/img_a_1_0"]
+    assert "no CAD models for category 'punching_bag'" in run.stderr
+    assert "CAD model 3 missing" in run.stderr
+
+
+def test_options(tiny_dataset, tmp_path):
+    tasks, _ = make(tiny_dataset, tmp_path, "--no-predictions", "--categories", "car",
+                    "--limit", "1", "--image-url-prefix", "http://img.example/x/",
+                    "--thumbnail-url-prefix", "http://backend:9090/cad/")
+    (task,) = tasks
+    assert "predictions" not in task
+    assert task["data"][L.DATA_IMAGE] == "http://img.example/x/images/car/img_a_1.JPEG"
+    first = task["data"][L.DATA_CAD_OPTIONS][0]
+    assert first["value"] == "1" and first["hotkey"] == L.CAD_HOTKEYS[0]
+    assert '<img src="http://backend:9090/cad/car/1.png"' in first["html"]
+    assert "model 1" in first["html"]
+
+
+def test_cad_options_text_only_by_default(tiny_dataset):
+    task = object_task(tiny_dataset, ObjectKey("car", "img_a_1", 1), predictions=False)
+    assert task["data"][L.DATA_CAD_OPTIONS] == [
+        {"value": "1", "html": "model 1", "hotkey": L.CAD_HOTKEYS[0]},
+        {"value": "3", "html": "model 3", "hotkey": L.CAD_HOTKEYS[1]}]
+    assert task["data"]["cad_index"] == 3
+
+
+def test_object_task_errors_and_iter_tasks(tiny_dataset, tiny_keys):
+    (tiny_dataset.root / "images/car/img_a_1.JPEG").unlink()
+    with pytest.raises(TaskError, match="car/img_a_1_0"):
+        object_task(tiny_dataset, tiny_keys[0])
+    skipped = []
+    tasks = list(iter_tasks(tiny_dataset, on_skip=lambda k, m: skipped.append((k, m))))
+    assert [k for k, _ in skipped] == tiny_keys[:2] and len(tasks) == 1
+    assert list(iter_tasks(tiny_dataset, limit=0)) == []
+    assert len(list(iter_tasks(tiny_dataset, keys=[tiny_keys[2]], predictions=False))) == 1
+
+
+def test_script_errors(tmp_path):
+    run = run_make_tasks("--data-root", str(tmp_path / "nope"), "--out", str(tmp_path / "t.json"))
+    assert run.returncode == 2 and run.stderr.startswith("error:")
+    assert len(run.stderr.strip().splitlines()) == 1
+    (tmp_path / "empty/annotations").mkdir(parents=True)
+    run = run_make_tasks("--data-root", str(tmp_path / "empty"), "--out", str(tmp_path / "t.json"))
+    assert run.returncode == 1 and "no objects" in run.stderr
+    assert not (tmp_path / "t.json").exists()
+    help_text = run_make_tasks("--help").stdout
+    assert "--thumbnail-url-prefix" in help_text and "examples:" in help_text
