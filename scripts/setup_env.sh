@@ -23,9 +23,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     || { echo "setup: apt-get install failed, see $log" >&2; exit 1; }
 fi
 
-make_venv() {  # make_venv DIR REQUIREMENTS
+make_venv() {  # make_venv DIR REQUIREMENTS [FILES THE STAMP COVERS...]
   local dir="$1" req="$2" stamp
-  stamp="$(sha256sum "$req" | cut -c1-16)"
+  shift
+  stamp="$(cat "$@" | sha256sum | cut -c1-16)"
   if [ -f "$dir/.stamp" ] && [ "$(cat "$dir/.stamp")" = "$stamp" ]; then return 0; fi
   echo "setup: installing $(basename "$req") into $dir (first time only, a few minutes)" >&2
   rm -rf "$dir"
@@ -35,7 +36,7 @@ make_venv() {  # make_venv DIR REQUIREMENTS
     || { echo "setup: pip install -r $req failed, see $log" >&2; exit 1; }
   echo "$stamp" > "$dir/.stamp"
 }
-make_venv "$home/venv" "$repo/requirements.txt"
+make_venv "$home/venv" "$repo/requirements.txt" "$repo/requirements-backend.txt"
 make_venv "$home/label-studio" "$repo/requirements-label-studio.txt"
 echo "POSE6D_PYTHON=$home/venv/bin/python"
 echo "LS_BIN=$home/label-studio/bin/label-studio"
