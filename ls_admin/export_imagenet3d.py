@@ -18,7 +18,7 @@ ls_annotation_id, updated_at.
 
 Objects labeled "bad quality - no object" have object_status status_bad. SKIPPED objects are
 kept with their initial (model) pose and CAD, ``skipped=True`` and object_status status_bad, so
-loaders that drop status_bad drop them. Objects nobody labeled or skipped are left out.
+loaders that drop status_bad drop them. Objects without any annotation are left out.
 """
 from __future__ import annotations
 

@@ -18,12 +18,16 @@ code of "bad quality - no object" so ImageNet3D loaders that drop ``status_bad``
 """
 from __future__ import annotations
 
+import ast
 import contextlib
 import dataclasses
+import io
 import json
 import os
 import shutil
+import struct
 import tempfile
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -33,7 +37,7 @@ import numpy as np
 from ml_backend.sync import (DEFAULT_STORE, SyncRejected, annotation_record, annotator_of,
                              object_key_of, parse_updated_at)
 from pose6d.dataset import GROUND_TRUTH, INITIAL, SYNCED, Dataset, ObjectKey, ObjectRecord
-from pose6d.inout import DataError
+from pose6d.inout import DataError, load_npz
 from pose6d.labels import quality_code
 
 BAD_STATUS = quality_code("bad quality - no object")  # status_bad
@@ -132,25 +136,62 @@ def sort_labels(labels: Iterable[Label]) -> list[Label]:
     return sorted(labels, key=lambda l: (l.key, l.updated_us, l.annotation_id))
 
 
-# --- Reading records fast (10k files): threads, since np.load releases the GIL on I/O. ---
+# --- Reading 10k records: np.load parses every member's header with ast (~1.6 ms a record). ---
+
+_NPY_HEADERS: dict[bytes, tuple[np.dtype, tuple, bool]] = {}  # a few distinct headers recur
 
 
-def read_records(dataset: Dataset, kind: str, keys: Sequence[ObjectKey] | None = None,
-                 workers: int = 8) -> dict[ObjectKey, ObjectRecord]:
+def fast_load_npz(path: Path) -> dict[str, Any]:
+    """``pose6d.inout.load_npz(path)`` for plain (stored, no object arrays) npz files, ~8x faster:
+    one file read, members sliced out of the zip, each distinct .npy header parsed once.
+    Falls back to load_npz for anything else (so errors still name the file)."""
+    try:
+        data = Path(path).read_bytes()
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = zf.infolist()
+        out = {}
+        for info in infos:
+            if info.compress_type != zipfile.ZIP_STORED or not info.filename.endswith(".npy"):
+                raise ValueError("not a plain npz")
+            name_len, extra_len = struct.unpack_from("<HH", data, info.header_offset + 26)
+            start = info.header_offset + 30 + name_len + extra_len  # local file header size
+            raw = memoryview(data)[start:start + info.file_size]
+            if bytes(raw[:6]) != b"\x93NUMPY":
+                raise ValueError("not an npy member")
+            size_bytes = 2 if raw[6] == 1 else 4  # format 1.0: uint16 header length, else uint32
+            hlen = int.from_bytes(raw[8:8 + size_bytes], "little")
+            header = bytes(raw[8 + size_bytes:8 + size_bytes + hlen])
+            parsed = _NPY_HEADERS.get(header)
+            if parsed is None:
+                d = ast.literal_eval(header.decode("latin1"))
+                dtype = np.dtype(d["descr"])
+                if dtype.hasobject:
+                    raise ValueError("object array")
+                parsed = _NPY_HEADERS[header] = (dtype, tuple(d["shape"]), bool(d["fortran_order"]))
+            dtype, shape, fortran = parsed
+            arr = np.frombuffer(raw, dtype, count=int(np.prod(shape)),
+                                offset=8 + size_bytes + hlen).reshape(shape, order="F" if fortran else "C")
+            out[info.filename[:-4]] = arr.item() if arr.ndim == 0 else arr.copy()
+        return out
+    except (OSError, ValueError, KeyError, SyntaxError, TypeError, struct.error, zipfile.BadZipFile):
+        return load_npz(path)
+
+
+def read_records(dataset: Dataset, kind: str, keys: Sequence[ObjectKey] | None = None
+                 ) -> dict[ObjectKey, ObjectRecord]:
     """Every record of ``kind`` (annotations / annotations_new / ground_truth), by key.
 
     Raises ExportError naming the first malformed file.
     """
     keys = dataset.objects(kind) if keys is None else list(keys)
-
-    def read(key: ObjectKey) -> ObjectRecord:
-        return dataset.read(key, kind)
-
+    out = {}
     try:
-        with ThreadPoolExecutor(workers) as pool:
-            return dict(zip(keys, pool.map(read, keys)))
+        for key in keys:
+            path = dataset.record_path(key, kind)
+            out[key] = ObjectRecord.from_npz_dict(fast_load_npz(path), path)
     except DataError as exc:
         raise ExportError(str(exc)) from None
+    return out
 
 
 # --- Synced folder and sync store. ---
@@ -314,11 +355,13 @@ def labels_from_tasks(tasks: Iterable[dict], dataset: Dataset, all_annotations: 
 def labels_from_project(client: Any, project_id: int, dataset: Dataset,
                         all_annotations: bool = False, **kwargs: Any) -> list[Label]:
     """Labels of a Label Studio project (see labels_from_tasks); ExportError if unreachable."""
-    try:
-        tasks = list(iter_project_tasks(client, project_id))
+    from ls_admin.connection import api_error_text, with_retries
+
+    try:  # a transient failure restarts the listing: pages are not snapshots
+        tasks = with_retries(lambda: list(iter_project_tasks(client, project_id)))
     except Exception as exc:  # the SDK raises ApiError / httpx errors: one line for the user
         raise ExportError(f"cannot list tasks of project {project_id}: "
-                          f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+                          f"{api_error_text(exc)}") from None
     return labels_from_tasks(tasks, dataset, all_annotations, **kwargs)
 
 

@@ -265,6 +265,13 @@ def test_project_export_matches_the_synced_export(label_studio, tiny_dataset, tm
                          capture_output=True, text=True, timeout=300, env=env)
     assert run.returncode == 0, run.stderr
     assert _npz_tree(tmp_path / "cli") == _npz_tree(tmp_path / "newest" / "project")
+    report = subprocess.run([sys.executable, str(REPO / "scripts/report.py"), "--data-root",
+                             str(tiny_dataset.root), "--project-id", str(project.id),
+                             "--out", str(tmp_path / "report.html")],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert report.returncode == 0, report.stderr
+    assert "progress: 2 / 3 objects done (66.7%), 1 skipped, 1 bad" in report.stdout
+    assert "admin@example.com / annotator2@example.com" in report.stdout  # agreement on CAR0
 
 
 def test_labels_from_tasks_reports_what_the_sync_would_reject(tiny_dataset):
@@ -274,3 +281,17 @@ def test_labels_from_tasks_reports_what_the_sync_would_reject(tiny_dataset):
     rejected: list[str] = []
     assert labels_from_tasks([task], tiny_dataset, on_reject=rejected.append) == []
     assert len(rejected) == 1 and "task 5 annotation 21" in rejected[0] and "distance" in rejected[0]
+
+
+def test_fast_npz_reader_equals_load_npz(synced, tmp_path):
+    from ls_admin.export_source import fast_load_npz
+    from pose6d.inout import DataError, load_npz
+
+    path = synced.record_path(ObjectKey.parse(CAR0), "annotations_new")
+    fast, slow = fast_load_npz(path), load_npz(path)
+    assert fast.keys() == slow.keys()
+    for name, value in slow.items():
+        assert type(fast[name]) is type(value) and np.array_equal(fast[name], value), name
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(DataError, match="bad.npz"):
+        fast_load_npz(tmp_path / "bad.npz")
