@@ -1,0 +1,358 @@
+"""Set up (idempotently) a Label Studio project for a dataset and import its objects as tasks.
+
+``setup_project(client, options)`` makes sure that:
+1. the project exists (found by id, or by exact title; else created) with labeling_config/pose6d.xml;
+2. the backend is connected as an interactive ML backend (once per URL);
+3. the sync webhook ``<backend>/webhook`` exists (Label Studio makes it with the ML backend,
+   label_studio/ml/models.py create_ml_webhook; it is re-made only if someone deleted it);
+4. Label Studio can show the photos: a local-files import storage on the data root (never
+   synced: that would turn every file into a task) or image URLs with a prefix;
+5. every selected object not yet in the project is imported as one task with its initial pose as
+   a prediction, in batches; objects already there (by ``data.object_key``) are left alone.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+from urllib.parse import quote
+
+from label_studio_sdk import LabelStudio
+from label_studio_sdk.core.api_error import ApiError
+
+from ls_admin.connection import AdminError, api_error_text
+from pose6d.dataset import INITIAL, Dataset, ObjectKey
+from pose6d.inout import DataError
+from pose6d.tasks import LOCAL_FILES_PREFIX, PREDICTION_MODEL_VERSION, TaskError, object_task
+
+CONFIG_PATH = Path(__file__).resolve().parents[1] / "labeling_config" / "pose6d.xml"
+DEFAULT_TITLE = "pose6d"
+ML_TITLE = "pose6d backend"
+LIST_PAGE = 1000  # tasks per page when reading object keys back
+# Label Studio names its document root in the error for a storage outside it (1.23.2,
+# io_storages/localfiles/models.py validate_connection): the one way to learn it through the API.
+DOC_ROOT_RE = re.compile(r'LOCAL_FILES_DOCUMENT_ROOT="([^"]*)"')
+
+
+@dataclasses.dataclass
+class SetupOptions:
+    """What to set up; see scripts/setup_project.py --help."""
+
+    data_root: Path
+    backend_url: str
+    title: str = DEFAULT_TITLE
+    project_id: int | None = None
+    categories: list[str] | None = None
+    keys: list[ObjectKey] | None = None
+    limit: int | None = None
+    batch_size: int = 500
+    image_url_prefix: str | None = None  # None: Label Studio local files on the data root
+    predictions: bool = True
+    progress: bool = True
+
+
+@dataclasses.dataclass
+class SetupReport:
+    """What setup_project found and did."""
+
+    project_id: int
+    project_url: str
+    steps: list[str] = dataclasses.field(default_factory=list)  # one line per ensured item
+    imported: int = 0
+    present: int = 0
+    skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (key, reason)
+    import_seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        rate = f" in {self.import_seconds:.1f} s" if self.imported else ""
+        out = [f"project {self.project_id}: {self.project_url}", *self.steps,
+               f"tasks: imported {self.imported}{rate}, already present {self.present}, "
+               f"skipped {len(self.skipped)}"]
+        out += [f"  skipped {key}: {reason}" for key, reason in self.skipped]
+        return out
+
+
+def _call(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """An SDK call whose failure becomes one AdminError line saying what was being done."""
+    try:
+        return fn(*args, **kwargs)
+    except ApiError as exc:
+        raise AdminError(f"{what} failed: {api_error_text(exc)}") from None
+    except Exception as exc:  # noqa: BLE001 - transport errors etc.: still one line
+        raise AdminError(f"{what} failed: {api_error_text(exc)}") from None
+
+
+# --- The project, the backend, the webhook. ---
+
+
+def label_config() -> str:
+    """labeling_config/pose6d.xml (generated from pose6d.labeling)."""
+    return CONFIG_PATH.read_text(encoding="utf-8")
+
+
+def find_project(client: LabelStudio, title: str, project_id: int | None = None) -> Any | None:
+    """The project with ``project_id`` (AdminError if missing), else the one titled exactly
+    ``title`` (AdminError if several), else None."""
+    if project_id is not None:
+        try:
+            return client.projects.get(id=project_id)
+        except ApiError as exc:
+            if exc.status_code == 404:
+                raise AdminError(f"no project {project_id} in Label Studio") from None
+            raise AdminError(f"reading project {project_id} failed: {api_error_text(exc)}") from None
+    found = [p for p in _call("listing projects", client.projects.list, title=title)
+             if p.title == title]  # the API filter is a case-insensitive substring match
+    if len(found) > 1:
+        ids = ", ".join(str(p.id) for p in found)
+        raise AdminError(f"{len(found)} projects are titled {title!r} (ids {ids}); pass --project-id")
+    return found[0] if found else None
+
+
+def ensure_project(client: LabelStudio, title: str, project_id: int | None = None) -> tuple[Any, str]:
+    """(project, what happened): created, config updated, or found unchanged."""
+    config = label_config()
+    project = find_project(client, title, project_id)
+    if project is None:
+        project = _call("creating the project", client.projects.create, title=title,
+                        label_config=config)
+        return project, "created"
+    if (project.label_config or "").strip() != config.strip():
+        _call(f"updating the labeling config of project {project.id}", client.projects.update,
+              id=project.id, label_config=config)
+        return project, "labeling config updated"
+    return project, "found"
+
+
+def ensure_ml_backend(client: LabelStudio, project_id: int, backend_url: str) -> tuple[Any, str]:
+    """The project's ML backend at ``backend_url``, interactive (Label Studio calls its /setup
+    and /health now, so the backend must be running)."""
+    url = backend_url.rstrip("/")
+    backends = _call("listing ML backends", client.ml.list, project=project_id)
+    same = [b for b in backends if (b.url or "").rstrip("/") == url]
+    what = f"Label Studio cannot use the ML backend at {url} (is it running, and reachable " \
+           "from Label Studio?)"
+    if not same:
+        ml = _call(what, client.ml.create, project=project_id, url=url, is_interactive=True,
+                   title=ML_TITLE)
+        return ml, "connected (interactive)"
+    ml = same[0]
+    if not ml.is_interactive:
+        ml = _call(what, client.ml.update, id=ml.id, is_interactive=True)
+        return ml, "made interactive"
+    return ml, "already connected (interactive)"
+
+
+def webhook_url(backend_url: str) -> str:
+    return backend_url.rstrip("/") + "/webhook"
+
+
+def ensure_webhook(client: LabelStudio, project_id: int, backend_url: str) -> str:
+    """Make sure the sync webhook exists and is active; says what it found or did."""
+    url = webhook_url(backend_url)
+    hooks = [h for h in _call("listing webhooks", client.webhooks.list, project=str(project_id))
+             if h.url == url and h.project in (None, project_id)]
+    if not hooks:  # someone deleted the one Label Studio made with the ML backend
+        _call("creating the sync webhook", client.webhooks.create, project=project_id, url=url,
+              send_payload=True, send_for_all_actions=True, is_active=True)
+        return "created"
+    if not any(h.is_active for h in hooks):
+        _call("activating the sync webhook", client.webhooks.update, id=hooks[0].id, url=url,
+              is_active=True)
+        return "re-activated"
+    return "present"
+
+
+# --- Images: Label Studio local files on the data root, or URLs. ---
+
+
+def document_root(client: LabelStudio, project_id: int) -> Path:
+    """Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT, read from its refusal of "/"."""
+    try:
+        client.import_storage.local.validate(project=project_id, path="/")
+    except ApiError as exc:
+        text = " ".join(_strings(exc.body))
+        if "LOCAL_FILES_SERVING_ENABLED" in text:
+            raise AdminError("Label Studio does not serve local files: start it with "
+                             "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and "
+                             "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=<a parent of the data root>, "
+                             "or pass --image-url-prefix") from None
+        match = DOC_ROOT_RE.search(text)
+        if match and match.group(1):
+            return Path(match.group(1))
+        raise AdminError(f"cannot learn Label Studio's local-files document root "
+                         f"({api_error_text(exc)}); pass --image-url-prefix") from None
+    raise AdminError("Label Studio accepted '/' as a local-files path: refusing to expose the "
+                     "whole file system; set LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT")
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string inside a JSON value (Label Studio's error bodies nest them)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def local_files_prefix(root: Path, data_root: Path) -> str:
+    """The image-URL prefix for files under ``data_root`` (a strict subfolder of ``root``)."""
+    rel = data_root.resolve().relative_to(root.resolve()).as_posix()
+    return LOCAL_FILES_PREFIX + quote(rel, safe="/") + "/"
+
+
+def ensure_local_storage(client: LabelStudio, project_id: int, data_root: Path) -> tuple[str, str]:
+    """(image URL prefix, what happened) for a local-files storage on ``data_root``."""
+    data_root = data_root.resolve()
+    root = document_root(client, project_id).resolve()
+    if root == data_root or root not in data_root.parents:
+        raise AdminError(f"Label Studio serves local files only below {root} (its "
+                         f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT), and {data_root} is not a "
+                         "subfolder of it: move the data, restart Label Studio with a parent "
+                         "folder as document root, or pass --image-url-prefix")
+    prefix = local_files_prefix(root, data_root)
+    storages = _call("listing local-files storages", client.import_storage.local.list,
+                     project=project_id)
+    if any(Path(s.path or "").resolve() == data_root for s in storages):
+        return prefix, f"local-files storage on {data_root}: present"
+    _call(f"adding a local-files storage on {data_root}", client.import_storage.local.create,
+          project=project_id, path=str(data_root), title="pose6d images", use_blob_urls=False)
+    return prefix, f"local-files storage on {data_root}: created (document root {root})"
+
+
+# --- Tasks. ---
+
+
+def existing_object_keys(client: LabelStudio, project_id: int) -> set[str]:
+    """``data.object_key`` of every task of the project (ids and data only, big pages)."""
+    pages = _call("listing tasks", client.tasks.list, project=project_id, include="id,data",
+                  page_size=LIST_PAGE)
+    try:
+        return {str(t.data.get("object_key")) for t in pages if isinstance(t.data, dict)}
+    except ApiError as exc:
+        raise AdminError(f"listing tasks failed: {api_error_text(exc)}") from None
+
+
+def select_keys(dataset: Dataset, categories: list[str] | None = None,
+                keys: list[ObjectKey] | None = None) -> list[ObjectKey]:
+    """The objects to set up: ``keys`` (in that order, kept even when unknown so they are
+    reported as skipped) else every object of ``categories`` (or of all), sorted."""
+    if keys is not None:
+        return [k for k in keys if not categories or k.category in categories]
+    return dataset.objects(INITIAL, categories)
+
+
+def parse_keys(text: str) -> list[ObjectKey]:
+    """Object keys from a file (one per line, # comments) or a comma-separated list."""
+    path = Path(text)
+    if path.is_file():
+        items = [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
+    else:
+        items = [item.strip() for item in text.split(",")]
+    try:
+        return [ObjectKey.parse(item) for item in items if item]
+    except DataError as exc:
+        raise AdminError(f"bad object key in --keys: {exc}") from None
+
+
+def new_tasks(dataset: Dataset, keys: Iterable[ObjectKey], present: set[str],
+              limit: int | None, report: SetupReport, task_kwargs: dict[str, Any],
+              tick: Callable[[], None] = lambda: None) -> Iterator[dict[str, Any]]:
+    """Tasks of the objects among the first ``limit`` selected ones that are not ``present``.
+
+    Objects already in the project count towards the limit (so a re-run with the same limit
+    adds nothing); objects that cannot become tasks do not, and are reported as skipped.
+    """
+    selected = 0
+    for key in keys:
+        if limit is not None and selected >= limit:
+            return
+        tick()
+        if str(key) in present:
+            report.present += 1
+            selected += 1
+            continue
+        try:
+            task = object_task(dataset, key, **task_kwargs)
+        except TaskError as exc:
+            report.skipped.append((str(key), str(exc).removeprefix(f"{key}: ")))
+            continue
+        selected += 1
+        yield task
+
+
+def batched(items: Iterable[dict], size: int) -> Iterator[list[dict]]:
+    batch: list[dict] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def import_batches(client: LabelStudio, project_id: int, tasks: Iterable[dict],
+                   batch_size: int = 500) -> int:
+    """POST the tasks (with their predictions) in batches; returns how many were imported.
+    One batch is one transaction in Label Studio: after a failure, a re-run imports the rest."""
+    total = 0
+    for batch in batched(tasks, batch_size):
+        result = _call(f"importing tasks {total + 1}-{total + len(batch)}",
+                       client.projects.import_tasks, id=project_id, request=batch)
+        total += int(result.task_count or len(batch))
+    return total
+
+
+def set_prediction_version(client: LabelStudio, project: Any, version: str) -> None:
+    """Show annotators the predictions of ``version`` (Label Studio filters by the project's
+    model_version; an ML backend's title there makes it ask the backend on every task open)."""
+    if getattr(project, "model_version", None) != version:
+        _call("setting the project's model version", client.projects.update, id=project.id,
+              model_version=version)
+
+
+def setup_project(client: LabelStudio, options: SetupOptions, base_url: str) -> SetupReport:
+    """Run steps 1-5 of the module docstring; AdminError (one line) on any failure."""
+    from tqdm import tqdm
+
+    dataset = Dataset(options.data_root)
+    if not (dataset.root / INITIAL).is_dir():
+        raise AdminError(f"{dataset.root} is not a dataset root (no {INITIAL}/ folder)")
+    keys = select_keys(dataset, options.categories, options.keys)
+    if not keys:
+        raise AdminError(f"no objects selected in {dataset.root} (check --categories / --keys)")
+
+    project, state = ensure_project(client, options.title, options.project_id)
+    report = SetupReport(project.id, f"{base_url.rstrip('/')}/projects/{project.id}/data")
+    report.steps.append(f"project {options.title!r}: {state}")
+    ml, state = ensure_ml_backend(client, project.id, options.backend_url)
+    report.steps.append(f"ML backend {options.backend_url.rstrip('/')}: {state}")
+    report.steps.append(f"sync webhook {webhook_url(options.backend_url)}: "
+                        f"{ensure_webhook(client, project.id, options.backend_url)}")
+    prefix = options.image_url_prefix
+    if prefix is None:
+        prefix, state = ensure_local_storage(client, project.id, dataset.root)
+        report.steps.append(f"images: {state}")
+    else:
+        report.steps.append(f"images: URLs {prefix}<path below the data root>")
+
+    present = existing_object_keys(client, project.id)
+    total = len(keys) if options.limit is None else min(len(keys), options.limit)
+    bar = tqdm(total=total, desc="import", unit="obj", file=sys.stderr, disable=not options.progress)
+    kwargs = {"image_url_prefix": prefix, "predictions": options.predictions}
+    tasks = new_tasks(dataset, keys, present, options.limit, report, kwargs, lambda: bar.update())
+    start = time.perf_counter()
+    try:
+        report.imported = import_batches(client, project.id, tasks, options.batch_size)
+    finally:
+        bar.close()
+    report.import_seconds = time.perf_counter() - start
+    set_prediction_version(client, project, PREDICTION_MODEL_VERSION if options.predictions
+                           else ml.title)
+    return report

@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Repair the synced dataset (annotations_new/) from a Label Studio project's annotations.
+
+Use it after the backend was down or unreachable (webhooks are not re-sent): every annotation of
+the project is applied as the webhook would apply it, annotations deleted in Label Studio are
+deleted from the sync, and synced files that no longer match are rewritten or removed. Prints
+every change; a second run prints "no changes". Safe while the backend runs (they share the sync
+store and its locks).
+
+examples:
+  export LABEL_STUDIO_URL=http://127.0.0.1:8080 LABEL_STUDIO_API_KEY=<token>
+  python scripts/reconcile.py --data-root /data/ls_root/in3d --project-id 3 --dry-run
+  python scripts/reconcile.py --data-root /data/ls_root/in3d --project-id 3
+
+--sync-store must be the backend's store (its --sync-store / POSE6D_SYNC_STORE; default: the
+SQLite file annotations_new/.sync.sqlite3 in the data root). Exit status: 0 done, 2 error.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+import _common
+from _common import fail
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    doc = __doc__.split("\n\n")
+    p = argparse.ArgumentParser(description=doc[0], epilog="\n\n".join(doc[1:]),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-root", required=True, type=Path,
+                   help="dataset root the backend syncs into (annotations_new/)")
+    p.add_argument("--project-id", required=True, type=int, help="the Label Studio project")
+    p.add_argument("--dry-run", action="store_true", help="only print what would change")
+    p.add_argument("--url", default=None, help="Label Studio URL (default: $LABEL_STUDIO_URL)")
+    p.add_argument("--api-key", default=None,
+                   help="personal access token or legacy token (default: $LABEL_STUDIO_API_KEY)")
+    p.add_argument("--sync-store", default=os.environ.get("POSE6D_SYNC_STORE", ""),
+                   help="the backend's sync store: a SQLite path or postgresql:// URL "
+                        "(default: $POSE6D_SYNC_STORE, else the data root's SQLite file)")
+    p.add_argument("--retries", type=int, default=4,
+                   help="connection retries with exponential backoff (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ls_admin.connection import AdminError, connect
+    from ls_admin.reconcile import reconcile
+    from pose6d.dataset import Dataset
+
+    args = parse_args(argv)
+    logging.getLogger("ml_backend.sync").setLevel(logging.ERROR)  # rejections are in the report
+    try:
+        if not (args.data_root / "annotations").is_dir():
+            raise AdminError(f"{args.data_root} is not a dataset root (no annotations/ folder)")
+        client = connect(args.url, args.api_key, retries=args.retries)
+        report = reconcile(client, Dataset(args.data_root), args.project_id, args.sync_store,
+                           dry_run=args.dry_run, progress=not args.quiet)
+    except AdminError as exc:
+        fail(str(exc))
+    print("\n".join(report.lines()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

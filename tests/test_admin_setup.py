@@ -1,0 +1,161 @@
+"""scripts/setup_project.py and ls_admin against a REAL Label Studio (the session's one) and a
+real backend process: project, interactive ML backend, webhook, tasks with predictions,
+idempotent re-runs, filters, one-line errors, personal access tokens."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ls_admin.connection import AdminError, connect
+from ls_admin.project import SetupOptions, setup_project, webhook_url
+from ml_backend.launcher import BackendProcess, free_port
+from pose6d.dataset import Dataset, ObjectKey
+from pose6d.demo_dataset import make_demo_dataset
+from pose6d.tasks import PREDICTION_MODEL_VERSION
+
+pytest_plugins = ["label_studio_server"]  # one Label Studio per session, shared across modules
+pytestmark = pytest.mark.live
+REPO = Path(__file__).resolve().parents[1]
+OBJECTS = 12
+
+
+@pytest.fixture(scope="module")
+def data_root(label_studio_root: Path, tmp_path_factory) -> Path:
+    """A demo dataset below Label Studio's document root."""
+    root = tmp_path_factory.mktemp("admin_setup") / "data"
+    make_demo_dataset(root, objects=OBJECTS, seed=3, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def backend(data_root: Path, tmp_path_factory):
+    log = tmp_path_factory.mktemp("admin_backend") / "backend.log"
+    with BackendProcess(data_root, log_path=log) as proc:
+        yield proc
+
+
+def run_setup(url: str, key: str, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, LABEL_STUDIO_URL=url, LABEL_STUDIO_API_KEY=key)
+    return subprocess.run([sys.executable, str(REPO / "scripts/setup_project.py"), "--quiet", *args],
+                          capture_output=True, text=True, timeout=300, env=env)
+
+
+def project_id_of(stdout: str) -> int:
+    return int(re.search(r"^project (\d+):", stdout, re.M).group(1))
+
+
+def tasks_of(client, project_id: int) -> list:
+    return list(client.tasks.list(project=project_id, fields="all", page_size=100))
+
+
+def options(data_root: Path, backend, title: str, **kwargs) -> SetupOptions:
+    return SetupOptions(data_root=data_root, backend_url=backend.url, title=title, progress=False,
+                        **kwargs)
+
+
+def test_setup_creates_project_and_rerun_adds_nothing(label_studio, data_root, backend):
+    args = ("--data-root", str(data_root), "--backend-url", backend.url, "--title", "setup A")
+    first = run_setup(label_studio.url, label_studio.token, *args)
+    assert first.returncode == 0, first.stderr
+    assert f"imported {OBJECTS} in" in first.stdout and "already present 0" in first.stdout
+    project_id = project_id_of(first.stdout)
+    client = label_studio.client()
+
+    tasks = tasks_of(client, project_id)
+    assert sorted(t.data["object_key"] for t in tasks) == [str(k) for k in Dataset(data_root).objects()]
+    assert all([p.model_version for p in t.predictions] == [PREDICTION_MODEL_VERSION] for t in tasks)
+    assert client.projects.get(id=project_id).model_version == PREDICTION_MODEL_VERSION
+    (ml,) = client.ml.list(project=project_id)
+    assert ml.url == backend.url and ml.is_interactive
+    hooks = [h for h in client.webhooks.list(project=str(project_id)) if h.project == project_id]
+    assert [(h.url, h.send_for_all_actions) for h in hooks] == [(webhook_url(backend.url), True)]
+    # the photos are served by Label Studio as local files
+    image = tasks[0].data["image"]
+    assert image.startswith("/data/local-files/?d=") and image.endswith(".JPEG")
+
+    second = run_setup(label_studio.url, label_studio.token, *args)
+    assert second.returncode == 0, second.stderr
+    assert project_id_of(second.stdout) == project_id
+    assert f"imported 0, already present {OBJECTS}, skipped 0" in second.stdout
+    assert len(tasks_of(client, project_id)) == OBJECTS
+    assert len(client.ml.list(project=project_id)) == 1
+    assert len([h for h in client.webhooks.list(project=str(project_id))
+                if h.project == project_id]) == 1
+
+    # a deleted sync webhook is made again
+    client.webhooks.delete(id=hooks[0].id)
+    report = setup_project(client, options(data_root, backend, "setup A"), label_studio.url)
+    assert f"sync webhook {webhook_url(backend.url)}: created" in report.steps
+    assert report.imported == 0
+
+
+def test_filters_categories_keys_limit(label_studio, data_root, backend):
+    client = label_studio.client()
+    keys = Dataset(data_root).objects()
+    cars = [k for k in keys if k.category == "car"]
+    report = setup_project(client, options(data_root, backend, "filter car", categories=["car"]),
+                           label_studio.url)
+    assert report.imported == len(cars) > 0
+    assert {t.data["category"] for t in tasks_of(client, report.project_id)} == {"car"}
+
+    wanted = [keys[0], keys[-1], ObjectKey("car", "nothing_here", 0)]
+    report = setup_project(client, options(data_root, backend, "filter keys", keys=wanted),
+                           label_studio.url)
+    assert report.imported == 2
+    assert [key for key, _ in report.skipped] == ["car/nothing_here_0"]
+    assert {t.data["object_key"] for t in tasks_of(client, report.project_id)} == \
+        {str(keys[0]), str(keys[-1])}
+
+    runs = [setup_project(client, options(data_root, backend, "filter limit", limit=n),
+                          label_studio.url) for n in (3, 3, 5)]
+    assert [(r.imported, r.present) for r in runs] == [(3, 0), (0, 3), (2, 3)]
+    assert sorted(t.data["object_key"] for t in tasks_of(client, runs[0].project_id)) == \
+        [str(k) for k in keys[:5]]
+
+
+@pytest.mark.parametrize("case", ["wrong url", "wrong key", "missing dataset", "no url"])
+def test_errors_are_one_line(label_studio, data_root, backend, tmp_path, case):
+    url, key, root = label_studio.url, label_studio.token, str(data_root)
+    expected = {"wrong url": "cannot reach Label Studio at http://127.0.0.1:",
+                "wrong key": "Label Studio refused the API key",
+                "missing dataset": "is not a dataset root",
+                "no url": "no Label Studio URL: pass --url or set LABEL_STUDIO_URL"}[case]
+    if case == "wrong url":
+        url = f"http://127.0.0.1:{free_port()}"
+    elif case == "wrong key":
+        key = "0123456789abcdef0123456789abcdef01234567"
+    elif case == "missing dataset":
+        root = str(tmp_path / "no_such_dataset")
+    elif case == "no url":
+        url = ""
+    run = run_setup(url, key, "--data-root", root, "--backend-url", backend.url,
+                    "--title", "errors", "--retries", "1")
+    assert run.returncode == 2
+    assert run.stdout == ""
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], run.stderr
+
+
+def test_personal_access_token_works_like_legacy_token(label_studio, data_root, backend):
+    legacy = label_studio.client()
+    try:
+        pat = legacy.tokens.create().token  # a JWT refresh token; the SDK refreshes access tokens
+    except Exception as exc:  # 409: one per user, and another test of this session made it
+        pytest.fail(f"cannot create a personal access token: {exc}")
+    assert pat.count(".") == 2 and pat != label_studio.token
+    client = connect(label_studio.url, pat)
+    assert client.users.whoami().email == label_studio.username
+
+    run = run_setup(label_studio.url, pat, "--data-root", str(data_root), "--backend-url",
+                    backend.url, "--title", "setup PAT", "--limit", "2")
+    assert run.returncode == 0, run.stderr
+    project_id = project_id_of(run.stdout)
+    assert len(tasks_of(legacy, project_id)) == 2
+
+    with pytest.raises(AdminError, match="refused the API key"):  # a tampered signature
+        connect(label_studio.url, pat[:-4] + ("AAAA" if not pat.endswith("AAAA") else "BBBB"))
