@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("timeout", 120)
             self.cfg.set("accesslog", None)
+            if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 25.1: unused, and
+                self.cfg.set("control_socket_disable", True)  # it writes to $HOME/.gunicorn
 
         def load(self):
             return create_app(settings)

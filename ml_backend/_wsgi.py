@@ -13,8 +13,8 @@ import io
 import logging
 import time
 
-from flask import Flask, Response, g, jsonify, request
-from werkzeug.exceptions import HTTPException
+from flask import Flask, Response, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ml_backend.metrics import Metrics
 from ml_backend.model import Pose6DModel
@@ -145,6 +145,10 @@ def _same(given: str | None, expected: str) -> bool:
 
 
 def _json_body() -> dict:
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is None and limit and len(request.get_data(cache=True)) >= limit:
+        # A streamed (chunked) body: Werkzeug stops reading at the limit instead of refusing it.
+        raise RequestEntityTooLarge()
     body = request.get_json(silent=True, force=True)
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")

@@ -102,11 +102,12 @@ class InteractiveSession:
                  and r.get("id") != labeling.BOX_REGION_ID]
         text = values.text.get(labeling.COMMAND)
         if points:
-            x, y = region_point_pixels(points[-1])
+            x, y = _region_pixels(region_point_pixels, points[-1])
             new = State(current.pose.replace(px=x, py=y), current.cad_index)
         elif boxes:
             mesh = self.model.dataset.cad.mesh(key.category, current.cad_index)
-            new = State(fit_pose_to_box(mesh.vertices, current.pose, region_box_pixels(boxes[-1])),
+            new = State(fit_pose_to_box(mesh.vertices, current.pose,
+                                        _region_pixels(region_box_pixels, boxes[-1])),
                         current.cad_index)
         elif text is not None:
             commands = parse_commands(text)
@@ -129,6 +130,14 @@ class InteractiveSession:
     def _error(self, message: str) -> dict:
         return {"result": [command_result(f"{ERROR_MARK} {message}")],
                 "model_version": self.model.model_version}
+
+
+def _region_pixels(reader, region: dict) -> tuple[float, ...]:
+    """Pixel coordinates of a drawn region; CommandError when it lacks the fields they need."""
+    try:
+        return tuple(float(v) for v in reader(region))
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        raise CommandError("the drawn region has no readable position") from None
 
 
 def _cad_choice(values: AnnotationValues, default: int) -> int:

@@ -66,7 +66,10 @@ def parse_updated_at(value: Any) -> tuple[str, int]:
         raise MalformedEvent(f"updated_at is not ISO 8601: {value!r}") from None
     if stamp.tzinfo is None:  # Label Studio runs with USE_TZ and TIME_ZONE = UTC
         stamp = stamp.replace(tzinfo=dt.timezone.utc)
-    stamp = stamp.astimezone(dt.timezone.utc)
+    try:
+        stamp = stamp.astimezone(dt.timezone.utc)
+    except OverflowError:  # e.g. year 1 with a positive offset
+        raise MalformedEvent(f"updated_at is out of range: {value!r}") from None
     epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
     return stamp.isoformat(timespec="microseconds"), (stamp - epoch) // dt.timedelta(microseconds=1)
 
@@ -107,7 +110,7 @@ def _ls_id(value: Any) -> int:
     """A Label Studio id as stored in the npz: -1 when unknown (npz cannot hold None unpickled)."""
     if isinstance(value, dict):
         value = value.get("id")
-    return int(value) if isinstance(value, int) and not isinstance(value, bool) else -1
+    return int(value) if _is_id(value) else -1
 
 
 def annotation_record(annotation: dict, task: dict, initial: ObjectRecord,
@@ -371,9 +374,14 @@ def _list(value: Any, name: str) -> list:
     return value
 
 
+def _is_id(value: Any) -> bool:
+    """An int that fits the store's BIGINT columns (a bigger one would crash the store)."""
+    return isinstance(value, int) and not isinstance(value, bool) and -2**63 <= value < 2**63
+
+
 def _id_of(item: Any, name: str) -> int:
     value = item.get("id") if isinstance(item, dict) else None
-    if not isinstance(value, int) or isinstance(value, bool):
+    if not _is_id(value):
         raise MalformedEvent(f"{name} needs an integer 'id', got {item!r}")
     return value
 

@@ -10,6 +10,9 @@ from typing import Any, Mapping
 import numpy as np
 
 
+MAX_IMAGE_PIXELS = 50_000_000  # 50 MP; ImageNet photos are well under 1 MP
+
+
 class DataError(ValueError):
     """A dataset file that is missing, unreadable or malformed. The message names the file."""
 
@@ -72,21 +75,27 @@ def read_image(path: Path) -> np.ndarray:
             return np.asarray(im.convert("RGB"))
     except FileNotFoundError:
         raise DataError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"cannot read image {path}: {exc}") from None
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) of an image without decoding its pixels."""
+def image_size(path: Path, max_pixels: int | None = None) -> tuple[int, int]:
+    """(width, height) of an image without decoding its pixels. An image larger than
+    ``max_pixels`` (default MAX_IMAGE_PIXELS) is refused: overlays are full-size masks, so a
+    forged header (a decompression bomb) would otherwise become a huge allocation."""
     from PIL import Image, UnidentifiedImageError
 
+    limit = MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     try:
         with Image.open(path) as im:
-            return im.size
+            width, height = im.size
     except FileNotFoundError:
         raise DataError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise DataError(f"cannot read image {path}: {exc}") from None
+    if width * height > limit:
+        raise DataError(f"image too large: {path} is {width}x{height}, over {limit} pixels")
+    return width, height
 
 
 def write_image(path: Path, image: np.ndarray, **save_kwargs: Any) -> None:
