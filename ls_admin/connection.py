@@ -98,6 +98,9 @@ def check_connection(client: LabelStudio, url: str, retries: int = 4) -> Any:
     except ApiError as exc:
         if exc.status_code in (401, 403):
             raise _key_error(url, exc) from None
+        if exc.status_code is not None and 200 <= exc.status_code < 300:  # an unparsable answer
+            raise AdminError(f"cannot reach Label Studio at {url}: the answer is not Label "
+                             "Studio's API (check the URL)") from None
         if exc.status_code == 404:
             raise AdminError(f"cannot reach Label Studio at {url}: no Label Studio API there "
                              "(HTTP 404 for /api/current-user/whoami); check the URL") from None

@@ -16,6 +16,7 @@ import dataclasses
 import re
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import quote
@@ -300,12 +301,26 @@ def batched(items: Iterable[dict], size: int) -> Iterator[list[dict]]:
 def import_batches(client: LabelStudio, project_id: int, tasks: Iterable[dict],
                    batch_size: int = 500) -> int:
     """POST the tasks (with their predictions) in batches; returns how many were imported.
-    One batch is one transaction in Label Studio: after a failure, a re-run imports the rest."""
-    total = 0
-    for batch in batched(tasks, batch_size):
-        result = _call(f"importing tasks {total + 1}-{total + len(batch)}",
+
+    One batch is in flight while the next is being built (reading npz files and image headers
+    overlaps Label Studio's work). One batch is one transaction in Label Studio: after a
+    failure, a re-run imports the rest.
+    """
+    def post(batch: list[dict], first: int) -> int:
+        result = _call(f"importing tasks {first}-{first + len(batch) - 1}",
                        client.projects.import_tasks, id=project_id, request=batch)
-        total += int(result.task_count or len(batch))
+        return int(result.task_count if result.task_count is not None else len(batch))
+
+    total, sent = 0, 0
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = None
+        for batch in batched(tasks, batch_size):
+            if pending is not None:
+                total += pending.result()
+            pending = pool.submit(post, batch, sent + 1)
+            sent += len(batch)
+        if pending is not None:
+            total += pending.result()
     return total
 
 

@@ -3,16 +3,19 @@ real backend process: project, interactive ML backend, webhook, tasks with predi
 idempotent re-runs, filters, one-line errors, personal access tokens."""
 from __future__ import annotations
 
+import contextlib
+import http.server
 import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from ls_admin.connection import AdminError, connect
-from ls_admin.project import SetupOptions, setup_project, webhook_url
+from ls_admin.project import ML_TITLE, SetupOptions, setup_project, webhook_url
 from ml_backend.launcher import BackendProcess, free_port
 from pose6d.dataset import Dataset, ObjectKey
 from pose6d.demo_dataset import make_demo_dataset
@@ -111,6 +114,13 @@ def test_filters_categories_keys_limit(label_studio, data_root, backend):
     assert {t.data["object_key"] for t in tasks_of(client, report.project_id)} == \
         {str(keys[0]), str(keys[-1])}
 
+    bare = setup_project(client, options(data_root, backend, "filter bare", limit=1,
+                                         predictions=False), label_studio.url)
+    (task,) = tasks_of(client, bare.project_id)
+    assert task.predictions == [] and bare.imported == 1
+    # without imported predictions Label Studio asks the backend (its title is the model version)
+    assert client.projects.get(id=bare.project_id).model_version == ML_TITLE
+
     runs = [setup_project(client, options(data_root, backend, "filter limit", limit=n),
                           label_studio.url) for n in (3, 3, 5)]
     assert [(r.imported, r.present) for r in runs] == [(3, 0), (0, 3), (2, 3)]
@@ -159,3 +169,47 @@ def test_personal_access_token_works_like_legacy_token(label_studio, data_root, 
 
     with pytest.raises(AdminError, match="refused the API key"):  # a tampered signature
         connect(label_studio.url, pat[:-4] + ("AAAA" if not pat.endswith("AAAA") else "BBBB"))
+
+
+@contextlib.contextmanager
+def fake_server(status: int, body: bytes, content_type: str = "text/html"):
+    """A loopback HTTP server answering every GET with ``status`` and ``body``; yields (url, hits)."""
+    hits = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            hits.append(self.path)
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", hits
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_connect_retries_5xx_with_backoff_then_fails_in_one_line():
+    with fake_server(503, b'{"detail": "down for maintenance"}', "application/json") as (url, hits):
+        with pytest.raises(AdminError) as err:
+            connect(url, "some-key", retries=2)
+    assert len(hits) == 3  # first try + 2 retries (the SDK's own retries are off for the check)
+    assert str(err.value).startswith(f"cannot reach Label Studio at {url} (HTTP 503")
+    assert "\n" not in str(err.value)
+
+
+def test_connect_to_something_else_says_so():
+    with fake_server(200, b"<html>not Label Studio</html>") as (url, _):
+        with pytest.raises(AdminError, match="not Label Studio's API"):
+            connect(url, "some-key", retries=0)
+    with pytest.raises(AdminError, match="no Label Studio API key: pass --api-key or set"):
+        connect("http://127.0.0.1:1", "", retries=0)
