@@ -18,16 +18,12 @@ code of "bad quality - no object" so ImageNet3D loaders that drop ``status_bad``
 """
 from __future__ import annotations
 
-import ast
 import contextlib
 import dataclasses
-import io
 import json
 import os
 import shutil
-import struct
 import tempfile
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -138,45 +134,6 @@ def sort_labels(labels: Iterable[Label]) -> list[Label]:
 
 # --- Reading 10k records: np.load parses every member's header with ast (~1.6 ms a record). ---
 
-_NPY_HEADERS: dict[bytes, tuple[np.dtype, tuple, bool]] = {}  # a few distinct headers recur
-
-
-def fast_load_npz(path: Path) -> dict[str, Any]:
-    """``pose6d.inout.load_npz(path)`` for plain (stored, no object arrays) npz files, ~8x faster:
-    one file read, members sliced out of the zip, each distinct .npy header parsed once.
-    Falls back to load_npz for anything else (so errors still name the file)."""
-    try:
-        data = Path(path).read_bytes()
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            infos = zf.infolist()
-        out = {}
-        for info in infos:
-            if info.compress_type != zipfile.ZIP_STORED or not info.filename.endswith(".npy"):
-                raise ValueError("not a plain npz")
-            name_len, extra_len = struct.unpack_from("<HH", data, info.header_offset + 26)
-            start = info.header_offset + 30 + name_len + extra_len  # local file header size
-            raw = memoryview(data)[start:start + info.file_size]
-            if bytes(raw[:6]) != b"\x93NUMPY":
-                raise ValueError("not an npy member")
-            size_bytes = 2 if raw[6] == 1 else 4  # format 1.0: uint16 header length, else uint32
-            hlen = int.from_bytes(raw[8:8 + size_bytes], "little")
-            header = bytes(raw[8 + size_bytes:8 + size_bytes + hlen])
-            parsed = _NPY_HEADERS.get(header)
-            if parsed is None:
-                d = ast.literal_eval(header.decode("latin1"))
-                dtype = np.dtype(d["descr"])
-                if dtype.hasobject:
-                    raise ValueError("object array")
-                parsed = _NPY_HEADERS[header] = (dtype, tuple(d["shape"]), bool(d["fortran_order"]))
-            dtype, shape, fortran = parsed
-            arr = np.frombuffer(raw, dtype, count=int(np.prod(shape)),
-                                offset=8 + size_bytes + hlen).reshape(shape, order="F" if fortran else "C")
-            out[info.filename[:-4]] = arr.item() if arr.ndim == 0 else arr.copy()
-        return out
-    except (OSError, ValueError, KeyError, SyntaxError, TypeError, struct.error, zipfile.BadZipFile):
-        return load_npz(path)
-
-
 def read_records(dataset: Dataset, kind: str, keys: Sequence[ObjectKey] | None = None
                  ) -> dict[ObjectKey, ObjectRecord]:
     """Every record of ``kind`` (annotations / annotations_new / ground_truth), by key.
@@ -188,7 +145,7 @@ def read_records(dataset: Dataset, kind: str, keys: Sequence[ObjectKey] | None =
     try:
         for key in keys:
             path = dataset.record_path(key, kind)
-            out[key] = ObjectRecord.from_npz_dict(fast_load_npz(path), path)
+            out[key] = ObjectRecord.from_npz_dict(load_npz(path), path)
     except DataError as exc:
         raise ExportError(str(exc)) from None
     return out

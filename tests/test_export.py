@@ -281,17 +281,3 @@ def test_labels_from_tasks_reports_what_the_sync_would_reject(tiny_dataset):
     rejected: list[str] = []
     assert labels_from_tasks([task], tiny_dataset, on_reject=rejected.append) == []
     assert len(rejected) == 1 and "task 5 annotation 21" in rejected[0] and "distance" in rejected[0]
-
-
-def test_fast_npz_reader_equals_load_npz(synced, tmp_path):
-    from ls_admin.export_source import fast_load_npz
-    from pose6d.inout import DataError, load_npz
-
-    path = synced.record_path(ObjectKey.parse(CAR0), "annotations_new")
-    fast, slow = fast_load_npz(path), load_npz(path)
-    assert fast.keys() == slow.keys()
-    for name, value in slow.items():
-        assert type(fast[name]) is type(value) and np.array_equal(fast[name], value), name
-    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 truncated")
-    with pytest.raises(DataError, match="bad.npz"):
-        fast_load_npz(tmp_path / "bad.npz")

@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+
+from pose6d.camera import Pose
+from pose6d.dataset import ObjectRecord, write_record
+from pose6d.inout import DataError, _load_plain_npz, load_npz, save_npz
+
+
+def reference_load(path):
+    with np.load(path, allow_pickle=True) as data:
+        return {k: data[k].item() if data[k].ndim == 0 else data[k] for k in data.files}
+
+
+def test_fast_npz_path_equals_numpy(tmp_path):
+    record = ObjectRecord(Pose.from_degrees(10, 20, 30, 4, 5, 6), 3,
+                          {"bbox": np.array([1.0, 2, 3, 4]), "annotator": "a@b.c",
+                           "object_status": "status_good", "fortran": np.asfortranarray(np.ones((2, 3)))})
+    path = tmp_path / "r.npz"
+    write_record(path, record)
+    fast, slow = _load_plain_npz(path), reference_load(path)
+    assert fast.keys() == slow.keys()
+    for name, value in slow.items():
+        assert type(fast[name]) is type(value) and np.array_equal(fast[name], value), name
+
+
+def test_object_arrays_and_corrupt_files(tmp_path):
+    arr = np.empty(1, dtype=object)
+    arr[0] = {"a": 1}
+    save_npz(tmp_path / "obj.npz", {"annotations": arr})
+    with pytest.raises(ValueError):
+        _load_plain_npz(tmp_path / "obj.npz")  # not plain: load_npz falls back to np.load
+    assert load_npz(tmp_path / "obj.npz", allow_pickle=True)["annotations"][0] == {"a": 1}
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(DataError, match="bad.npz"):
+        load_npz(tmp_path / "bad.npz")
+    with pytest.raises(DataError, match="not found"):
+        load_npz(tmp_path / "missing.npz")
