@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import base64
 import dataclasses
 import re
 import sys
@@ -53,6 +54,7 @@ class SetupOptions:
     image_url_prefix: str | None = None  # None: Label Studio local files on the data root
     predictions: bool = True
     progress: bool = True
+    backend_auth: tuple[str, str] | None = None  # (user, password) when the backend uses basic auth
 
 
 @dataclasses.dataclass
@@ -127,22 +129,25 @@ def ensure_project(client: LabelStudio, title: str, project_id: int | None = Non
     return project, "found"
 
 
-def ensure_ml_backend(client: LabelStudio, project_id: int, backend_url: str) -> tuple[Any, str]:
+def ensure_ml_backend(client: LabelStudio, project_id: int, backend_url: str,
+                      auth: tuple[str, str] | None = None) -> tuple[Any, str]:
     """The project's ML backend at ``backend_url``, interactive (Label Studio calls its /setup
-    and /health now, so the backend must be running)."""
+    and /health now, so the backend must be running). ``auth``: basic-auth (user, password)."""
     url = backend_url.rstrip("/")
     backends = _call("listing ML backends", client.ml.list, project=project_id)
     same = [b for b in backends if (b.url or "").rstrip("/") == url]
-    what = f"Label Studio cannot use the ML backend at {url} (is it running, and reachable " \
-           "from Label Studio?)"
+    what = f"Label Studio cannot use the ML backend at {url} (is it running, reachable " \
+           "from Label Studio, and are the basic-auth credentials right?)"
+    credentials = {"auth_method": "BASIC_AUTH", "basic_auth_user": auth[0],
+                   "basic_auth_pass": auth[1]} if auth else {}
     if not same:
         ml = _call(what, client.ml.create, project=project_id, url=url, is_interactive=True,
-                   title=ML_TITLE)
+                   title=ML_TITLE, **credentials)
         return ml, "connected (interactive)"
     ml = same[0]
-    if not ml.is_interactive:
-        ml = _call(what, client.ml.update, id=ml.id, is_interactive=True)
-        return ml, "made interactive"
+    if not ml.is_interactive or auth:
+        ml = _call(what, client.ml.update, id=ml.id, is_interactive=True, **credentials)
+        return ml, "updated (interactive)"
     return ml, "already connected (interactive)"
 
 
@@ -150,19 +155,30 @@ def webhook_url(backend_url: str) -> str:
     return backend_url.rstrip("/") + "/webhook"
 
 
-def ensure_webhook(client: LabelStudio, project_id: int, backend_url: str) -> str:
-    """Make sure the sync webhook exists and is active; says what it found or did."""
+def auth_headers(auth: tuple[str, str] | None) -> dict[str, str]:
+    """The Authorization header a webhook needs to reach a backend with basic auth."""
+    if not auth:
+        return {}
+    return {"Authorization": "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()}
+
+
+def ensure_webhook(client: LabelStudio, project_id: int, backend_url: str,
+                   auth: tuple[str, str] | None = None) -> str:
+    """Make sure the sync webhook exists, is active and carries the backend's credentials
+    (the one Label Studio creates with the ML backend has none); says what it found or did."""
     url = webhook_url(backend_url)
+    headers = auth_headers(auth)
     hooks = [h for h in _call("listing webhooks", client.webhooks.list, project=str(project_id))
              if h.url == url and h.project in (None, project_id)]
     if not hooks:  # someone deleted the one Label Studio made with the ML backend
         _call("creating the sync webhook", client.webhooks.create, project=project_id, url=url,
-              send_payload=True, send_for_all_actions=True, is_active=True)
+              send_payload=True, send_for_all_actions=True, is_active=True, headers=headers)
         return "created"
-    if not any(h.is_active for h in hooks):
-        _call("activating the sync webhook", client.webhooks.update, id=hooks[0].id, url=url,
-              is_active=True)
-        return "re-activated"
+    hook = hooks[0]
+    if not any(h.is_active for h in hooks) or (headers and (hook.headers or {}) != headers):
+        _call("updating the sync webhook", client.webhooks.update, id=hook.id, url=url,
+              is_active=True, **({"headers": headers} if headers else {}))
+        return "updated"
     return "present"
 
 
@@ -346,10 +362,10 @@ def setup_project(client: LabelStudio, options: SetupOptions, base_url: str) -> 
     project, state = ensure_project(client, options.title, options.project_id)
     report = SetupReport(project.id, f"{base_url.rstrip('/')}/projects/{project.id}/data")
     report.steps.append(f"project {options.title!r}: {state}")
-    ml, state = ensure_ml_backend(client, project.id, options.backend_url)
+    ml, state = ensure_ml_backend(client, project.id, options.backend_url, options.backend_auth)
     report.steps.append(f"ML backend {options.backend_url.rstrip('/')}: {state}")
     report.steps.append(f"sync webhook {webhook_url(options.backend_url)}: "
-                        f"{ensure_webhook(client, project.id, options.backend_url)}")
+                        f"{ensure_webhook(client, project.id, options.backend_url, options.backend_auth)}")
     prefix = options.image_url_prefix
     if prefix is None:
         prefix, state = ensure_local_storage(client, project.id, dataset.root)

@@ -22,6 +22,7 @@ appended. Exit status: 0 done, 2 error (one line on stderr).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -58,6 +59,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="import tasks without the initial pose (the backend predicts on open)")
     p.add_argument("--retries", type=int, default=4,
                    help="connection retries with exponential backoff (default: %(default)s)")
+    p.add_argument("--backend-user", default=os.environ.get("POSE6D_BASIC_AUTH_USER", ""),
+                   help="basic-auth user of the backend, if it has one (default: $POSE6D_BASIC_AUTH_USER)")
+    p.add_argument("--backend-password", default=os.environ.get("POSE6D_BASIC_AUTH_PASSWORD", ""),
+                   help="its password (default: $POSE6D_BASIC_AUTH_PASSWORD)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     if args.limit is not None and args.limit < 0:
@@ -81,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
             categories=[c for c in args.categories.split(",") if c] if args.categories else None,
             keys=parse_keys(args.keys) if args.keys else None, limit=args.limit,
             batch_size=args.batch_size, image_url_prefix=args.image_url_prefix,
-            predictions=not args.no_predictions, progress=not args.quiet)
+            predictions=not args.no_predictions, progress=not args.quiet,
+            backend_auth=(args.backend_user, args.backend_password)
+            if args.backend_user or args.backend_password else None)
         client = connect(args.url, args.api_key, retries=args.retries)
         report = setup_project(client, options, resolve_url(args.url))
     except AdminError as exc:

@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -213,3 +214,38 @@ def test_connect_to_something_else_says_so():
             connect(url, "some-key", retries=0)
     with pytest.raises(AdminError, match="no Label Studio API key: pass --api-key or set"):
         connect("http://127.0.0.1:1", "", retries=0)
+
+
+def test_backend_with_basic_auth(label_studio, data_root, tmp_path):
+    """The backend behind basic auth: setup passes the credentials to the ML backend and to the
+    sync webhook (Label Studio's own webhook has none), so a submission still syncs."""
+    from pose6d import labeling as L
+    from pose6d.dataset import SYNCED
+    from pose6d.tasks import task_object_key
+
+    auth = {"POSE6D_BASIC_AUTH_USER": "ls", "POSE6D_BASIC_AUTH_PASSWORD": "pa55-word"}
+    with BackendProcess(data_root, log_path=tmp_path / "backend.log", env=auth) as secured:
+        env_args = ("--data-root", str(data_root), "--backend-url", secured.url,
+                    "--title", "setup auth", "--limit", "2")
+        refused = run_setup(label_studio.url, label_studio.token, *env_args,
+                            "--backend-password", "wrong", "--backend-user", "ls")
+        assert refused.returncode != 0 and len(refused.stderr.strip().splitlines()) == 1
+        done = run_setup(label_studio.url, label_studio.token, *env_args,
+                         "--backend-user", "ls", "--backend-password", "pa55-word")
+        assert done.returncode == 0, done.stderr
+        client = label_studio.client()
+        project_id = project_id_of(done.stdout)
+        task = tasks_of(client, project_id)[0]
+        key = task_object_key(task.data)
+        result = [{"from_name": n, "to_name": L.IMAGE, "type": "number", "value": {"number": v}}
+                  for n, v in dict(azimuth=10, elevation=5, theta=0, distance=9, px=50, py=60).items()]
+        result += [L.choice_result(L.QUALITY, "good"), L.choice_result(L.DENSE, "no"),
+                   L.choice_result(L.CAD, str(task.data["cad_index"]))]
+        client.annotations.create(id=task.id, result=result)
+        path = Dataset(data_root).record_path(key, SYNCED)
+        for _ in range(100):
+            if path.exists():
+                break
+            time.sleep(0.2)
+        assert path.exists(), (tmp_path / "backend.log").read_text()[-2000:]
+        assert Dataset(data_root).read(key, SYNCED).pose.distance == 9
