@@ -8,7 +8,12 @@ Tokens run left to right, separated by spaces or commas:
   n  p  c3        next / previous CAD model, or model 3
   r               reset to the model's initial pose and CAD
   u               undo the last change (repeatable)
-  .               re-render at the values shown (after typing into the number fields)
+  .               re-render at the values shown (after moving a slider or clicking a model)
+  ?               show this cheat sheet in the box
+
+Label Studio keeps the submitted lines in the box until our answer clears it; when answers
+cross (it applies only the newest), the next call carries every unanswered line, so no command
+is lost. Lines the backend wrote (errors, help) start with a mark and are never run again.
 """
 from __future__ import annotations
 
@@ -19,6 +24,13 @@ from pose6d.labeling import NUMBER_SPECS
 
 AXES = {"a": "azimuth", "e": "elevation", "t": "theta", "d": "distance", "x": "px", "y": "py"}
 ERROR_MARK = "\u26a0"  # the backend's error messages start with this; it is never a command
+INFO_MARK = "\u2139"  # the backend's notes (help, warnings that changed nothing) start with this
+# One line per topic, shown by "?" (and in README "Annotating").
+CHEAT_SHEET = (
+    "a e t d x y = azimuth elevation theta distance px py",
+    "a+ a- fine (1 deg, 0.2, 5 px) / a++ a-- coarse (30 deg, 1, 30 px) / a+7 by 7 / a=30 set",
+    "f flip 180 / n p c3 model / r reset / u undo / . render shown values",
+)
 _STEP = re.compile(r"^([aetdxy])(\+\+|--|\+|-)$")
 _DELTA = re.compile(r"^([aetdxy])([+-]\d+(?:\.\d*)?|[+-]\.\d+)$")
 _SET = re.compile(r"^([aetdxy])=(-?\d+(?:\.\d*)?|-?\.\d+)$")
@@ -31,15 +43,15 @@ class CommandError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Command:
-    kind: str  # add | set | flip | cad_next | cad_prev | cad_set | reset | undo | refresh
+    kind: str  # add | set | flip | cad_next | cad_prev | cad_set | reset | undo | refresh | help
     name: str = ""  # pose value name for add / set
     value: float = 0.0
 
 
 def parse_commands(text: str) -> list[Command]:
     """Parse the command box's text; raises CommandError for the first bad token."""
-    text = text.split(ERROR_MARK, 1)[0].strip().lower()
-    tokens = [tok for tok in re.split(r"[\s,;]+", text) if tok]
+    lines = [line.split(ERROR_MARK, 1)[0].split(INFO_MARK, 1)[0] for line in text.splitlines()]
+    tokens = [tok for tok in re.split(r"[\s,;]+", " ".join(lines).strip().lower()) if tok]
     if not tokens:
         return [Command("refresh")]
     return [_parse_token(tok) for tok in tokens]
@@ -48,7 +60,7 @@ def parse_commands(text: str) -> list[Command]:
 def _parse_token(tok: str) -> Command:
     simple = {"f": "flip", "flip": "flip", "n": "cad_next", "next": "cad_next", "p": "cad_prev",
               "prev": "cad_prev", "r": "reset", "reset": "reset", "u": "undo", "undo": "undo",
-              ".": "refresh", "=": "refresh"}
+              ".": "refresh", "=": "refresh", "?": "help", "h": "help", "help": "help"}
     if tok in simple:
         return Command(simple[tok])
     if m := _STEP.match(tok):
@@ -61,4 +73,4 @@ def _parse_token(tok: str) -> Command:
         return Command("set", AXES[m.group(1)], float(m.group(2)))
     if m := _CAD.match(tok):
         return Command("cad_set", value=float(m.group(1)))
-    raise CommandError(f"unknown command {tok!r} (try a++ e- d+ x-- a=30 f n p c2 r u)")
+    raise CommandError(f"unknown command {tok!r} (try a++ e- d+ x-- a=30 f n p c2 r u, ? for help)")

@@ -1,11 +1,25 @@
 """Live pose refinement: Label Studio calls /predict with ``params.context`` while the annotator
-works (command box submitted, a smart keypoint clicked, a smart box drawn); we answer with the
+works (command box submitted, a smart key point clicked, a smart box drawn); we answer with the
 new pose's six Numbers, the CAD choice and the re-rendered overlay (same region ids, so the
 overlay is replaced in place), and clear the command box.
 
-Per-task state (the last pose shown and an undo history) lives in this process; with several
-replicas, route a task's calls to one replica (sticky sessions) or accept that undo history
-is per replica — the pose itself always comes back from the annotator's own Numbers.
+What Label Studio 1.23.2 sends and does (read in its frontend source, seen in a browser; README
+"Annotating"):
+- command box (TextArea, Enter): ``context.result`` holds every whole-image classification as
+  shown (the six Numbers, unsaved slider moves included, the Choices, the box's text lines);
+- smart key point / rectangle: only the drawn region(s) of that tool (no Numbers): the pose
+  shown is then the last one we answered for the task, or, in a fresh process, the user's
+  draft or newest annotation in ``tasks[0]``, else the initial pose;
+- only the newest call's answer is applied; the box keeps the text of unanswered calls, so a
+  later call may carry several lines: they are applied to the pose its Numbers show;
+- with Auto-Accept on, accepting our answer deletes the drawn key point / box (they are
+  "dynamic" regions), so neither piles up; the overlay regions keep their ids and are replaced.
+
+Per task the session keeps the chain of poses shown (for undo). A call whose Numbers show an
+earlier pose of the chain (its predecessor's answer was never applied) cuts the chain back to
+it, so undo and repeated commands stay right when answers cross. With several replicas, route
+a task's calls to one replica (sticky sessions) or accept that undo history is per replica:
+the pose itself always comes from the annotator's own Numbers.
 """
 from __future__ import annotations
 
@@ -18,27 +32,65 @@ import threading
 import numpy as np
 
 from pose6d import labeling
-from pose6d.camera import InvalidPoseError, Pose, project_points
+from pose6d.cad_library import CadError
+from pose6d.camera import POSE_NAMES, InvalidPoseError, Pose, project_points
 from pose6d.labeling import (AnnotationValues, NUMBER_SPECS, command_result, read_results,
                              region_box_pixels, region_point_pixels, shown_pose)
 
-from ml_backend.commands import ERROR_MARK, Command, CommandError, parse_commands
+from ml_backend.commands import (CHEAT_SHEET, ERROR_MARK, INFO_MARK, Command, CommandError,
+                                 parse_commands)
 
 log = logging.getLogger("ml_backend.interactive")
 MAX_HISTORY = 200
 MAX_SESSIONS = 20000
+POINT_TYPES = ("keypoint", "keypointlabels")
+BOX_TYPES = ("rectangle", "rectanglelabels")
 
 
 @dataclasses.dataclass
 class State:
     pose: Pose
     cad_index: int
+    _key: tuple | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
+
+    def key(self) -> tuple:
+        """What the annotator sees: the six values as shown (rounded) and the CAD model."""
+        if self._key is None:
+            deg = shown_pose(self.pose).as_degrees()
+            self._key = tuple(round(deg[n], NUMBER_SPECS[n].decimals) for n in POSE_NAMES) \
+                + (self.cad_index,)
+        return self._key
 
 
 @dataclasses.dataclass
 class Session:
-    current: State
-    history: list[State] = dataclasses.field(default_factory=list)
+    # Poses shown, oldest first; the last is the one on screen. A fresh session (new task, or a
+    # restarted backend) starts at the first pose it sees: undo never goes back further.
+    states: list[State]
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    @property
+    def current(self) -> State:
+        return self.states[-1]
+
+    def show(self, state: State) -> None:
+        """``state`` is on screen: cut the chain back to it when it is already in it (answers
+        that were never applied), else append it (a slider move, a model click, a fresh call)."""
+        key = state.key()
+        for i in range(len(self.states) - 1, -1, -1):
+            if self.states[i].key() == key:
+                del self.states[i + 1:]
+                return
+        self.push(state)
+
+    def push(self, state: State) -> None:
+        self.states.append(state)
+        del self.states[:-MAX_HISTORY]
+
+    def undo(self) -> State:
+        if len(self.states) > 1:
+            self.states.pop()
+        return self.states[-1]
 
 
 class InteractiveSession:
@@ -62,46 +114,70 @@ class InteractiveSession:
             return self._error(f"this task cannot be rendered: {exc}")
         initial_state = State(initial.pose, initial.cad_index)
         session = self._session(task, initial_state)
-        try:
-            current = self._current_state(values, session, initial_state)
-            new = self._apply(values, current, session, initial_state, key, width, height)
-        except (CommandError, InvalidPoseError) as exc:
-            return self._error(str(exc))
-        new = State(shown_pose(new.pose), new.cad_index)
-        try:
-            results = self.model.pose_prediction(key, new.pose, new.cad_index, width, height,
-                                                 extra=[command_result()])
-        except TaskError as exc:
-            return self._error(str(exc))
-        session.current = new
+        with session.lock:  # one task's calls one at a time (Label Studio may send two at once)
+            try:
+                shown = self._shown_state(values, session, task, initial_state)
+                new, notes = self._apply(values, shown, session, initial_state, key, width, height)
+            except (CommandError, InvalidPoseError) as exc:
+                return self._error(str(exc))
+            except CadError as exc:
+                return self._error(f"the CAD model cannot be used: {exc}")
+            new = State(shown_pose(new.pose), new.cad_index)
+            if not _renderable(new.pose):
+                return self._error("that pose is far outside the photo (distance or centre): "
+                                   "r resets, u undoes")
+            notes += _range_notes(new.pose)
+            try:
+                results = self.model.pose_prediction(
+                    key, new.pose, new.cad_index, width, height,
+                    extra=[command_result("\n".join(f"{INFO_MARK} {n}" for n in notes) or None)])
+            except TaskError as exc:
+                return self._error(str(exc))
         return {"result": results, "score": 1.0, "model_version": self.model.model_version}
 
     # --- state ---
 
     def _session(self, task: dict, initial: State) -> Session:
         task_id = task.get("id", id(task))
+        try:
+            hash(task_id)
+        except TypeError:
+            task_id = repr(task_id)
         with self._lock:
-            session = self._sessions.pop(task_id, None) or Session(initial)
+            session = self._sessions.pop(task_id, None)
+            fresh = session is None
+            session = session or Session([])
             self._sessions[task_id] = session
             while len(self._sessions) > MAX_SESSIONS:
                 self._sessions.popitem(last=False)
+        if fresh:
+            saved = _saved_state(task, initial)
+            if saved is not None:
+                session.show(saved)
         return session
 
-    def _current_state(self, values: AnnotationValues, session: Session, initial: State) -> State:
-        """The pose the annotator sees: their Numbers when the call carries them (typed edits
-        included), else the last pose we showed."""
-        cad = _cad_choice(values, session.current.cad_index)
+    def _shown_state(self, values: AnnotationValues, session: Session, task: dict,
+                     initial: State) -> State:
+        """The pose on the annotator's screen: their Numbers and CAD choice when the call
+        carries them (unsaved slider moves included), else the last pose shown."""
+        base = session.current if session.states else initial
+        cad = _cad_choice(values, base.cad_index)
         if all(n in values.numbers for n in NUMBER_SPECS):
-            return State(values.pose(initial.pose.viewport), cad)
-        return State(session.current.pose, cad)
+            state = State(values.pose(initial.pose.viewport), cad)
+        else:
+            state = State(base.pose, cad)
+        session.show(state)
+        return session.current
 
     def _apply(self, values: AnnotationValues, current: State, session: Session, initial: State,
-               key, width: int, height: int) -> State:
-        points = [r for r in values.regions if r.get("type") in ("keypointlabels", "keypoint")]
-        boxes = [r for r in values.regions if r.get("type") in ("rectanglelabels", "rectangle")
+               key, width: int, height: int) -> tuple[State, list[str]]:
+        """The new state (already on the session's chain for undo) and notes for the box."""
+        points = [r for r in values.regions if r.get("type") in POINT_TYPES]
+        boxes = [r for r in values.regions if r.get("type") in BOX_TYPES
                  and r.get("id") != labeling.BOX_REGION_ID]
         text = values.text.get(labeling.COMMAND)
-        if points:
+        notes: list[str] = []
+        if points:  # the newest point is the last (Label Studio sends them in drawing order)
             x, y = _region_pixels(region_point_pixels, points[-1])
             new = State(current.pose.replace(px=x, py=y), current.cad_index)
         elif boxes:
@@ -111,33 +187,76 @@ class InteractiveSession:
                         current.cad_index)
         elif text is not None:
             commands = parse_commands(text)
-            if commands and all(c.kind == "undo" for c in commands):
-                for _ in commands:
-                    if session.history:
-                        current = session.history.pop()
-                return current
             cads = self.model.dataset.cad.indices(key.category)
             new = current
-            for command in commands:
-                new = apply_command(command, new, initial, cads)
+            for command in commands:  # one call (one Enter) is one undo step; "u" pops one
+                if command.kind == "undo":
+                    changed = new.key() != session.current.key()
+                    new = session.current if changed else session.undo()
+                elif command.kind == "help":
+                    notes += list(CHEAT_SHEET)
+                else:
+                    new = apply_command(command, new, initial, cads)
         else:
-            return current
-        if new != current:
-            session.history.append(current)
-            del session.history[:-MAX_HISTORY]
-        return new
+            return current, notes
+        if new.key() != session.current.key():  # after an undo the chain's end moved
+            session.push(State(shown_pose(new.pose), new.cad_index))
+        return new, notes
 
     def _error(self, message: str) -> dict:
         return {"result": [command_result(f"{ERROR_MARK} {message}")],
                 "model_version": self.model.model_version}
 
 
+MAX_ABS_PIXELS, MAX_DISTANCE = 1e6, 1e6  # beyond: nothing to render, and pixel maths overflows
+
+
+def _renderable(pose: Pose) -> bool:
+    return abs(pose.px) <= MAX_ABS_PIXELS and abs(pose.py) <= MAX_ABS_PIXELS \
+        and pose.distance <= MAX_DISTANCE
+
+
+def _range_notes(pose: Pose) -> list[str]:
+    """Warnings for values Label Studio would refuse to submit (outside the sliders' range)."""
+    deg = pose.as_degrees()
+    out = []
+    for name in ("distance", "px", "py"):
+        spec = NUMBER_SPECS[name]
+        if not spec.min <= round(deg[name], spec.decimals) <= spec.max:
+            out.append(f"{name}={deg[name]:.{spec.decimals}f} is outside {spec.min:g}..{spec.max:g}: "
+                       "Label Studio will refuse to submit it (admin: make_labeling_config.py "
+                       "--max-photo-size)")
+    return out
+
+
+def _saved_state(task: dict, initial: State) -> State | None:
+    """The pose of the user's newest draft, else of the newest annotation carried in ``task``
+    (Label Studio sends both with interactive calls); None when there is none."""
+    for field in ("drafts", "annotations"):
+        items = task.get(field) if isinstance(task, dict) else None
+        if not isinstance(items, list):
+            continue
+        items = [i for i in items if isinstance(i, dict) and isinstance(i.get("result"), list)]
+        items.sort(key=lambda i: str(i.get("updated_at") or i.get("created_at") or ""))
+        for item in reversed(items):
+            values = read_results(item["result"])
+            try:
+                return State(values.pose(initial.pose.viewport),
+                             _cad_choice(values, initial.cad_index))
+            except InvalidPoseError:
+                continue
+    return None
+
+
 def _region_pixels(reader, region: dict) -> tuple[float, ...]:
     """Pixel coordinates of a drawn region; CommandError when it lacks the fields they need."""
     try:
-        return tuple(float(v) for v in reader(region))
+        out = tuple(float(v) for v in reader(region))
     except (KeyError, TypeError, ValueError, ZeroDivisionError):
         raise CommandError("the drawn region has no readable position") from None
+    if not all(math.isfinite(v) for v in out):
+        raise CommandError("the drawn region has no readable position")
+    return out
 
 
 def _cad_choice(values: AnnotationValues, default: int) -> int:

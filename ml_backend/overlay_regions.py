@@ -1,5 +1,5 @@
 """The mesh overlay as Label Studio regions: a silhouette brush and a visible-edges brush, with
-fixed ids so that each new overlay replaces the previous one in place."""
+fixed ids so that each new overlay replaces the previous one in place, read-only."""
 from __future__ import annotations
 
 import numpy as np
@@ -27,5 +27,7 @@ def overlay_regions(mesh: CadMesh, pose: Pose, width: int, height: int,
     edges = rendered.full_edges
     if edge_width > 1:
         edges = thicken(edges, edge_width)
-    return [mask_region(MESH_REGION_ID, MESH_LABEL, rendered.full_mask),
-            mask_region(EDGES_REGION_ID, EDGES_LABEL, edges)], rendered
+    # Read-only: nobody moves or erases the overlay by accident; a region returned with the same
+    # id still replaces it (Label Studio 1.23.2, acceptSuggestion).
+    return [mask_region(MESH_REGION_ID, MESH_LABEL, rendered.full_mask, readonly=True),
+            mask_region(EDGES_REGION_ID, EDGES_LABEL, edges, readonly=True)], rendered

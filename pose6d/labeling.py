@@ -21,9 +21,12 @@ QUALITY = "quality"
 DENSE = "dense"
 COMMAND = "command"  # one-line TextArea: interactive pose commands (issue 4)
 OVERLAY = "overlay"  # BrushLabels: the rendered mesh over the photo
-BOX = "box"  # RectangleLabels: the object's box; drawing one fits distance and centre
-CENTRE = "centre"  # KeyPointLabels: a click sets (px, py)
+# Label-less smart-only tools: Label Studio's own tool keys select them (K key point, R
+# rectangle) and a click draws at once; a *Labels control would also need a label picked first.
+BOX = "box"  # Rectangle: the object's box; drawing one fits distance and centre
+CENTRE = "centre"  # KeyPoint: a click sets (px, py)
 MESH_LABEL, EDGES_LABEL = "Mesh", "Edges"
+# Labels of the earlier RectangleLabels / KeyPointLabels config; results carrying them are still read.
 BOX_LABEL, CENTRE_LABEL = "Object", "Centre"
 # Fixed region ids: a returned region with an existing id replaces it in place (FIELD_NOTES §6).
 MESH_REGION_ID, EDGES_REGION_ID, BOX_REGION_ID = "pose6d_mesh", "pose6d_edges", "pose6d_box"
@@ -40,13 +43,28 @@ class NumberSpec:
     decimals: int  # what is shown and stored: the overlay is rendered at the rounded value
 
 
+# The largest photo the px / py sliders are made for (the original tool's slider ranges,
+# 0..800 and 0..640). Label Studio refuses to submit a Number outside its min..max, and min/max
+# cannot come from the task, so the range is [-size, 2 * size]: the photo fills the middle third
+# of the slider and centres of objects cut by the border up to a photo width outside still fit.
+# Larger photos: scripts/make_labeling_config.py --max-photo-size WxH (the backend warns in the
+# command box when a centre leaves the range).
+PHOTO_SIZE = (800, 640)
+
+
+def pixel_range(size: int) -> tuple[float, float]:
+    """The px (or py) slider range for photos up to ``size`` pixels wide (or high)."""
+    return -float(size), 2.0 * float(size)
+
+
 NUMBERS = (
-    NumberSpec("azimuth", "deg", -360.0, 360.0, 1.0, 30.0, 2),
+    # azimuth and theta are shown wrapped to (-180, 180] (shown_pose), elevation clamped.
+    NumberSpec("azimuth", "deg", -180.0, 180.0, 1.0, 30.0, 2),
     NumberSpec("elevation", "deg", -90.0, 90.0, 1.0, 30.0, 2),
     NumberSpec("theta", "deg", -180.0, 180.0, 1.0, 30.0, 2),
     NumberSpec("distance", "", 0.1, 100.0, 0.2, 1.0, 3),
-    NumberSpec("px", "px", -10000.0, 10000.0, 5.0, 30.0, 1),
-    NumberSpec("py", "px", -10000.0, 10000.0, 5.0, 30.0, 1),
+    NumberSpec("px", "px", *pixel_range(PHOTO_SIZE[0]), 5.0, 30.0, 1),
+    NumberSpec("py", "px", *pixel_range(PHOTO_SIZE[1]), 5.0, 30.0, 1),
 )
 NUMBER_SPECS = {spec.name: spec for spec in NUMBERS}
 assert tuple(NUMBER_SPECS) == POSE_NAMES
@@ -102,20 +120,23 @@ def _region(region_id: str, from_name: str, kind: str, width: int, height: int, 
     return out
 
 
-def mask_region(region_id: str, label: str, mask: np.ndarray) -> dict:
-    """A brush region (full-image (H, W) bool mask) with a fixed id."""
+def mask_region(region_id: str, label: str, mask: np.ndarray, readonly: bool = False) -> dict:
+    """A brush region (full-image (H, W) bool mask) with a fixed id; ``readonly``: Label Studio
+    lets nobody move, erase or relabel it (a returned region with its id still replaces it)."""
     h, w = mask.shape
     return _region(region_id, OVERLAY, "brushlabels", w, h,
-                   {"format": "rle", "rle": mask_to_rle(mask), "brushlabels": [label]})
+                   {"format": "rle", "rle": mask_to_rle(mask), "brushlabels": [label]},
+                   readonly=readonly)
 
 
 def box_region(bbox: Iterable[float], width: int, height: int, region_id: str = BOX_REGION_ID) -> dict:
-    """The object's box (x1, y1, x2, y2 pixels) as a rectangle region (percent coordinates)."""
+    """The object's box (x1, y1, x2, y2 pixels) as a read-only rectangle region (percent
+    coordinates): a drag that starts on it draws a new box instead of moving this one."""
     x1, y1, x2, y2 = (float(v) for v in bbox)
-    return _region(region_id, BOX, "rectanglelabels", width, height, {
+    return _region(region_id, BOX, "rectangle", width, height, {
         "x": 100.0 * x1 / width, "y": 100.0 * y1 / height,
         "width": 100.0 * (x2 - x1) / width, "height": 100.0 * (y2 - y1) / height,
-        "rotation": 0, "rectanglelabels": [BOX_LABEL]})
+        "rotation": 0}, readonly=True)
 
 
 def region_box_pixels(region: dict) -> tuple[float, float, float, float]:
@@ -211,16 +232,19 @@ def _hex(rgb: tuple[int, int, int]) -> str:
 # fill, yellow edges: readable over most photos); box and centre in colours that differ from both.
 from pose6d.overlay import EDGE_COLOR, MESH_COLOR  # noqa: E402  (numpy only; no open3d at import)
 
-LABEL_COLOURS = {MESH_LABEL: _hex(MESH_COLOR), EDGES_LABEL: _hex(EDGE_COLOR),
-                 BOX_LABEL: "#FF6D00", CENTRE_LABEL: "#FF00E5"}
+LABEL_COLOURS = {MESH_LABEL: _hex(MESH_COLOR), EDGES_LABEL: _hex(EDGE_COLOR)}
+BOX_COLOUR, CENTRE_COLOUR = "#FF6D00", "#FF00E5"
 # Hotkeys. Label Studio's defaults use ctrl/alt/shift combinations and the tool letters
-# b e h k m o p r u v w [ ]. Every label, choice and Number without a hotkey gets the next key of
+# b e h k m o p r u v w [ ] (k: the smart key point = centre click, r: the smart rectangle = box
+# fit). Every label, choice and Number without a hotkey gets the next key of
 # "1234567890qwetasdfgzxcvb..." whether or not a tool uses it (1.23.2 gave px the eraser's "e"),
-# so every control claims one: a Number's hotkey only adds one step, so theirs are parked on
-# F13-F18 (absent from laptop keyboards); the CAD options take CAD_HOTKEYS in order.
+# so every control claims one: a Number's hotkey only adds one config step (0.01 deg; it never
+# decrements and wraps from max to min), useless for nudging, so theirs are parked on F13-F18
+# (absent from laptop keyboards); the CAD options take CAD_HOTKEYS in order. No hotkey works
+# while the command box has the focus (Label Studio ignores them in inputs).
 QUALITY_HOTKEYS = dict(zip(QUALITY_VALUES, ("1", "2", "3", "4")))
 DENSE_HOTKEYS = dict(zip(DENSE_VALUES, ("n", "y")))
-LABEL_HOTKEYS = {BOX_LABEL: "5", CENTRE_LABEL: "6", MESH_LABEL: "7", EDGES_LABEL: "8"}
+LABEL_HOTKEYS = {MESH_LABEL: "7", EDGES_LABEL: "8"}
 NUMBER_HOTKEYS = {spec.name: f"f{13 + i}" for i, spec in enumerate(NUMBERS)}
 CAD_HOTKEYS = ("9", "0", "q", "t", "a", "s", "d", "f", "g", "z", "x", "c", "i", "j", "l")
 assert DENSE_VALUES == ("no", "yes") and len(QUALITY_HOTKEYS) == len(QUALITY_VALUES)

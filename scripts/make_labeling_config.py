@@ -7,10 +7,14 @@ pose6d/labels.py; this script only lays them out. The committed XML must equal i
     python scripts/make_labeling_config.py            # (re)write labeling_config/pose6d.xml
     python scripts/make_labeling_config.py --check    # exit 1 if the committed file is stale
     python scripts/make_labeling_config.py --out -    # print to stdout
+    python scripts/make_labeling_config.py --max-photo-size 1600x1200 --out big.xml
+                                                      # px / py sliders for larger photos
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import re
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -30,9 +34,12 @@ RIGHT_STYLE = "flex: 0 0 330px; max-width: 330px"
 NUMBER_ROW_STYLE = "display: grid; grid-template-columns: 96px 1fr; align-items: center"
 SMALL = "font-size: 12px; line-height: 16px; margin: 0"
 SECTION_STYLE = "font-size: 13px; margin: 6px 0 0 0"
-HEADER_TEXT = ("Fit the overlay to the object: type a command + Enter, or move the sliders. "
-               "Smart box: refit distance and centre. Smart Centre click: move the centre.")
-COMMAND_PLACEHOLDER = "pose command, Enter to run (needs the pose backend)"
+HINT = "font-size: 11px; line-height: 13px; margin: 0 0 2px 0; font-weight: normal; color: #555"
+# The cheat sheet the annotator reads (README "Annotating" has the long form).
+HINT_TEXT = ("Enter runs (the box keeps the focus): a e t d x y + - fine, ++ -- coarse, a+7, "
+             "a=30; f flip; n p c3 model; r reset; u undo; . render; ? help. Photo: K, Ctrl+click "
+             "= centre; R, Ctrl+drag = box fit. Auto-Annotation + Auto-Accept on (once).")
+COMMAND_PLACEHOLDER = "a++  e-  d+  x=412  f  n  c3  r  u  ?   (Enter)"
 
 
 def _fmt(value: float) -> str:
@@ -61,16 +68,30 @@ def _image_column(root: ET.Element) -> None:
     left = _el(root, "View", style=LEFT_STYLE)
     _el(left, "Image", name=L.IMAGE, value=f"${L.DATA_IMAGE}", zoom="true", zoomControl="true",
         maxWidth="100%")
-    row = _el(left, "View", style="display: flex; flex-wrap: wrap; gap: 8px; margin-top: 4px")
-    _labels(row, "RectangleLabels", L.BOX, [L.BOX_LABEL], smart="true", strokeWidth="2",
-            opacity="0.15")
-    _labels(row, "KeyPointLabels", L.CENTRE, [L.CENTRE_LABEL], smart="true", smartOnly="true")
+    # Smart-only and label-less: the only box / key point tools are the ones that call the
+    # backend, Label Studio's tool keys R / K select them, and a drag / click draws at once.
+    _el(left, "Rectangle", name=L.BOX, toName=L.IMAGE, smart="true", smartOnly="true",
+        strokeColor=L.BOX_COLOUR, fillColor=L.BOX_COLOUR, strokeWidth="2", opacity="0.15")
+    _el(left, "KeyPoint", name=L.CENTRE, toName=L.IMAGE, smart="true", smartOnly="true",
+        fillColor=L.CENTRE_COLOUR, strokeWidth="4")
+    # The overlay's brush labels are only there to hold the backend's regions: their chips are
+    # hidden so that nobody starts painting by clicking one (the regions panel names them).
+    row = _el(left, "View", style="display: none")
     _labels(row, "BrushLabels", L.OVERLAY, [L.MESH_LABEL, L.EDGES_LABEL])
 
 
-def _number_rows(parent: ET.Element) -> None:
+def numbers_for(photo_size: tuple[int, int] | None = None) -> tuple[L.NumberSpec, ...]:
+    """L.NUMBERS, with the px / py ranges made for photos up to ``photo_size`` (W, H)."""
+    if photo_size is None:
+        return L.NUMBERS
+    ranges = {"px": L.pixel_range(photo_size[0]), "py": L.pixel_range(photo_size[1])}
+    return tuple(dataclasses.replace(spec, min=ranges[spec.name][0], max=ranges[spec.name][1])
+                 if spec.name in ranges else spec for spec in L.NUMBERS)
+
+
+def _number_rows(parent: ET.Element, numbers: tuple[L.NumberSpec, ...]) -> None:
     grid = _el(parent, "View", style=NUMBER_ROW_STYLE)
-    for spec in L.NUMBERS:
+    for spec in numbers:
         unit = f" ({spec.unit})" if spec.unit else ""
         _el(grid, "Header", value=f"{spec.name}{unit}", size="6", style=SMALL)
         _el(grid, "Number", name=spec.name, toName=L.IMAGE, slider="true", min=_fmt(spec.min),
@@ -88,13 +109,14 @@ def _choices(parent: ET.Element, name: str, labels, hotkeys: dict[str, str], tit
         _el(group, "Choice", value=lab.value, hotkey=hotkeys[lab.value], hint=lab.hint or None)
 
 
-def _control_column(root: ET.Element) -> None:
+def _control_column(root: ET.Element, numbers: tuple[L.NumberSpec, ...]) -> None:
     right = _el(root, "View", style=RIGHT_STYLE)
-    _el(right, "Header", value=HEADER_TEXT, size="6", style=SMALL + "; font-weight: normal")
     _el(right, "Header", value=f"${L.DATA_INSTRUCTIONS}", size="6", style=SMALL + "; color: #B00020")
-    _el(right, "TextArea", name=L.COMMAND, toName=L.IMAGE, rows="1",
+    # smartOnly: Enter calls the backend even with Label Studio's Auto-Annotation toggle off.
+    _el(right, "TextArea", name=L.COMMAND, toName=L.IMAGE, rows="1", smartOnly="true",
         placeholder=COMMAND_PLACEHOLDER)
-    _number_rows(right)
+    _el(right, "Header", value=HINT_TEXT, size="6", style=HINT)
+    _number_rows(right, numbers)
     # The required judgements before the CAD gallery, whose length depends on the category.
     _choices(right, L.QUALITY, QUALITY_LABELS, L.QUALITY_HOTKEYS, "Object quality")
     _choices(right, L.DENSE, DENSE_LABELS, L.DENSE_HOTKEYS, "Dense scene")
@@ -103,15 +125,23 @@ def _control_column(root: ET.Element) -> None:
         choice="single-radio", layout="inline")
 
 
-def build_config() -> str:
-    """The labeling config XML text (ends with a newline)."""
+def build_config(photo_size: tuple[int, int] | None = None) -> str:
+    """The labeling config XML text (ends with a newline); ``photo_size`` (W, H): the largest
+    photo the px / py sliders must cover (default L.PHOTO_SIZE)."""
     root = _el(None, "View", style=ROOT_STYLE)
     _image_column(root)
-    _control_column(root)
+    _control_column(root, numbers_for(photo_size))
     ET.indent(root, space="  ")
     comment = ("<!-- Generated by scripts/make_labeling_config.py from pose6d/labeling.py and "
                "pose6d/labels.py. Do not edit by hand. -->\n")
     return comment + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _size(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not match or min(int(match.group(1)), int(match.group(2))) < 1:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT in pixels, e.g. 1600x1200, not {text!r}")
+    return int(match.group(1)), int(match.group(2))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,8 +152,12 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"output file, '-' for stdout (default: {DEFAULT_OUT})")
     parser.add_argument("--check", action="store_true",
                         help="do not write; exit 1 if --out differs from the generated config")
+    parser.add_argument("--max-photo-size", metavar="WxH", type=_size, default=None,
+                        help="largest photo of the dataset: px / py sliders span -W..2W and "
+                             "-H..2H (Label Studio refuses to submit a value outside them; "
+                             f"default {L.PHOTO_SIZE[0]}x{L.PHOTO_SIZE[1]})")
     args = parser.parse_args(argv)
-    text = build_config()
+    text = build_config(args.max_photo_size)
     if args.out == "-":
         sys.stdout.write(text)
         return 0

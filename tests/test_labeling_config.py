@@ -52,7 +52,7 @@ def test_label_interface_validates():
     interface.validate()  # raises on schema, duplicate names, bad toName or attributes
     assert [o.name for o in interface.objects] == [L.IMAGE]
     kinds = {c.name: type(c).__name__ for c in interface.controls}
-    expected = {L.BOX: "RectangleLabelsTag", L.CENTRE: "KeyPointLabelsTag",
+    expected = {L.BOX: "RectangleTag", L.CENTRE: "KeyPointTag",
                 L.OVERLAY: "BrushLabelsTag", L.COMMAND: "TextAreaTag", L.CAD: "ChoicesTag",
                 L.QUALITY: "ChoicesTag", L.DENSE: "ChoicesTag"}
     expected.update({name: "NumberTag" for name in POSE_NAMES})
@@ -63,12 +63,12 @@ def test_label_interface_validates():
 def test_image_and_regions(xml_root):
     image = _tags(xml_root, "Image")[L.IMAGE]
     assert image.get("value") == f"${L.DATA_IMAGE}" and image.get("zoom") == "true"
-    box = _tags(xml_root, "RectangleLabels")[L.BOX]
-    assert box.get("smart") == "true"
-    assert [lab.get("value") for lab in box] == [L.BOX_LABEL]
-    centre = _tags(xml_root, "KeyPointLabels")[L.CENTRE]
-    assert centre.get("smart") == "true" and centre.get("smartOnly") == "true"
-    assert [lab.get("value") for lab in centre] == [L.CENTRE_LABEL]
+    # label-less and smart-only: the only box / key point tools call the backend (tool keys R, K)
+    box = _tags(xml_root, "Rectangle")[L.BOX]
+    centre = _tags(xml_root, "KeyPoint")[L.CENTRE]
+    for tool in (box, centre):
+        assert tool.get("smart") == "true" and tool.get("smartOnly") == "true"
+        assert len(tool) == 0
     overlay = _tags(xml_root, "BrushLabels")[L.OVERLAY]
     assert [lab.get("value") for lab in overlay] == [L.MESH_LABEL, L.EDGES_LABEL]
     for lab in xml_root.iter("Label"):
@@ -103,8 +103,20 @@ def test_choices_and_text(xml_root):
     assert cad.get("value") == f"${L.DATA_CAD_OPTIONS}" and len(cad) == 0
     command = _tags(xml_root, "TextArea")[L.COMMAND]
     assert command.get("rows") == "1" and command.get("placeholder")
+    assert command.get("smartOnly") == "true"  # runs even with Auto-Annotation off
     header_values = [h.get("value") for h in xml_root.iter("Header")]
     assert f"${L.DATA_INSTRUCTIONS}" in header_values
+
+
+def test_pixel_ranges_cover_the_photos():
+    for spec, size in ((L.NUMBER_SPECS["px"], L.PHOTO_SIZE[0]), (L.NUMBER_SPECS["py"], L.PHOTO_SIZE[1])):
+        assert spec.min <= -size and spec.max >= 2 * size  # objects cut by the border fit
+        assert spec.max - spec.min <= 3 * size  # the photo fills a third of the slider
+    big = ET.fromstring(make_labeling_config.build_config((1600, 1200)))
+    numbers = _tags(big, "Number")
+    assert (numbers["px"].get("min"), numbers["px"].get("max")) == ("-1600", "3200")
+    assert (numbers["py"].get("min"), numbers["py"].get("max")) == ("-1200", "2400")
+    assert numbers["azimuth"].get("min") == "-180"
 
 
 def test_hotkeys_unique_and_free(xml_root):

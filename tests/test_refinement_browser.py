@@ -1,0 +1,419 @@
+"""Issue 4 in a real browser: an annotator refines a pose inside Label Studio 1.23.2.
+
+Real Label Studio (session fixture) + the real backend (ml_backend.launcher.BackendProcess on a
+demo dataset under the local-files root, connected with is_interactive=True) + headless
+Chromium (Playwright, Debian's /usr/bin/chromium). On one task of the "Label All Tasks" page:
+the prefilled overlay; a coarse azimuth step; a CAD switch; a centre click (smart key point);
+a box fit (smart rectangle); undo; reset; a typed value; an error line; Submit. After every
+action: the six values in the DOM are the ones the backend answered, the overlay region in the
+page's annotation is a render at exactly those values (IoU against an independent render), the
+drawn key point / box did not pile up and the overlay regions kept their fixed ids. After
+Submit: the stored annotation is the last shown pose plus CAD, quality and dense, and the
+webhook's sync wrote it to annotations_new/. Screenshots: artifacts/screenshots/refinement_*.png.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from label_studio_server import (chromium_launch_kwargs, label_studio, label_studio_root,  # noqa: F401
+                                 login)
+from ml_backend.launcher import BackendProcess
+from pose6d import labeling as L
+from pose6d.brush_rle import rle_to_mask
+from pose6d.camera import POSE_NAMES, Pose, project_points
+from pose6d.dataset import GROUND_TRUTH, SYNCED, Dataset, ObjectKey
+from pose6d.labeling import shown_pose
+from pose6d.renderer import render
+from pose6d.tasks import iter_tasks
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "labeling_config" / "pose6d.xml"
+SCREENSHOTS = REPO / "artifacts" / "screenshots"
+VIEWPORT = {"width": 1366, "height": 768}
+# A whole, large car whose model guessed the wrong CAD (1; the truth is 2): "n" fixes it.
+OBJECT = "car/demo_car_0005_0"
+OTHER = "mug/demo_mug_0004_0"  # a second task, so the queue does not end at the first
+MIN_IOU = 0.99  # the overlay shown vs an independent render at the values shown
+
+pytestmark = [pytest.mark.live, pytest.mark.browser]
+
+# The current annotation as Label Studio would submit it (its own serializer).
+JS_ANNOTATION = "() => window.dataManager.lsf.currentAnnotation.serializeAnnotation()"
+JS_SLIDERS = ("() => Object.fromEntries([...document.querySelectorAll('input[type=range]')]"
+              ".map(e => [e.name, +e.value]))")
+JS_PHOTO = """w => { const imgs = [...document.images].filter(i => i.naturalWidth === w);
+  const r = imgs.map(i => i.getBoundingClientRect()).sort((a, b) => b.width - a.width)[0];
+  return r && {x: r.x, y: r.y, width: r.width, height: r.height}; }"""
+
+
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition", page=None):
+    """Poll ``predicate``; with a ``page``, wait through Playwright (its events are dispatched
+    only while a Playwright call runs)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if page is not None:
+            page.wait_for_timeout(200)
+        else:
+            time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class Answers:
+    """The answers of /api/ml/<id>/interactive-annotating, in order (parsed when read: no
+    Playwright call inside an event handler)."""
+
+    def __init__(self):
+        self._responses: list = []
+        self._parsed: list[dict] = []
+
+    def on_response(self, response) -> None:
+        if re.search(r"/api/ml/\d+/interactive-annotating", response.url):
+            self._responses.append(response)
+
+    def all(self) -> list[dict]:
+        for response in self._responses[len(self._parsed):]:
+            try:
+                self._parsed.append(response.json()["data"])
+            except Exception:  # noqa: BLE001 - an error answer: recorded as such
+                self._parsed.append({"error": response.status})
+        return list(self._parsed)
+
+    def __len__(self) -> int:
+        return len(self._responses)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = (a | b).sum()
+    return float((a & b).sum() / union) if union else 1.0
+
+
+@pytest.fixture(scope="module")
+def setup(label_studio, label_studio_root, tmp_path_factory):  # noqa: F811
+    """Demo dataset under the local-files root, the backend, a project with two tasks whose
+    predictions (pose, CAD, overlay) come from the backend."""
+    from pose6d.demo_dataset import make_demo_dataset
+
+    root = tmp_path_factory.mktemp("refine") / "demo"
+    assert label_studio_root in root.parents
+    make_demo_dataset(root, objects=8, seed=0, progress=False)
+    dataset = Dataset(root)
+    backend = BackendProcess(root, log_path=root.parent / "backend.log").start()
+    try:
+        client = label_studio.client()
+        project = client.projects.create(title="pose6d refinement", label_config=CONFIG.read_text())
+        label_studio.connect_local_files(project.id, root)
+        # Label Studio makes the sync webhook <backend>/webhook along with the ML backend.
+        client.ml.create(project=project.id, url=backend.url, is_interactive=True, title="pose6d")
+        keys = [ObjectKey.parse(OBJECT), ObjectKey.parse(OTHER)]
+        prefix = label_studio.local_files_url(root) + "/"
+        client.projects.import_tasks(id=project.id, request=list(
+            iter_tasks(dataset, keys=keys, image_url_prefix=prefix, predictions=False)))
+        client.actions.create(id="retrieve_tasks_predictions", project=project.id,
+                              selected_items={"all": True, "excluded": []})
+        tasks = wait_for(lambda: [t for t in client.tasks.list(project=project.id, fields="all")
+                                  if t.predictions] or None, what="backend predictions")
+        task = next(t for t in tasks if t.data["object_key"] == OBJECT)
+        yield {"dataset": dataset, "backend": backend, "project": project.id, "task": task,
+               "key": keys[0], "client": client}
+    finally:
+        backend.stop()
+
+
+class Annotator:
+    """Drives the labeling page like a person and checks what the page shows after each step."""
+
+    def __init__(self, page, dataset: Dataset, key: ObjectKey, interactive: Answers):
+        self.page, self.dataset, self.key = page, dataset, key
+        self.record = dataset.read(key)
+        self.width, self.height = int(self.record.extra["width"]), int(self.record.extra["height"])
+        self.interactive = interactive  # answers of /api/ml/<id>/interactive-annotating
+        self.steps: list[str] = []
+
+    # --- what the page shows ---
+
+    def sliders(self) -> dict[str, float]:
+        return self.page.evaluate(JS_SLIDERS)
+
+    def annotation(self) -> list[dict]:
+        return self.page.evaluate(JS_ANNOTATION)
+
+    def shown(self) -> tuple[dict[str, float], int, list[dict]]:
+        """(six values in the DOM, CAD chosen in the annotation, the annotation's regions)."""
+        result = self.annotation()
+        values = L.read_results(result)
+        return ({n: self.sliders()[n] for n in POSE_NAMES}, int(values.choices[L.CAD]),
+                values.regions)
+
+    def photo_box(self) -> dict:
+        return self.page.evaluate(JS_PHOTO, self.width)
+
+    def client_xy(self, x: float, y: float) -> tuple[float, float]:
+        """Screen position of image pixel (x, y) (pixel centres are integers)."""
+        box = self.photo_box()
+        return (box["x"] + (x + 0.5) * box["width"] / self.width,
+                box["y"] + (y + 0.5) * box["height"] / self.height)
+
+    # --- actions ---
+
+    def _answered(self, action) -> dict:
+        """Run ``action``; wait for the backend's answer and for the page to show it."""
+        before = len(self.interactive)
+        action()
+        # Label Studio may also fire calls with an empty context (answered with no result).
+        answer = wait_for(lambda: next((a for a in reversed(self.interactive.all()[before:])
+                                        if a.get("result") or "error" in a), None),
+                          30, "the interactive answer", page=self.page)
+        assert "error" not in answer, answer
+        values = L.read_results(answer.get("result", []))
+        if len(values.numbers) == len(POSE_NAMES):
+            expected = {n: values.numbers[n] for n in POSE_NAMES}
+            self.page.wait_for_function(
+                "exp => { const s = Object.fromEntries([...document.querySelectorAll("
+                "'input[type=range]')].map(e => [e.name, +e.value]));"
+                " return Object.entries(exp).every(([k, v]) => Math.abs(s[k] - v) < 1e-9); }",
+                arg=expected, timeout=15000)
+        self.page.wait_for_timeout(400)  # let the canvas redraw the overlay before screenshots
+        return answer
+
+    def command(self, text: str) -> dict:
+        box = self.page.get_by_test_id("textarea-input")
+
+        def run():
+            box.click()
+            box.type(text)
+            self.page.keyboard.press("Enter")
+
+        answer = self._answered(run)
+        focused = self.page.evaluate("() => document.activeElement?.getAttribute('name')")
+        assert focused == L.COMMAND, "the command box lost the focus"
+        return answer
+
+    def _tool(self, key: str) -> None:
+        self.page.get_by_text("Object quality", exact=True).click()  # leave the command box
+        self.page.keyboard.press(key)
+
+    def centre_click(self, x: float, y: float) -> dict:
+        """K (smart key point), then Ctrl+click: a plain click on the overlay selects it."""
+        self._tool("k")
+        cx, cy = self.client_xy(x, y)
+
+        def run():
+            self.page.keyboard.down("Control")
+            self.page.mouse.click(cx, cy)
+            self.page.keyboard.up("Control")
+
+        return self._answered(run)
+
+    def box_drag(self, x1: float, y1: float, x2: float, y2: float) -> dict:
+        """R (smart rectangle), then Ctrl+drag from (x1, y1) to (x2, y2) (image pixels)."""
+        self._tool("r")
+        (ax, ay), (bx, by) = self.client_xy(x1, y1), self.client_xy(x2, y2)
+
+        def run():
+            self.page.keyboard.down("Control")
+            self.page.mouse.move(ax, ay)
+            self.page.mouse.down()
+            self.page.mouse.move(bx, by, steps=8)
+            self.page.mouse.up()
+            self.page.keyboard.up("Control")
+
+        return self._answered(run)
+
+    # --- checks ---
+
+    def check_shows(self, step: str, numbers: dict[str, float], cad: int) -> Pose:
+        """The page shows exactly ``numbers`` and ``cad``, with one overlay (fixed ids) that is a
+        render at that pose, no leftover drawn key point or box; screenshot."""
+        shown, shown_cad, regions = self.shown()
+        assert shown == pytest.approx(numbers, abs=1e-9), step
+        assert shown_cad == cad, step
+        ids = sorted(r["id"] for r in regions)
+        assert ids == sorted([L.MESH_REGION_ID, L.EDGES_REGION_ID, L.BOX_REGION_ID]), (step, ids)
+        pose = Pose.from_degrees(**numbers, viewport=self.record.pose.viewport)
+        mesh_region = next(r for r in regions if r["id"] == L.MESH_REGION_ID)
+        mask = rle_to_mask(mesh_region["value"]["rle"], self.width, self.height)
+        truth = render(self.dataset.cad.mesh(self.key.category, cad), pose, self.width,
+                       self.height).full_mask
+        assert truth.any() and iou(mask, truth) >= MIN_IOU, (step, iou(mask, truth))
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        self.steps.append(step)
+        number = len(self.steps) + (len(self.steps) > 8)  # 9: the error line (no pose)
+        self.page.screenshot(path=str(SCREENSHOTS / f"refinement_{number:02d}_{step}.png"))
+        return pose
+
+
+def _numbers(answer: dict) -> tuple[dict[str, float], int]:
+    values = L.read_results(answer["result"])
+    return {n: values.numbers[n] for n in POSE_NAMES}, int(values.choices[L.CAD])
+
+
+def _projected_box(dataset: Dataset, key: ObjectKey, cad: int, pose: Pose) -> np.ndarray:
+    uv = project_points(dataset.cad.mesh(key.category, cad).vertices, pose)
+    return np.concatenate([uv.min(axis=0), uv.max(axis=0)])
+
+
+def test_refine_a_pose_in_the_browser(label_studio, setup):  # noqa: F811
+    from playwright.sync_api import sync_playwright
+
+    dataset, key, task, client = setup["dataset"], setup["key"], setup["task"], setup["client"]
+    record, truth = dataset.read(key), dataset.read(key, GROUND_TRUTH)
+    cads = dataset.cad.indices(key.category)
+    for old in SCREENSHOTS.glob("refinement_*.png"):
+        old.unlink()
+    interactive = Answers()
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(**chromium_launch_kwargs())
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            page.on("response", interactive.on_response)
+            login(page, label_studio)
+            page.goto(f"{label_studio.url}/projects/{setup['project']}/data?labeling=1")
+            page.wait_for_selector("input[type=range][name=azimuth]", timeout=90000)
+            page.wait_for_function("w => [...document.images].some(i => i.naturalWidth === w)",
+                                   arg=int(record.extra["width"]), timeout=30000)
+            # Once per browser: Auto-Annotation (shows the smart tools and the Auto-Accept
+            # toggle), then Auto-Accept; Label Studio keeps both in localStorage.
+            page.get_by_test_id("bottombar-auto-annotation-toggle").check(force=True)
+            page.get_by_test_id("bottombar-auto-accept-toggle").check(force=True)
+            stored = page.evaluate("() => [localStorage.getItem('autoAnnotation'),"
+                                   " localStorage.getItem('autoAcceptSuggestions')]")
+            assert stored == ["true", "true"]
+            page.wait_for_timeout(1000)
+            me = Annotator(page, dataset, key, interactive)
+
+            # 0. The task opens with the model's pose and its overlay.
+            initial = {n: round(v, L.NUMBER_SPECS[n].decimals)
+                       for n, v in shown_pose(record.pose).as_degrees().items()}
+            me.check_shows("opened", initial, record.cad_index)
+            assert not any(a.get("result") for a in interactive.all())  # nothing on opening
+
+            # 1. Coarse azimuth step: exactly +30 deg, nothing else moves.
+            numbers, cad = _numbers(me.command("a++"))
+            expected = dict(initial, azimuth=L.normalize_angle_deg(initial["azimuth"] + 30))
+            assert numbers == pytest.approx(expected, abs=1e-9) and cad == record.cad_index
+            me.check_shows("azimuth_coarse", numbers, cad)
+
+            # 2. Next CAD model (1 -> 2, the true one): same pose, the other mesh.
+            numbers, cad = _numbers(me.command("n"))
+            assert cad == cads[(cads.index(record.cad_index) + 1) % len(cads)] == truth.cad_index
+            assert numbers == pytest.approx(expected, abs=1e-9)
+            me.check_shows("next_cad", numbers, cad)
+
+            # 3. Centre click on the object's true centre (on top of the overlay: Ctrl).
+            target = (truth.pose.px + 20.0, truth.pose.py - 10.0)
+            numbers, cad = _numbers(me.centre_click(*target))
+            scale = record.extra["width"] / me.photo_box()["width"]
+            assert abs(numbers["px"] - target[0]) <= scale + 0.1
+            assert abs(numbers["py"] - target[1]) <= scale + 0.1
+            rotation = {n: expected[n] for n in ("azimuth", "elevation", "theta", "distance")}
+            assert {n: numbers[n] for n in rotation} == pytest.approx(rotation, abs=1e-9)
+            before_box = dict(numbers)
+            me.check_shows("centre_click", numbers, cad)
+
+            # 4. Box fit: drag the object's visible box; rotation kept, distance and centre
+            # fitted so that the projected mesh spans the drawn box.
+            x1, y1, x2, y2 = (float(v) for v in record.bbox)  # the visible object's box
+            numbers, cad = _numbers(me.box_drag(x1, y1, x2 - 1, y2 - 1))
+            assert {n: numbers[n] for n in ("azimuth", "elevation", "theta")} == pytest.approx(
+                {n: before_box[n] for n in ("azimuth", "elevation", "theta")}, abs=1e-9)
+            assert numbers["distance"] != before_box["distance"]
+            pose = me.check_shows("box_fit", numbers, cad)
+            # the projected mesh's box has the drawn box's centre and diagonal (its aspect is
+            # the rotation's, which the fit keeps)
+            lo_x, lo_y, hi_x, hi_y = _projected_box(dataset, key, cad, pose)
+            drawn = np.array([x1 + 0.5, y1 + 0.5, x2 - 0.5, y2 - 0.5])
+            assert ((lo_x + hi_x) / 2, (lo_y + hi_y) / 2) == pytest.approx(
+                ((drawn[0] + drawn[2]) / 2, (drawn[1] + drawn[3]) / 2), abs=2 * scale + 0.5)
+            assert math.hypot(hi_x - lo_x, hi_y - lo_y) == pytest.approx(
+                math.hypot(drawn[2] - drawn[0], drawn[3] - drawn[1]), rel=0.02)
+
+            # 5. Undo: back to the pose before the box fit.
+            numbers, cad = _numbers(me.command("u"))
+            assert numbers == pytest.approx(before_box, abs=1e-9)
+            me.check_shows("undo", numbers, cad)
+
+            # 6. Reset: the model's initial pose and CAD.
+            numbers, cad = _numbers(me.command("r"))
+            assert numbers == pytest.approx(initial, abs=1e-9) and cad == record.cad_index
+            me.check_shows("reset", numbers, cad)
+
+            # 7. Two Enters faster than the answers: Label Studio applies only the newest answer,
+            # whose call carried both lines; no step is lost.
+            box = page.get_by_test_id("textarea-input")
+            for _ in range(2):
+                box.type("a+")
+                page.keyboard.press("Enter")
+            twice = dict(initial, azimuth=round(initial["azimuth"] + 2, 2))
+            page.wait_for_function(
+                "exp => Math.abs(+document.querySelector('input[name=azimuth]').value - exp) < 1e-9",
+                arg=twice["azimuth"], timeout=15000)
+            page.wait_for_timeout(1500)  # both answers are in; the page must still show +2
+            me.check_shows("two_fast_enters", twice, record.cad_index)
+
+            # 8. A typo changes nothing and says why in the box; the next command still runs.
+            answer = me.command("a+ zz")
+            assert not L.read_results(answer["result"]).numbers
+            error_text = page.get_by_test_id("textarea-regions").inner_text()
+            assert "zz" in error_text
+            page.screenshot(path=str(SCREENSHOTS / "refinement_09_error_in_the_box.png"))
+            # 9. Typed values, flip and fine steps in one line; then the true CAD by number.
+            numbers, cad = _numbers(me.command(f"c{truth.cad_index} a=10 f e- t+ d+ x+ y--"))
+            final = {"azimuth": L.normalize_angle_deg(10 + 180), "elevation": initial["elevation"] - 1,
+                     "theta": initial["theta"] + 1, "distance": initial["distance"] + 0.2,
+                     "px": initial["px"] + 5, "py": initial["py"] - 30}
+            final = {n: round(v, L.NUMBER_SPECS[n].decimals) for n, v in final.items()}
+            assert numbers == pytest.approx(final, abs=1e-9) and cad == truth.cad_index
+            assert page.get_by_test_id("textarea-regions").count() == 0  # box cleared
+            final_pose = me.check_shows("typed_values", numbers, cad)
+
+            # 10. Quality and dense by their hotkeys (outside the command box), then Submit.
+            page.get_by_text("Object quality", exact=True).click()
+            page.keyboard.press(L.QUALITY_HOTKEYS["good"])
+            page.keyboard.press(L.DENSE_HOTKEYS["no"])
+            page.wait_for_timeout(300)
+            me.check_shows("ready_to_submit", final, truth.cad_index)
+            page.get_by_test_id("bottombar-submit-button").click()
+            annotation = wait_for(lambda: client.annotations.list(id=task.id), 30,
+                                  "the submitted annotation", page=page)[0]
+            answers = interactive.all()
+            page.wait_for_timeout(1500)
+        finally:
+            browser.close()
+
+    # What was submitted: the last shown pose, the CAD, quality, dense; one overlay at that pose.
+    values = L.read_results(annotation.result)
+    assert values.numbers == pytest.approx(final, abs=1e-9)
+    assert {k: values.choices[k] for k in (L.CAD, L.QUALITY, L.DENSE)} == {
+        L.CAD: str(truth.cad_index), L.QUALITY: "good", L.DENSE: "no"}
+    regions = {r["id"]: r for r in values.regions}
+    assert sorted(regions) == sorted([L.MESH_REGION_ID, L.EDGES_REGION_ID, L.BOX_REGION_ID])
+    w, h = int(record.extra["width"]), int(record.extra["height"])
+    mask = rle_to_mask(regions[L.MESH_REGION_ID]["value"]["rle"], w, h)
+    expected_mask = render(dataset.cad.mesh(key.category, truth.cad_index), final_pose, w, h).full_mask
+    assert iou(mask, expected_mask) >= MIN_IOU
+
+    # The webhook's sync: annotations_new/ holds exactly that pose (radians), CAD and labels.
+    path = dataset.record_path(key, SYNCED)
+    wait_for(path.exists, 30, f"{path} written by the sync")
+    synced = dataset.read(key, SYNCED)
+    for name in POSE_NAMES:
+        value = math.radians(final[name]) if name in ("azimuth", "elevation", "theta") else final[name]
+        assert getattr(synced.pose, name) == pytest.approx(value, abs=1e-9), name
+    assert synced.cad_index == truth.cad_index
+    assert synced.extra["object_status"] == "status_good" and synced.extra["dense"] == "dense_no"
+    shots = sorted(p.name for p in SCREENSHOTS.glob("refinement_*.png"))
+    assert len(shots) == 11, shots
+    (SCREENSHOTS / "refinement_answers.json").write_text(json.dumps(
+        [{k: v for k, v in a.items() if k != "result"} | {"numbers": L.read_results(
+            a.get("result", [])).numbers} for a in answers], indent=1))
