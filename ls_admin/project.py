@@ -28,7 +28,7 @@ from label_studio_sdk.core.api_error import ApiError
 from ls_admin.connection import AdminError, api_error_text
 from pose6d.dataset import INITIAL, Dataset, ObjectKey
 from pose6d.inout import DataError
-from pose6d.tasks import LOCAL_FILES_PREFIX, PREDICTION_MODEL_VERSION, TaskError, object_task
+from pose6d.tasks import LOCAL_FILES_PREFIX, TaskError, object_task
 
 CONFIG_PATH = Path(__file__).resolve().parents[1] / "labeling_config" / "pose6d.xml"
 DEFAULT_TITLE = "pose6d"
@@ -384,6 +384,8 @@ def setup_project(client: LabelStudio, options: SetupOptions, base_url: str) -> 
     finally:
         bar.close()
     report.import_seconds = time.perf_counter() - start
-    set_prediction_version(client, project, PREDICTION_MODEL_VERSION if options.predictions
-                           else ml.title)
+    # The backend's title as the project's model version: opening a task asks the backend for its
+    # prediction (the same pose plus the rendered overlay), which is what annotators then see.
+    # The imported predictions stay stored: the pretrained pose, for exports and reports.
+    set_prediction_version(client, project, ml.title)
     return report

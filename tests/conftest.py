@@ -16,6 +16,9 @@ from pose6d.camera import Pose  # noqa: E402
 from pose6d.dataset import Dataset, ObjectKey, ObjectRecord, write_record  # noqa: E402
 from pose6d.inout import write_image  # noqa: E402
 
+# One real Label Studio per test session, shared by every module that asks for it.
+from label_studio_server import label_studio, label_studio_client, label_studio_root  # noqa: E402,F401
+
 SHARED_CAD = Path(os.environ.get("POSE6D_SHARED_CAD", REPO.parent / "shared" / "imagenet3d_cad"))
 
 

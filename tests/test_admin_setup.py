@@ -22,7 +22,6 @@ from pose6d.dataset import Dataset, ObjectKey
 from pose6d.demo_dataset import make_demo_dataset
 from pose6d.tasks import PREDICTION_MODEL_VERSION
 
-pytest_plugins = ["label_studio_server"]  # one Label Studio per session, shared across modules
 pytestmark = pytest.mark.live
 REPO = Path(__file__).resolve().parents[1]
 OBJECTS = 12
@@ -73,7 +72,8 @@ def test_setup_creates_project_and_rerun_adds_nothing(label_studio, data_root, b
     tasks = tasks_of(client, project_id)
     assert sorted(t.data["object_key"] for t in tasks) == [str(k) for k in Dataset(data_root).objects()]
     assert all([p.model_version for p in t.predictions] == [PREDICTION_MODEL_VERSION] for t in tasks)
-    assert client.projects.get(id=project_id).model_version == PREDICTION_MODEL_VERSION
+    # annotators see the backend's prediction (pose + overlay), asked for when a task opens
+    assert client.projects.get(id=project_id).model_version == ML_TITLE
     (ml,) = client.ml.list(project=project_id)
     assert ml.url == backend.url and ml.is_interactive
     hooks = [h for h in client.webhooks.list(project=str(project_id)) if h.project == project_id]

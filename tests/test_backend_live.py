@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from label_studio_server import label_studio, label_studio_root  # noqa: F401
 from ml_backend.launcher import BackendProcess
 from pose6d import labeling as L
 from pose6d.brush_rle import rle_to_mask
@@ -33,7 +32,7 @@ def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def test_label_studio_fetches_predictions_and_syncs(label_studio, tiny_dataset, tiny_keys, tmp_path):  # noqa: F811
+def test_label_studio_fetches_predictions_and_syncs(label_studio, tiny_dataset, tiny_keys, tmp_path):
     client = label_studio.client()
     with BackendProcess(tiny_dataset.root, log_path=tmp_path / "backend.log") as backend:
         project = client.projects.create(title="pose6d backend live",

@@ -14,7 +14,6 @@ import pytest
 from ml_backend.launcher import free_port
 from pose6d.tasks import PREDICTION_MODEL_VERSION
 
-pytest_plugins = ["label_studio_server"]  # one Label Studio per session, shared across modules
 pytestmark = pytest.mark.live
 REPO = Path(__file__).resolve().parents[1]
 OBJECTS = 5

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 import ls_payloads as P
-from label_studio_server import label_studio, label_studio_root  # noqa: F401
 from ls_admin.export_bop import export_bop
 from ls_admin.export_imagenet3d import export_imagenet3d
 from ls_admin.export_source import (ExportError, Label, labels_from_synced, labels_from_tasks,
@@ -216,7 +215,7 @@ def _npz_tree(root: Path) -> dict[str, list[dict]]:
 
 
 @pytest.mark.live
-def test_project_export_matches_the_synced_export(label_studio, tiny_dataset, tmp_path):  # noqa: F811
+def test_project_export_matches_the_synced_export(label_studio, tiny_dataset, tmp_path):
     from pose6d.tasks import iter_tasks
 
     client = label_studio.client()

@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from label_studio_server import (chromium_launch_kwargs, label_studio, label_studio_root,  # noqa: F401
-                                 login)
+from label_studio_server import chromium_launch_kwargs, login
 from pose6d import labeling as L
 from pose6d.camera import POSE_NAMES
 from pose6d.inout import write_image
@@ -49,7 +48,7 @@ def make_project(server, dataset, tmp_path: Path, title: str, *extra: str,
     return project.id, tasks
 
 
-def test_import_and_read_back(label_studio, tiny_dataset, tiny_keys, tmp_path):  # noqa: F811
+def test_import_and_read_back(label_studio, tiny_dataset, tiny_keys, tmp_path):
     project_id, tasks = make_project(label_studio, tiny_dataset, tmp_path, "pose6d import")
     client = label_studio.client()
     stored = sorted(client.tasks.list(project=project_id, fields="all"),
@@ -122,7 +121,7 @@ def _submitted(client, task_id: int, timeout: float = 30.0) -> list[dict]:
 
 
 @pytest.mark.browser
-def test_labeling_page_in_chromium(label_studio, tiny_dataset, tiny_keys, tmp_path):  # noqa: F811
+def test_labeling_page_in_chromium(label_studio, tiny_dataset, tiny_keys, tmp_path):
     from playwright.sync_api import sync_playwright
 
     write_image(tiny_dataset.image_path(tiny_keys[0]), _photo(320, 240))

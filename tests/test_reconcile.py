@@ -18,7 +18,6 @@ from pose6d.camera import POSE_NAMES
 from pose6d.dataset import SYNCED, Dataset, ObjectKey
 from pose6d.demo_dataset import make_demo_dataset
 
-pytest_plugins = ["label_studio_server"]  # one Label Studio per session, shared across modules
 pytestmark = pytest.mark.live
 REPO = Path(__file__).resolve().parents[1]
 WEBHOOK_WAIT_S = 15.0

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from label_studio_server import (chromium_launch_kwargs, label_studio, label_studio_root,  # noqa: F401
-                                 login)
+from label_studio_server import chromium_launch_kwargs, login
+from ls_admin.project import SetupOptions, setup_project
 from ml_backend.launcher import BackendProcess
 from pose6d import labeling as L
 from pose6d.brush_rle import rle_to_mask
@@ -31,10 +31,8 @@ from pose6d.camera import POSE_NAMES, Pose, project_points
 from pose6d.dataset import GROUND_TRUTH, SYNCED, Dataset, ObjectKey
 from pose6d.labeling import shown_pose
 from pose6d.renderer import render
-from pose6d.tasks import iter_tasks
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG = REPO / "labeling_config" / "pose6d.xml"
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
 VIEWPORT = {"width": 1366, "height": 768}
 # A whole, large car whose model guessed the wrong CAD (1; the truth is 2): "n" fixes it.
@@ -98,7 +96,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def setup(label_studio, label_studio_root, tmp_path_factory):  # noqa: F811
+def setup(label_studio, label_studio_root, tmp_path_factory):
     """Demo dataset under the local-files root, the backend, a project with two tasks whose
     predictions (pose, CAD, overlay) come from the backend."""
     from pose6d.demo_dataset import make_demo_dataset
@@ -110,18 +108,13 @@ def setup(label_studio, label_studio_root, tmp_path_factory):  # noqa: F811
     backend = BackendProcess(root, log_path=root.parent / "backend.log").start()
     try:
         client = label_studio.client()
-        project = client.projects.create(title="pose6d refinement", label_config=CONFIG.read_text())
-        label_studio.connect_local_files(project.id, root)
-        # Label Studio makes the sync webhook <backend>/webhook along with the ML backend.
-        client.ml.create(project=project.id, url=backend.url, is_interactive=True, title="pose6d")
         keys = [ObjectKey.parse(OBJECT), ObjectKey.parse(OTHER)]
-        prefix = label_studio.local_files_url(root) + "/"
-        client.projects.import_tasks(id=project.id, request=list(
-            iter_tasks(dataset, keys=keys, image_url_prefix=prefix, predictions=False)))
-        client.actions.create(id="retrieve_tasks_predictions", project=project.id,
-                              selected_items={"all": True, "excluded": []})
-        tasks = wait_for(lambda: [t for t in client.tasks.list(project=project.id, fields="all")
-                                  if t.predictions] or None, what="backend predictions")
+        # The admin's own setup: tasks imported with the pretrained pose, the interactive backend
+        # connected; opening a task asks the backend for its prediction (pose + overlay).
+        report = setup_project(client, SetupOptions(root, backend.url, title="pose6d refinement",
+                                                    keys=keys, progress=False), label_studio.url)
+        project = client.projects.get(id=report.project_id)
+        tasks = list(client.tasks.list(project=project.id, fields="all"))
         task = next(t for t in tasks if t.data["object_key"] == OBJECT)
         yield {"dataset": dataset, "backend": backend, "project": project.id, "task": task,
                "key": keys[0], "client": client}
@@ -262,7 +255,7 @@ def _projected_box(dataset: Dataset, key: ObjectKey, cad: int, pose: Pose) -> np
     return np.concatenate([uv.min(axis=0), uv.max(axis=0)])
 
 
-def test_refine_a_pose_in_the_browser(label_studio, setup):  # noqa: F811
+def test_refine_a_pose_in_the_browser(label_studio, setup):
     from playwright.sync_api import sync_playwright
 
     dataset, key, task, client = setup["dataset"], setup["key"], setup["task"], setup["client"]
