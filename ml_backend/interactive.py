@@ -17,17 +17,14 @@ What Label Studio 1.23.2 sends and does (read in its frontend source, seen in a 
 
 Per task the session keeps the chain of poses shown (for undo). A call whose Numbers show an
 earlier pose of the chain (its predecessor's answer was never applied) cuts the chain back to
-it, so undo and repeated commands stay right when answers cross. With several replicas, route
-a task's calls to one replica (sticky sessions) or accept that undo history is per replica:
-the pose itself always comes from the annotator's own Numbers.
+it, so undo and repeated commands stay right when answers cross. The chain lives in the sync
+store (ml_backend/interactive_state.py), so every worker and replica shares it.
 """
 from __future__ import annotations
 
-import collections
 import dataclasses
 import logging
 import math
-import threading
 
 import numpy as np
 
@@ -37,12 +34,12 @@ from pose6d.camera import POSE_NAMES, InvalidPoseError, Pose, project_points
 from pose6d.labeling import (AnnotationValues, NUMBER_SPECS, command_result, read_results,
                              region_box_pixels, region_point_pixels, shown_pose)
 
+from ml_backend.interactive_state import SessionStates
 from ml_backend.commands import (CHEAT_SHEET, ERROR_MARK, INFO_MARK, Command, CommandError,
                                  parse_commands)
 
 log = logging.getLogger("ml_backend.interactive")
 MAX_HISTORY = 200
-MAX_SESSIONS = 20000
 POINT_TYPES = ("keypoint", "keypointlabels")
 BOX_TYPES = ("rectangle", "rectanglelabels")
 
@@ -67,7 +64,6 @@ class Session:
     # Poses shown, oldest first; the last is the one on screen. A fresh session (new task, or a
     # restarted backend) starts at the first pose it sees: undo never goes back further.
     states: list[State]
-    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     @property
     def current(self) -> State:
@@ -98,8 +94,7 @@ class InteractiveSession:
 
     def __init__(self, model):
         self.model = model
-        self._sessions: collections.OrderedDict[object, Session] = collections.OrderedDict()
-        self._lock = threading.Lock()
+        self._states = SessionStates(lambda: model.sync, State)
 
     def handle(self, task: dict, context: dict) -> dict:
         from ml_backend.model import TaskError
@@ -113,8 +108,13 @@ class InteractiveSession:
         except TaskError as exc:
             return self._error(f"this task cannot be rendered: {exc}")
         initial_state = State(initial.pose, initial.cad_index)
-        session = self._session(task, initial_state)
-        with session.lock:  # one task's calls one at a time (Label Studio may send two at once)
+        # One task's calls one at a time, across workers (Label Studio may send two at once).
+        with self._states.open(_task_id(task)) as states:
+            session = Session(states)
+            if not states:  # a new task, or a backend that restarted: start from the draft
+                saved = _saved_state(task, initial_state)
+                if saved is not None:
+                    session.show(saved)
             try:
                 shown = self._shown_state(values, session, task, initial_state)
                 new, notes = self._apply(values, shown, session, initial_state, key, width, height)
@@ -122,39 +122,21 @@ class InteractiveSession:
                 return self._error(str(exc))
             except CadError as exc:
                 return self._error(f"the CAD model cannot be used: {exc}")
-            new = State(shown_pose(new.pose), new.cad_index)
-            if not _renderable(new.pose):
-                return self._error("that pose is far outside the photo (distance or centre): "
-                                   "r resets, u undoes")
-            notes += _range_notes(new.pose)
-            try:
-                results = self.model.pose_prediction(
-                    key, new.pose, new.cad_index, width, height,
-                    extra=[command_result("\n".join(f"{INFO_MARK} {n}" for n in notes) or None)])
-            except TaskError as exc:
-                return self._error(str(exc))
+        # Rendering happens outside the session's lock: other calls need not wait for it.
+        new = State(shown_pose(new.pose), new.cad_index)
+        if not _renderable(new.pose):
+            return self._error("that pose is far outside the photo (distance or centre): "
+                               "r resets, u undoes")
+        notes += _range_notes(new.pose)
+        try:
+            results = self.model.pose_prediction(
+                key, new.pose, new.cad_index, width, height,
+                extra=[command_result("\n".join(f"{INFO_MARK} {n}" for n in notes) or None)])
+        except TaskError as exc:
+            return self._error(str(exc))
         return {"result": results, "score": 1.0, "model_version": self.model.model_version}
 
     # --- state ---
-
-    def _session(self, task: dict, initial: State) -> Session:
-        task_id = task.get("id", id(task))
-        try:
-            hash(task_id)
-        except TypeError:
-            task_id = repr(task_id)
-        with self._lock:
-            session = self._sessions.pop(task_id, None)
-            fresh = session is None
-            session = session or Session([])
-            self._sessions[task_id] = session
-            while len(self._sessions) > MAX_SESSIONS:
-                self._sessions.popitem(last=False)
-        if fresh:
-            saved = _saved_state(task, initial)
-            if saved is not None:
-                session.show(saved)
-        return session
 
     def _shown_state(self, values: AnnotationValues, session: Session, task: dict,
                      initial: State) -> State:
@@ -209,6 +191,11 @@ class InteractiveSession:
 
 
 MAX_ABS_PIXELS, MAX_DISTANCE = 1e6, 1e6  # beyond: nothing to render, and pixel maths overflows
+
+
+def _task_id(task: dict) -> str:
+    task_id = task.get("id") if isinstance(task, dict) else None
+    return str(task_id) if isinstance(task_id, (int, str)) else f"anonymous-{id(task)}"
 
 
 def _renderable(pose: Pose) -> bool:

@@ -34,8 +34,12 @@ SCHEMA = (
         payload TEXT NOT NULL, status TEXT NOT NULL, reason TEXT, attempts INTEGER NOT NULL,
         finished_at TEXT)""",
     "CREATE INDEX IF NOT EXISTS pose6d_sync_journal_status ON pose6d_sync_journal (status)",
+    # Live refinement: the chain of poses shown per task (for undo and for smart-tool calls,
+    # which carry no Numbers), shared by every worker and replica.
+    """CREATE TABLE IF NOT EXISTS pose6d_interactive (
+        task_id TEXT PRIMARY KEY, states TEXT NOT NULL, updated_at TEXT NOT NULL)""",
 )
-LOCK_ANNOTATION, LOCK_OBJECT, LOCK_SCHEMA = 1, 2, 3
+LOCK_ANNOTATION, LOCK_OBJECT, LOCK_SCHEMA, LOCK_SESSION = 1, 2, 3, 4
 
 
 def utc_now() -> str:
@@ -132,6 +136,20 @@ class Tx:
     def lock_objects(self, object_keys) -> None:
         for key in sorted(set(object_keys)):  # sorted: a fixed order between replicas
             self.dialect.lock(self.cur, LOCK_OBJECT, lock_id(key))
+
+    # --- interactive sessions ---
+
+    def lock_session(self, task_id: str) -> None:
+        self.dialect.lock(self.cur, LOCK_SESSION, lock_id(task_id))
+
+    def session_states(self, task_id: str) -> str | None:
+        rows = self.run("SELECT states FROM pose6d_interactive WHERE task_id = ?", (task_id,))
+        return rows[0][0] if rows else None
+
+    def save_session(self, task_id: str, states: str) -> None:
+        self.run("INSERT INTO pose6d_interactive (task_id, states, updated_at) VALUES (?, ?, ?) "
+                 "ON CONFLICT (task_id) DO UPDATE SET states = excluded.states, "
+                 "updated_at = excluded.updated_at", (task_id, states, utc_now()))
 
     # --- annotation versions ---
 

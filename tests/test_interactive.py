@@ -125,3 +125,22 @@ def test_parse_commands(text, kinds):
 def test_parse_commands_rejects(text):
     with pytest.raises(CommandError):
         parse_commands(text)
+
+
+def test_workers_share_the_session(tiny_dataset, tiny_keys):
+    """Two workers (two app instances on one dataset, as gunicorn runs them): a centre click carries
+    no Numbers, so the worker that gets it must know the pose another worker showed; undo too."""
+    worker_a, worker_b = make_client(tiny_dataset), make_client(tiny_dataset)
+    task = task_for(tiny_dataset, tiny_keys[0], 9)
+    record = tiny_dataset.read(tiny_keys[0])
+    numbers = {k: round(v, 2) for k, v in record.pose.as_degrees().items()}
+    res = worker_a.post("/predict", json=interactive_body(task, command_context(numbers, 1, "a++")))
+    turned = numbers_of(res.json["results"][0]["result"])
+    click = {"id": "kp", "from_name": labeling.CENTRE, "to_name": labeling.IMAGE, "type": "keypoint",
+             "original_width": 320, "original_height": 240, "value": {"x": 25.0, "y": 50.0, "width": 1}}
+    res = worker_b.post("/predict", json=interactive_body(task, [click]))
+    clicked = numbers_of(res.json["results"][0]["result"])
+    assert clicked["azimuth"] == pytest.approx(turned["azimuth"])  # not the initial pose
+    assert (clicked["px"], clicked["py"]) == (pytest.approx(79.5), pytest.approx(119.5))
+    res = worker_a.post("/predict", json=interactive_body(task, command_context(clicked, 1, "u")))
+    assert numbers_of(res.json["results"][0]["result"]) == turned

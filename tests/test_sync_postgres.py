@@ -35,3 +35,19 @@ def test_missing_server_binaries_are_reported(monkeypatch):
     monkeypatch.setattr(pg.shutil, "which", lambda name: None)
     with pytest.raises(pg.PostgresMissing, match="apt-get install postgresql"):
         pg.find_pg_bin()
+
+
+def test_interactive_sessions_in_postgres(tiny_dataset, tiny_keys, store_url):
+    """Live refinement's shared session state works on PostgreSQL: two workers, one chain."""
+    from backend_helpers import command_context, interactive_body, make_client, numbers_of, task_for
+
+    worker_a, worker_b = (make_client(tiny_dataset, sync_store=store_url) for _ in range(2))
+    task = task_for(tiny_dataset, tiny_keys[0], 5)
+    numbers = {k: round(v, 2) for k, v in tiny_dataset.read(tiny_keys[0]).pose.as_degrees().items()}
+    res = worker_a.post("/predict", json=interactive_body(task, command_context(numbers, 1, "d++")))
+    farther = numbers_of(res.json["results"][0]["result"])
+    assert farther["distance"] == numbers["distance"] + 1.0
+    res = worker_b.post("/predict", json=interactive_body(task, command_context(farther, 1, "u")))
+    assert numbers_of(res.json["results"][0]["result"]) == numbers
+    app = worker_a.application.extensions["pose6d_model"]
+    assert app.sync.store.dialect.name == "postgresql"

@@ -1,0 +1,86 @@
+"""Where live refinement keeps each task's chain of poses shown: in the sync store, so that every
+gunicorn worker and every replica sees the same chain (a smart-tool call carries no Numbers and
+may reach another worker than the command before it), or in this process when the store fails.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import logging
+import threading
+from typing import Callable, Iterator
+
+from pose6d.camera import InvalidPoseError, Pose
+
+log = logging.getLogger("ml_backend.interactive")
+MAX_MEMORY_SESSIONS = 20000
+
+
+def states_to_json(states: list) -> str:
+    """[State] -> JSON text: poses in radians plus viewport, focal and CAD index."""
+    return json.dumps([dict(s.pose.as_radians(), viewport=s.pose.viewport, focal=s.pose.focal,
+                            cad=s.cad_index) for s in states], separators=(",", ":"))
+
+
+def states_from_json(text: str | None, make_state: Callable) -> list:
+    """JSON text -> [State]; entries that are not valid poses are dropped."""
+    out = []
+    for item in json.loads(text) if text else []:
+        try:
+            out.append(make_state(Pose.from_mapping(item, degrees=False), int(item["cad"])))
+        except (InvalidPoseError, KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
+class SessionStates:
+    """``open(task_id)`` yields the task's list of States; changes are saved on exit.
+
+    One task's calls run one at a time: a transaction with a per-task lock in the sync store
+    (SQLite: the write lock; PostgreSQL: an advisory lock), or a per-task lock in memory.
+    """
+
+    def __init__(self, store_factory: Callable, make_state: Callable):
+        self._store_factory = store_factory
+        self._make_state = make_state
+        self._memory: collections.OrderedDict[str, list] = collections.OrderedDict()
+        self._locks: dict[str, threading.Lock] = collections.defaultdict(threading.Lock)
+        self._guard = threading.Lock()
+        self._store_failed = False
+
+    @contextlib.contextmanager
+    def open(self, task_id: str) -> Iterator[list]:
+        store = None if self._store_failed else self._store()
+        if store is None:
+            with self._memory_session(task_id) as states:
+                yield states
+            return
+        with store.transaction() as tx:
+            tx.lock_session(task_id)
+            states = states_from_json(tx.session_states(task_id), self._make_state)
+            before = states_to_json(states)
+            yield states
+            if states_to_json(states) != before:
+                tx.save_session(task_id, states_to_json(states))
+
+    def _store(self):
+        try:
+            return self._store_factory().store
+        except Exception as exc:  # noqa: BLE001 - any store failure: keep refining in memory
+            log.warning("interactive state kept in this process only: the sync store failed: %s", exc)
+            self._store_failed = True
+            return None
+
+    @contextlib.contextmanager
+    def _memory_session(self, task_id: str) -> Iterator[list]:
+        with self._guard:
+            lock = self._locks[task_id]
+        with lock:
+            with self._guard:
+                states = self._memory.pop(task_id, [])
+                self._memory[task_id] = states
+                while len(self._memory) > MAX_MEMORY_SESSIONS:
+                    old, _ = self._memory.popitem(last=False)
+                    self._locks.pop(old, None)
+            yield states
