@@ -461,6 +461,7 @@ def run_all(backend: Backend, dataset: Dataset, keys: list[ObjectKey], budget: i
 
 def report(rows: dict[str, list[dict]]) -> None:
     n = len(rows["ours"])
+    medians, done = {}, {}
     print(f"{n} demo objects from their initial poses; done = rotation < {ROT_OK_DEG:g} deg, "
           f"centre < {CENTRE_OK_PX:g} px, right CAD")
     print(f"actions per object{'':16s} {'done':>6s} {'median':>7s} {'p90':>6s}   "
@@ -472,6 +473,7 @@ def report(rows: dict[str, list[dict]]) -> None:
         med, p90, _ = quantiles(actions)
         print(f"{label:34s} {len(finished):3d}/{n:<2d} {med:7.1f} {p90:6.1f}   "
               f"{statistics.median(finished) if finished else float('nan'):17.1f}")
+        medians[name], done[name] = med, len(finished)
     both = [(a["actions"], b["actions"]) for a, b in zip(rows["ours"], rows["original"])
             if a["outcome"] == b["outcome"] == "done"]
     hard = [(a, b) for a, b in both if max(a, b) > 3]
@@ -479,6 +481,9 @@ def report(rows: dict[str, list[dict]]) -> None:
         print(f"objects both finished: {len(both)}; of them {len(hard)} needed more than 3 actions: "
               f"median ours {statistics.median(a for a, _ in hard) if hard else 0:.0f}, original "
               f"{statistics.median(b for _, b in hard) if hard else 0:.0f}")
+    print(f"figure: actions per object, median | {medians['ours']:.1f} | original tool's buttons | "
+          f"{medians['original']:.1f}")
+    print(f"figure: objects done | {done['ours']}/{n} | original tool's buttons | {done['original']}/{n}")
     for name in rows:
         failed = [f"{r['key']} ({r['outcome']}: rot {r['rot']:.1f} deg, centre {r['centre']:.1f} px"
                   f"{'' if r['cad_ok'] else ', wrong CAD'})" for r in rows[name] if r["outcome"] != "done"]
@@ -565,6 +570,8 @@ def main(argv: list[str] | None = None) -> int:
             label, values = worst
             w50, _, w95 = quantiles(values)
             print(f"  {label}: p50 {w50:.1f} ms, p95 {w95:.1f} ms (goal p95 < 300 ms)")
+            print(f"figure: backend time per action, ~10k-triangle mesh, p95 | {w95:.1f} ms | "
+                  f"all actions p95 | {t95:.1f} ms")
     finally:
         backend.close()
     return 0

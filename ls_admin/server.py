@@ -33,7 +33,8 @@ class LabelStudioError(RuntimeError):
 
 
 def find_binary() -> str:
-    """The ``label-studio`` executable: $LABEL_STUDIO_BIN, else ``label-studio`` on PATH."""
+    """The ``label-studio`` executable: $LABEL_STUDIO_BIN, else ``label-studio`` on PATH, else the
+    one scripts/setup_env.sh installs ($POSE6D_HOME/label-studio, ~/.cache/pose6d by default)."""
     configured = os.environ.get(BIN_ENV)
     if configured:
         path = shutil.which(configured) or (configured if os.access(configured, os.X_OK) else None)
@@ -41,9 +42,13 @@ def find_binary() -> str:
             raise LabelStudioError(f"{BIN_ENV}={configured} is not an executable file")
         return path
     path = shutil.which("label-studio")
+    home = Path(os.environ.get("POSE6D_HOME") or Path.home() / ".cache" / "pose6d")
+    installed = home / "label-studio" / "bin" / "label-studio"
+    if not path and os.access(installed, os.X_OK):
+        path = str(installed)
     if not path:
         raise LabelStudioError(f"label-studio not found: set {BIN_ENV} to its path or put it on PATH "
-                               "(install: pip install -r requirements-label-studio.txt in its own venv)")
+                               "(install: bash scripts/setup_env.sh)")
     return path
 
 
