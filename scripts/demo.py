@@ -132,10 +132,12 @@ def banner(url: str, report, creds: dict[str, str] | None, wait: bool) -> str:
     lines = ["", "pose6d demo is ready", *report.lines(), "",
              f"  open      {url}/projects/{report.project_id}/data",
              f"  log in    {login}",
-             "  then      'Label All Tasks'; turn on Auto-Annotation (bottom bar) and type",
-             "            commands in the command box, Enter runs them: a+ a- (azimuth step),",
-             "            a=30, f (flip 180), n/p (CAD model), u (undo), r (reset);",
-             "            set quality and dense, Submit: the label lands in dataset/annotations_new/"]
+             "  then      'Label All Tasks'; once, turn on Auto-Annotation and Auto-Accept",
+             "            Suggestions (bottom bar); type commands in the command box, Enter runs",
+             "            them: a+ a++ (azimuth step), a=30, f (flip 180), n/p (CAD model), u (undo),",
+             "            r (reset), ? (help); K + click: centre; R + drag: fit to a box;",
+             "            set quality (1-4) and dense (n/y), Submit: the label lands in",
+             "            dataset/annotations_new/ (README 'Annotating' has the whole workflow)"]
     if wait:
         lines.append("  stop      Ctrl-C (stops Label Studio and the backend started here)")
     return "\n".join(lines)
