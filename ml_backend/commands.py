@@ -26,15 +26,17 @@ AXES = {"a": "azimuth", "e": "elevation", "t": "theta", "d": "distance", "x": "p
 ERROR_MARK = "\u26a0"  # the backend's error messages start with this; it is never a command
 INFO_MARK = "\u2139"  # the backend's notes (help, warnings that changed nothing) start with this
 # One line per topic, shown by "?" (and in README "Annotating").
+_A, _D, _X = NUMBER_SPECS["azimuth"], NUMBER_SPECS["distance"], NUMBER_SPECS["px"]
 CHEAT_SHEET = (
     "a e t d x y = azimuth elevation theta distance px py",
-    "a+ a- fine (1 deg, 0.2, 5 px) / a++ a-- coarse (30 deg, 1, 30 px) / a+7 by 7 / a=30 set",
+    f"a+ a- fine ({_A.fine:g} deg, {_D.fine:g}, {_X.fine:g} px) / a++ a-- coarse ({_A.coarse:g} deg, "
+    f"{_D.coarse:g}, {_X.coarse:g} px) / a+7 by 7 / a=30 set",
     "f flip 180 / n p c3 model / r reset / u undo / . render shown values",
 )
 _STEP = re.compile(r"^([aetdxy])(\+\+|--|\+|-)$")
 _DELTA = re.compile(r"^([aetdxy])([+-]\d+(?:\.\d*)?|[+-]\.\d+)$")
 _SET = re.compile(r"^([aetdxy])=(-?\d+(?:\.\d*)?|-?\.\d+)$")
-_CAD = re.compile(r"^c=?(\d+)$")
+_CAD = re.compile(r"^c=?(\d{1,6})$")  # a CAD index, not a number that overflows int()
 
 
 class CommandError(ValueError):

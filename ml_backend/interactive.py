@@ -96,6 +96,10 @@ class InteractiveSession:
         self.model = model
         self._states = SessionStates(lambda: model.sync, State)
 
+    def forget(self, task_id: str) -> None:
+        """End a task's chain of poses (called when its annotation is submitted)."""
+        self._states.forget(task_id)
+
     def handle(self, task: dict, context: dict) -> dict:
         from ml_backend.model import TaskError
 

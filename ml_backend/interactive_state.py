@@ -9,6 +9,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from typing import Callable, Iterator
 
 from pose6d.camera import InvalidPoseError, Pose
@@ -38,8 +39,11 @@ class SessionStates:
     """``open(task_id)`` yields the task's list of States; changes are saved on exit.
 
     One task's calls run one at a time: a transaction with a per-task lock in the sync store
-    (SQLite: the write lock; PostgreSQL: an advisory lock), or a per-task lock in memory.
+    (SQLite: the write lock; PostgreSQL: an advisory lock), or a per-task lock in memory when
+    the store cannot be reached (tried again after STORE_RETRY_S).
     """
+
+    STORE_RETRY_S = 30.0
 
     def __init__(self, store_factory: Callable, make_state: Callable):
         self._store_factory = store_factory
@@ -47,30 +51,48 @@ class SessionStates:
         self._memory: collections.OrderedDict[str, list] = collections.OrderedDict()
         self._locks: dict[str, threading.Lock] = collections.defaultdict(threading.Lock)
         self._guard = threading.Lock()
-        self._store_failed = False
+        self._store_failed_at: float | None = None
 
     @contextlib.contextmanager
     def open(self, task_id: str) -> Iterator[list]:
-        store = None if self._store_failed else self._store()
-        if store is None:
-            with self._memory_session(task_id) as states:
+        with contextlib.ExitStack() as stack:
+            tx = self._begin(stack, task_id)
+            if tx is None:
+                states = stack.enter_context(self._memory_session(task_id))
                 yield states
-            return
-        with store.transaction() as tx:
-            tx.lock_session(task_id)
+                return
             states = states_from_json(tx.session_states(task_id), self._make_state)
             before = states_to_json(states)
             yield states
             if states_to_json(states) != before:
                 tx.save_session(task_id, states_to_json(states))
 
-    def _store(self):
-        try:
-            return self._store_factory().store
-        except Exception as exc:  # noqa: BLE001 - any store failure: keep refining in memory
-            log.warning("interactive state kept in this process only: the sync store failed: %s", exc)
-            self._store_failed = True
+    def forget(self, task_id: str) -> None:
+        """Drop a task's chain (its annotation was submitted: the next annotator starts afresh)."""
+        with self._guard:
+            self._memory.pop(task_id, None)
+        with contextlib.ExitStack() as stack:
+            tx = self._begin(stack, task_id)
+            if tx is not None:
+                tx.delete_session(task_id)
+
+    def _begin(self, stack: contextlib.ExitStack, task_id: str):
+        """A store transaction holding the task's lock, or None (then memory is used)."""
+        if self._store_failed_at is not None \
+                and time.monotonic() - self._store_failed_at < self.STORE_RETRY_S:
             return None
+        try:
+            store = self._store_factory().store
+            tx = stack.enter_context(store.transaction())
+            tx.lock_session(task_id)
+        except Exception as exc:  # noqa: BLE001 - any store failure: keep refining in memory
+            log.warning("interactive state kept in this process for now: the sync store failed: %s",
+                        exc)
+            self._store_failed_at = time.monotonic()
+            stack.close()
+            return None
+        self._store_failed_at = None
+        return tx
 
     @contextlib.contextmanager
     def _memory_session(self, task_id: str) -> Iterator[list]:

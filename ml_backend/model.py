@@ -19,6 +19,7 @@ from ml_backend.settings import Settings
 
 log = logging.getLogger("ml_backend")
 
+RETRY_FAILED_S = 60.0
 REQUIRED_TAGS = (labeling.IMAGE, labeling.CAD, labeling.QUALITY, labeling.DENSE, labeling.OVERLAY,
                  *labeling.NUMBER_SPECS)
 
@@ -41,6 +42,7 @@ class Pose6DModel:
         self.pose_source = make_pose_source(self.settings.pose_source, self.dataset)
         self.model_version = f"{self.settings.model_version}:{self.pose_source.name}"
         self._sync = None
+        self._last_retry = time.monotonic()
         self._image_size = functools.lru_cache(maxsize=65536)(self._read_image_size)
         from ml_backend.interactive import InteractiveSession
 
@@ -82,8 +84,33 @@ class Pose6DModel:
         return out
 
     def fit(self, event: str, data: dict, **kwargs) -> dict:
-        """Label Studio's webhook events: sync annotations back to the dataset."""
-        return self.sync.handle_event(dict(data, action=event))
+        """Label Studio's webhook events: sync annotations back to the dataset.
+
+        Label Studio never resends a webhook, so events whose write failed earlier (disk full,
+        read-only dataset) are retried here, at most every RETRY_FAILED_S; a submitted
+        annotation also ends the task's live-refinement chain (the next annotator starts afresh).
+        """
+        try:
+            return self.sync.handle_event(dict(data, action=event))
+        finally:
+            if event in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
+                task_id = _task_id_of(data)
+                if task_id is not None:
+                    self.interactive.forget(task_id)
+            self._retry_failed_if_due()
+
+    def _retry_failed_if_due(self) -> None:
+        now = time.monotonic()
+        if now - self._last_retry < RETRY_FAILED_S:
+            return
+        self._last_retry = now
+        try:
+            retried = self.sync.retry_failed()
+        except Exception:  # noqa: BLE001 - the store itself is down: the next event tries again
+            log.exception("retrying failed sync events")
+            return
+        if retried:
+            log.info("sync: %d earlier failed events applied now", retried)
 
     # --- helpers ---
 
@@ -132,6 +159,19 @@ class Pose6DModel:
                                        bbox=record_bbox if _is_box(record_bbox) else None)
         log.debug("predict %s in %.1f ms", key, (time.perf_counter() - t0) * 1000)
         return {"result": results, "score": initial.score, "model_version": self.model_version}
+
+
+def _task_id_of(data: dict) -> str | None:
+    """The task id of a webhook payload (task.id, else annotation.task), as text."""
+    task = data.get("task") if isinstance(data, dict) else None
+    annotation = data.get("annotation") if isinstance(data, dict) else None
+    for value in ((task or {}).get("id") if isinstance(task, dict) else None,
+                  (annotation or {}).get("task") if isinstance(annotation, dict) else None):
+        if isinstance(value, dict):
+            value = value.get("id")
+        if isinstance(value, (int, str)) and not isinstance(value, bool):
+            return str(value)
+    return None
 
 
 def _is_box(value) -> bool:

@@ -9,21 +9,27 @@ from pathlib import Path
 ENV_PREFIX = "POSE6D_"
 
 
+def _opt(default, help: str, secret: bool = False):
+    return dataclasses.field(default=default, metadata={"help": help, "secret": secret})
+
+
 @dataclasses.dataclass
 class Settings:
     data_root: Path
-    host: str = "127.0.0.1"
-    port: int = 9090
-    workers: int = 1
-    threads: int = 4
-    basic_auth_user: str = ""
-    basic_auth_password: str = ""
-    sync_store: str = ""  # "" = SQLite beside the synced records; or a postgresql:// URL
-    pose_source: str = "dataset"  # dataset | file:PATH | python:module:callable
-    edge_width: int = 2  # px: edges are dilated so they survive Label Studio's down-scaling
-    max_request_mb: float = 32.0
-    model_version: str = "pose6d-0.1"
-    log_level: str = "INFO"
+    host: str = _opt("127.0.0.1", "address to listen on (0.0.0.0 in a container)")
+    port: int = _opt(9090, "port to listen on")
+    workers: int = _opt(1, "gunicorn worker processes (about the cores to use)")
+    threads: int = _opt(4, "threads per worker")
+    basic_auth_user: str = _opt("", "require HTTP basic auth with this user (and password)")
+    basic_auth_password: str = _opt("", "the basic-auth password", secret=True)
+    sync_store: str = _opt("", "sync store: empty = SQLite beside the synced records; or a "
+                           "postgresql://user:password@host/db URL (several replicas)", secret=True)
+    pose_source: str = _opt("dataset", "initial poses: dataset | file:PATH (JSON / JSON lines) | "
+                            "python:module:callable")
+    edge_width: int = _opt(2, "px: edges are drawn this wide, so they survive Label Studio's scaling")
+    max_request_mb: float = _opt(32.0, "larger request bodies are refused (413)")
+    model_version: str = _opt("pose6d-0.1", "model version reported to Label Studio")
+    log_level: str = _opt("INFO", "DEBUG, INFO, WARNING or ERROR")
 
     @property
     def basic_auth(self) -> bool:
@@ -50,11 +56,17 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     for field in dataclasses.fields(Settings):
         if field.name == "data_root":
             continue
-        default = _env(field.name, getattr(defaults, field.name))
+        env_name = ENV_PREFIX + field.name.upper()
+        try:
+            default = _env(field.name, getattr(defaults, field.name))
+        except ValueError:
+            p.error(f"{env_name}={os.environ.get(env_name)!r} is not a valid "
+                    f"{type(getattr(defaults, field.name)).__name__}")
         flag = "--" + field.name.replace("_", "-")
         kind = type(getattr(defaults, field.name))
-        p.add_argument(flag, type=kind, default=default, help=f"(env {ENV_PREFIX}{field.name.upper()}, "
-                       f"default {default!r})")
+        shown = ("(set)" if default else "(not set)") if field.metadata.get("secret") else repr(default)
+        p.add_argument(flag, type=kind, default=default,
+                       help=f"{field.metadata.get('help', '')} (env {env_name}; now {shown})")
     p.add_argument("--dev", action="store_true",
                    help="serve with Flask's development server instead of gunicorn")
     args = p.parse_args(argv)

@@ -146,6 +146,9 @@ class Tx:
         rows = self.run("SELECT states FROM pose6d_interactive WHERE task_id = ?", (task_id,))
         return rows[0][0] if rows else None
 
+    def delete_session(self, task_id: str) -> None:
+        self.run("DELETE FROM pose6d_interactive WHERE task_id = ?", (task_id,))
+
     def save_session(self, task_id: str, states: str) -> None:
         self.run("INSERT INTO pose6d_interactive (task_id, states, updated_at) VALUES (?, ?, ?) "
                  "ON CONFLICT (task_id) DO UPDATE SET states = excluded.states, "
@@ -272,11 +275,30 @@ class SyncStore:
                 self._conns.append(conn)
         return conn
 
+    def _drop_conn(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            with self._conns_lock:
+                if conn in self._conns:
+                    self._conns.remove(conn)
+            with contextlib.suppress(Exception):
+                conn.close()
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Tx]:
-        """BEGIN ... COMMIT; ROLLBACK on any exception (which propagates)."""
-        cur = self._conn().cursor()
-        self.dialect.begin(cur)
+        """BEGIN ... COMMIT; ROLLBACK on any exception (which propagates).
+
+        A connection that broke (a restarted PostgreSQL) is replaced once at BEGIN; one that
+        breaks inside a transaction fails that transaction and is replaced at the next BEGIN.
+        """
+        try:
+            cur = self._conn().cursor()
+            self.dialect.begin(cur)
+        except self.errors:
+            self._drop_conn()
+            cur = self._conn().cursor()
+            self.dialect.begin(cur)
         try:
             yield Tx(cur, self.dialect)
         except BaseException:

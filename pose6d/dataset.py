@@ -49,8 +49,9 @@ class ObjectKey:
             raise DataError(f"object key must look like 'category/name_k', got {text!r}")
         category, stem = text.split("/")
         name, sep, k = stem.rpartition("_")
-        if not sep or not k.isdigit():
-            raise DataError(f"object key must end in _<k>, got {text!r}")
+        # ASCII digits in canonical form only: "a_03" or "a_٣" must not alias "a_3".
+        if not sep or not (k.isascii() and k.isdigit()) or k != str(int(k)):
+            raise DataError(f"object key must end in _<k> (k = 0, 1, 2, ...), got {text!r}")
         return cls(category, name, int(k))
 
     @property

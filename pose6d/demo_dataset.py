@@ -29,6 +29,7 @@ from pose6d.dataset import GROUND_TRUTH, INITIAL, ObjectRecord, write_record
 from pose6d.inout import atomic_write_bytes, write_image
 from pose6d.pose_error import pose_rotation_error
 from pose6d.procedural_cad import MODELS, build_model
+from pose6d.labels import dense_code, quality_code
 from pose6d.demo_photo import background, composite_object
 from pose6d.renderer import render
 
@@ -241,10 +242,11 @@ def make_image(rng: np.random.Generator, index: int, library: CadLibrary,
         nearer = [m for (c, p), m in zip(planned, masks) if p.distance < pose.distance]
         visible = masks[k] & ~np.any(nearer, axis=0) if nearer else masks[k]
         fraction = float(visible.sum()) / max(full_area(library.mesh(category, cad), pose), 1)
-        status = "status_good" if fraction >= 0.9 else "status_partially"
+        # "good" means more than 90% visible (pose6d.labels); cut objects are partially visible.
+        status = quality_code("good" if fraction >= 0.9 else "partially visible")
         extra = {"bbox": mask_bbox(visible), "width": width, "height": height, "class": category}
         gt = ObjectRecord(pose, cad, dict(extra, object_status=status,
-                                           dense="dense_yes" if dense else "dense_no"))
+                                           dense=dense_code("yes" if dense else "no")))
         init_pose, init_cad, kind = perturb(rng, pose, cad, library.indices(category))
         objects.append({"k": k, "gt": gt, "initial": ObjectRecord(init_pose, init_cad, extra),
                         "summary": _summary(category, name, k, gt, init_pose, init_cad, kind,

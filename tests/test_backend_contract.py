@@ -149,3 +149,29 @@ def test_malformed_webhook_is_400(tiny_dataset, body):
     res = client.post("/webhook", json=body)
     assert res.status_code == 400 and "error" in res.json
     assert client.get("/health").status_code == 200
+
+
+def test_failed_sync_is_retried_by_a_later_event(tiny_dataset, tiny_keys, monkeypatch):
+    """Label Studio never resends a webhook: a write that failed (disk full) is applied when a
+    later event arrives and the disk works again."""
+    import ls_payloads as ls
+    from ml_backend import model as model_module
+    from pose6d.dataset import SYNCED, Dataset
+
+    client = make_client(tiny_dataset)
+    real_write = Dataset.write
+
+    def disk_full(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Dataset, "write", disk_full)
+    res = client.post("/webhook", json=ls.created(51, 1, str(tiny_keys[0]), updated=10,
+                                                  result=ls.pose_result(azimuth=12.0)))
+    assert res.status_code == 503
+    assert tiny_dataset.read_optional(tiny_keys[0], SYNCED) is None
+    monkeypatch.setattr(Dataset, "write", real_write)
+    monkeypatch.setattr(model_module, "RETRY_FAILED_S", 0.0)
+    res = client.post("/webhook", json=ls.created(52, 2, str(tiny_keys[1]), updated=11,
+                                                  result=ls.pose_result(azimuth=20.0, cad="3")))
+    assert res.status_code == 201
+    assert tiny_dataset.read(tiny_keys[0], SYNCED).pose.azimuth == pytest.approx(math.radians(12.0))

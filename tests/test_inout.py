@@ -35,3 +35,12 @@ def test_object_arrays_and_corrupt_files(tmp_path):
         load_npz(tmp_path / "bad.npz")
     with pytest.raises(DataError, match="not found"):
         load_npz(tmp_path / "missing.npz")
+
+
+@pytest.mark.parametrize("text", ["car/a_\u00b2", "car/a_\u0663", "car/a_03", "car/a_", "car/a_-1"])
+def test_object_keys_are_canonical(text):
+    from pose6d.dataset import ObjectKey
+
+    with pytest.raises(DataError):
+        ObjectKey.parse(text)
+    assert str(ObjectKey.parse("car/a_b_10")) == "car/a_b_10"

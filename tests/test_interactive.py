@@ -144,3 +144,35 @@ def test_workers_share_the_session(tiny_dataset, tiny_keys):
     assert (clicked["px"], clicked["py"]) == (pytest.approx(79.5), pytest.approx(119.5))
     res = worker_a.post("/predict", json=interactive_body(task, command_context(clicked, 1, "u")))
     assert numbers_of(res.json["results"][0]["result"]) == turned
+
+
+def test_a_submission_ends_the_chain(tiny_dataset, tiny_keys):
+    """After an annotation of the task is submitted, the next annotator's first click starts
+    from the task's initial pose, not from the previous annotator's last one."""
+    import ls_payloads as ls
+
+    client = make_client(tiny_dataset)
+    task = task_for(tiny_dataset, tiny_keys[0], 11)
+    record = tiny_dataset.read(tiny_keys[0])
+    numbers = {k: round(v, 2) for k, v in record.pose.as_degrees().items()}
+    client.post("/predict", json=interactive_body(task, command_context(numbers, 1, "a++")))
+    done = ls.created(41, 11, str(tiny_keys[0]), updated=1, result=ls.pose_result(azimuth=numbers["azimuth"] + 30))
+    assert client.post("/webhook", json=done).status_code == 201
+    click = {"id": "kp", "from_name": labeling.CENTRE, "to_name": labeling.IMAGE, "type": "keypoint",
+             "original_width": 320, "original_height": 240, "value": {"x": 50.0, "y": 50.0, "width": 1}}
+    res = client.post("/predict", json=interactive_body(task, [click]))
+    assert numbers_of(res.json["results"][0]["result"])["azimuth"] == pytest.approx(numbers["azimuth"])
+
+
+def test_huge_numbers_are_command_errors():
+    with pytest.raises(CommandError):
+        parse_commands("c" + "9" * 400)
+    commands = parse_commands("a+" + "9" * 400)  # parses; the pose it makes is refused later
+    assert commands[0].kind == "add"
+
+
+def test_huge_numbers_never_500(session):
+    send, state, _, _, _ = session
+    for text in ("c" + "9" * 400, "a+" + "9" * 400, "d=" + "9" * 400, "x=" + "9" * 30):
+        by = send(text)  # asserts a 200
+        assert labeling.MESH_REGION_ID in by or by[labeling.COMMAND]["value"]["text"][0][0] == "\u26a0"

@@ -51,3 +51,28 @@ def test_interactive_sessions_in_postgres(tiny_dataset, tiny_keys, store_url):
     assert numbers_of(res.json["results"][0]["result"]) == numbers
     app = worker_a.application.extensions["pose6d_model"]
     assert app.sync.store.dialect.name == "postgresql"
+
+
+def test_sync_survives_a_postgres_restart(tiny_dataset, tiny_keys, store_url):
+    """Connections that PostgreSQL dropped (a restart, a failover) are replaced, not kept broken."""
+    import psycopg2
+
+    import ls_payloads as ls
+    from ml_backend.sync import SyncService
+    from pose6d.dataset import SYNCED
+
+    service = SyncService(tiny_dataset, store_url)
+    try:
+        service.handle_event(ls.created(61, 1, str(tiny_keys[0]), updated=1, result=ls.pose_result()))
+        admin = psycopg2.connect(store_url)
+        admin.autocommit = True
+        with admin.cursor() as cur:  # what a server restart does to every open connection
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        admin.close()
+        summary = service.handle_event(ls.created(62, 2, str(tiny_keys[1]), updated=2,
+                                                  result=ls.pose_result(cad="3")))
+        assert summary["status"] == "applied", summary
+        assert tiny_dataset.read_optional(tiny_keys[1], SYNCED) is not None
+    finally:
+        service.close()
