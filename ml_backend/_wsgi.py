@@ -97,7 +97,9 @@ def create_app(settings: Settings, model: Pose6DModel | None = None) -> Flask:
         context = params.get("context")
         if context is not None and not isinstance(context, dict):
             raise BadRequest("'params.context' must be an object or null")
-        results = model.predict(tasks, context=context)
+        label_config = body.get("label_config")
+        results = model.predict(tasks, context=context,
+                                label_config=label_config if isinstance(label_config, str) else None)
         return jsonify(results=results, model_version=model.model_version)
 
     @app.post("/webhook")

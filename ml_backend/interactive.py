@@ -23,8 +23,10 @@ store (ml_backend/interactive_state.py), so every worker and replica shares it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
+import re
 
 import numpy as np
 
@@ -100,7 +102,7 @@ class InteractiveSession:
         """End a task's chain of poses (called when its annotation is submitted)."""
         self._states.forget(task_id)
 
-    def handle(self, task: dict, context: dict) -> dict:
+    def handle(self, task: dict, context: dict, label_config: str | None = None) -> dict:
         from ml_backend.model import TaskError
 
         values = read_results(context.get("result"))
@@ -131,7 +133,7 @@ class InteractiveSession:
         if not _renderable(new.pose):
             return self._error("that pose is far outside the photo (distance or centre): "
                                "r resets, u undoes")
-        notes += _range_notes(new.pose)
+        notes += _range_notes(new.pose, number_ranges(label_config))
         try:
             results = self.model.pose_prediction(
                 key, new.pose, new.cad_index, width, height,
@@ -207,14 +209,29 @@ def _renderable(pose: Pose) -> bool:
         and pose.distance <= MAX_DISTANCE
 
 
-def _range_notes(pose: Pose) -> list[str]:
+@functools.lru_cache(maxsize=64)
+def number_ranges(label_config: str | None) -> dict[str, tuple[float, float]]:
+    """(min, max) of each pose Number as the project's labeling config sets them (an admin may
+    have regenerated it with --max-photo-size); pose6d.labeling's defaults where it says nothing."""
+    ranges = {name: (spec.min, spec.max) for name, spec in NUMBER_SPECS.items()}
+    for tag in re.findall(r"<Number\b[^>]*>", label_config or ""):
+        attrs = dict(re.findall(r'(\w+)="([^"]*)"', tag))
+        try:
+            if attrs.get("name") in ranges:
+                ranges[attrs["name"]] = (float(attrs["min"]), float(attrs["max"]))
+        except (KeyError, ValueError):
+            continue
+    return ranges
+
+
+def _range_notes(pose: Pose, ranges: dict[str, tuple[float, float]]) -> list[str]:
     """Warnings for values Label Studio would refuse to submit (outside the sliders' range)."""
     deg = pose.as_degrees()
     out = []
     for name in ("distance", "px", "py"):
-        spec = NUMBER_SPECS[name]
-        if not spec.min <= round(deg[name], spec.decimals) <= spec.max:
-            out.append(f"{name}={deg[name]:.{spec.decimals}f} is outside {spec.min:g}..{spec.max:g}: "
+        spec, (lo, hi) = NUMBER_SPECS[name], ranges[name]
+        if not lo <= round(deg[name], spec.decimals) <= hi:
+            out.append(f"{name}={deg[name]:.{spec.decimals}f} is outside {lo:g}..{hi:g}: "
                        "Label Studio will refuse to submit it (admin: make_labeling_config.py "
                        "--max-photo-size)")
     return out

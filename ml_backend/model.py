@@ -73,7 +73,8 @@ class Pose6DModel:
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs) -> list[Any]:
         """One entry per task: a prediction dict, or [] for a task that failed (logged)."""
         if context is not None:
-            return [self.interactive.handle(tasks[0], context)] + [[] for _ in tasks[1:]]
+            return [self.interactive.handle(tasks[0], context, kwargs.get("label_config"))] + \
+                [[] for _ in tasks[1:]]
         out: list[Any] = []
         for task in tasks:
             try:

@@ -176,3 +176,14 @@ def test_huge_numbers_never_500(session):
     for text in ("c" + "9" * 400, "a+" + "9" * 400, "d=" + "9" * 400, "x=" + "9" * 30):
         by = send(text)  # asserts a 200
         assert labeling.MESH_REGION_ID in by or by[labeling.COMMAND]["value"]["text"][0][0] == "\u26a0"
+
+
+def test_range_notes_follow_the_projects_config():
+    from conftest import REPO
+    from ml_backend.interactive import number_ranges
+
+    default = number_ranges((REPO / "labeling_config/pose6d.xml").read_text())
+    assert default["px"] == (labeling.NUMBER_SPECS["px"].min, labeling.NUMBER_SPECS["px"].max)
+    wider = '<View><Number name="px" toName="image" min="-3200" max="6400" step="0.1"/></View>'
+    assert number_ranges(wider)["px"] == (-3200.0, 6400.0)
+    assert number_ranges(None)["py"] == default["py"]
