@@ -303,10 +303,13 @@ class SyncService:
         updated_at, updated_us = parse_updated_at(annotation.get("updated_at"))
         try:
             key = object_key_of(task)
-            initial = self.dataset.read(key)
         except SyncRejected as exc:
             return Outcome("rejected", exc.reason)
-        except DataError:
+        try:
+            initial = self.dataset.read(key)
+        except DataError as exc:
+            if self.dataset.record_path(key).exists():  # there but unreadable (I/O): retry later
+                return Outcome("failed", f"cannot read the initial record of {key}: {exc}")
             return Outcome("rejected", f"unknown object {task['data'].get('object_key')!r}: "
                                        "no initial record")
         try:

@@ -346,3 +346,23 @@ def test_concurrent_replicas_converge_to_newest(tiny_dataset, store_url, capsys)
     service.close()
     assert sum(stats["events"].values()) == len(sent) and "failed" not in stats["events"]
     assert stats["events"]["duplicate"] == N_UPDATES and stats["annotation_versions"] == N_UPDATES
+
+
+def test_unreadable_initial_record_is_a_failure_to_retry(tiny_dataset, tiny_keys, store_url, monkeypatch):
+    """An initial record that exists but cannot be read right now (an NFS hiccup) is not an
+    unknown object: the event fails (kept for retry) instead of being refused for good."""
+    from pose6d.inout import DataError
+
+    service = SyncService(tiny_dataset, store_url)
+    real_read = Dataset.read
+
+    def flaky(self, key, kind="annotations"):
+        raise DataError(f"cannot read npz {self.record_path(key, kind)}: Input/output error")
+
+    monkeypatch.setattr(Dataset, "read", flaky)
+    summary = service.handle_event(ls.created(71, 1, str(tiny_keys[0]), updated=1, result=ls.pose_result()))
+    assert summary["status"] == "failed"
+    monkeypatch.setattr(Dataset, "read", real_read)
+    assert service.retry_failed() == 1
+    assert tiny_dataset.read_optional(tiny_keys[0], SYNCED) is not None
+    service.close()
