@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from ml_backend.sync_store import redact_url
 from ml_backend.sync import (DEFAULT_STORE, SyncRejected, annotation_record, annotator_of,
                              object_key_of, parse_updated_at)
 from pose6d.dataset import GROUND_TRUTH, INITIAL, SYNCED, Dataset, ObjectKey, ObjectRecord
@@ -183,7 +184,7 @@ def store_labels(dataset: Dataset, store_url: str | None = None) -> list[Label] 
                           "FROM pose6d_sync_version WHERE deleted = 0")
             skippers = _skip_annotators(tx)
     except store.errors as exc:
-        raise ExportError(f"cannot read the sync store {url}: {exc}") from None
+        raise ExportError(f"cannot read the sync store {redact_url(url)}: {exc}") from None
     finally:
         store.close()
     best: dict[int, tuple] = {}
@@ -241,7 +242,7 @@ def labels_from_synced(dataset: Dataset, all_annotations: bool = False,
     if all_annotations:
         if stored is None:
             raise ExportError(f"--all-annotations needs the sync store "
-                              f"({store_url or default_store_url(dataset)} not found); "
+                              f"({redact_url(store_url or default_store_url(dataset))} not found); "
                               "or export --from project")
         return stored
     if not (dataset.root / SYNCED).is_dir() and stored is None:

@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import re
 import sqlite3
 import threading
 from pathlib import Path
@@ -239,6 +240,11 @@ class Tx:
 
     def count(self, table: str) -> int:
         return int(self.run(f"SELECT COUNT(*) FROM {table}")[0][0])  # table: a constant name
+
+
+def redact_url(url: str | None) -> str:
+    """A store URL fit for messages and logs: any password replaced by ***."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url or "")
 
 
 def open_dialect(url: str, busy_timeout: float = 60.0):
