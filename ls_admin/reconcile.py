@@ -1,11 +1,18 @@
 """Repair ``annotations_new/`` from Label Studio, for when webhooks were lost (backend down).
 
 ``reconcile(client, dataset, project_id)``:
-1. reads every annotation of the project's annotated tasks through the SDK;
+0. retries the webhook events whose writes failed earlier (``SyncService.retry_failed``);
+1. reads every annotation of the project's annotated tasks through the SDK. The paged listing of
+   annotated tasks can miss a task while annotators work (its pages shift), so the ids of every
+   task with an annotation are listed too (the unfiltered listing does not shift) and the
+   tasks the first listing missed are read one batch of ids at a time;
 2. applies each with ``SyncService.apply_annotation`` (the webhook's own logic: a version the
    sync store already has is a no-op, a newer one replaces the record);
 3. tells the sync about annotations it holds for the project that Label Studio no longer has
-   (deleted while the backend was down), as an ANNOTATIONS_DELETED event;
+   (deleted while the backend was down), as an ANNOTATIONS_DELETED event. A deletion is
+   permanent (a tombstone), so each is confirmed first: Label Studio must answer 404 for the
+   annotation. One it still has is re-read through its task; any other answer leaves the
+   annotation alone and reports it;
 4. makes every synced file of the project match the sync store again (a file removed, edited
    or left behind by hand is rewritten or removed).
 A second run finds nothing to do. ``dry_run`` reports the same plan without writing anything.
@@ -13,20 +20,24 @@ A second run finds nothing to do. ``dry_run`` reports the same plan without writ
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import sys
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 from label_studio_sdk import LabelStudio
+from label_studio_sdk.core.api_error import ApiError
 
 from ls_admin.connection import AdminError, api_error_text
-from ml_backend.sync import (MalformedEvent, SyncRejected, SyncService, annotation_record,
-                             file_matches, object_key_of, parse_updated_at)
+from ml_backend.sync import (STUCK_AFTER, MalformedEvent, SyncRejected, SyncService,
+                             annotation_record, file_matches, object_key_of, parse_updated_at)
 from pose6d.dataset import SYNCED, Dataset, ObjectKey, ObjectRecord
 from pose6d.inout import DataError, load_npz
 
 TASK_PAGE = 100  # tasks per page with all their annotations and predictions
+ID_PAGE = 1000  # tasks per page of the id listing (ids and annotation counts only)
+ID_BATCH = 50  # tasks read by id per request
 # Data-manager filter: tasks with at least one annotation, submitted or skipped.
 ANNOTATED_QUERY = json.dumps({"filters": {"conjunction": "or", "items": [
     {"filter": "filter:tasks:total_annotations", "operator": "greater", "type": "Number", "value": 0},
@@ -41,13 +52,20 @@ class ReconcileReport:
     annotations: int = 0  # in Label Studio
     changes: list[str] = dataclasses.field(default_factory=list)
     rejected: list[str] = dataclasses.field(default_factory=list)  # never synced, and why
+    retried: int = 0  # failed webhook events retried (dry run: that would be)
+    retry_ok: int = 0  # of those, how many no longer fail
+    unconfirmed: list[str] = dataclasses.field(default_factory=list)  # deletions not confirmed
 
     def lines(self) -> list[str]:
         verb = "would change" if self.dry_run else "changed"
+        retry = "would retry" if self.dry_run else "retried"
         head = (f"project {self.project_id}: {self.annotations} annotation(s) in Label Studio; "
-                + (f"{verb} {len(self.changes)} thing(s)" if self.changes else "no changes"))
+                + (f"{verb} {len(self.changes)} thing(s)" if self.changes else "no changes")
+                + f"; {retry} {self.retried} failed webhook event(s)"
+                + ("" if self.dry_run or not self.retried else f", {self.retry_ok} now applied"))
         return ([head] + [f"  {line}" for line in self.changes]
-                + [f"  not synced: {line}" for line in self.rejected])
+                + [f"  not synced: {line}" for line in self.rejected]
+                + [f"  not deleted: {line}" for line in self.unconfirmed])
 
 
 # --- Reading Label Studio and the sync store. ---
@@ -59,9 +77,52 @@ def _plain(value: Any) -> dict:
 
 def fetch_annotations(client: LabelStudio, project_id: int) -> Iterator[tuple[dict, dict]]:
     """(annotation, task) for every annotation (submitted or skipped) of the project, shaped as
-    the webhook sends them (``completed_by`` an id, ``updated_at`` ISO 8601)."""
+    the webhook sends them (``completed_by`` an id, ``updated_at`` ISO 8601). A paged listing:
+    it may miss a task that changes while it runs (see ``annotated_task_ids``)."""
+    return _listed(client, project_id, ANNOTATED_QUERY)
+
+
+def fetch_task_annotations(client: LabelStudio, project_id: int,
+                           task_ids: Iterable[int]) -> Iterator[tuple[dict, dict]]:
+    """As ``fetch_annotations``, for the given tasks only."""
+    ids = sorted(set(task_ids))
+    for start in range(0, len(ids), ID_BATCH):
+        query = json.dumps({"filters": {"conjunction": "or", "items": [
+            {"filter": "filter:tasks:id", "operator": "equal", "type": "Number", "value": i}
+            for i in ids[start:start + ID_BATCH]]}})
+        yield from _listed(client, project_id, query)
+
+
+def annotated_task_ids(client: LabelStudio, project_id: int) -> set[int]:
+    """Ids of the project's tasks with an annotation (submitted or skipped), from the unfiltered
+    listing: annotating does not change which tasks it has, so its pages do not shift."""
     try:
-        pages = client.tasks.list(project=project_id, fields="all", query=ANNOTATED_QUERY,
+        pages = client.tasks.list(project=project_id, page_size=ID_PAGE,
+                                  include="id,total_annotations,cancelled_annotations")
+        return {int(t.id) for t in pages
+                if (t.total_annotations or 0) + (t.cancelled_annotations or 0) > 0}
+    except Exception as exc:  # noqa: BLE001 - SDK / transport: one line
+        raise AdminError(f"listing the tasks of project {project_id} failed: "
+                         f"{api_error_text(exc)}") from None
+
+
+def deletion_check(client: LabelStudio, annotation_id: int) -> tuple[str, Any]:
+    """("gone", None) when Label Studio answers 404 for the annotation, ("exists", its task id)
+    when it has it, else ("unknown", why): only "gone" may be tombstoned."""
+    try:
+        annotation = client.annotations.get(id=annotation_id)
+    except ApiError as exc:
+        if exc.status_code == 404:
+            return "gone", None
+        return "unknown", api_error_text(exc)
+    except Exception as exc:  # noqa: BLE001 - transport: not a confirmation
+        return "unknown", api_error_text(exc)
+    return "exists", getattr(annotation, "task", None)
+
+
+def _listed(client: LabelStudio, project_id: int, query: str) -> Iterator[tuple[dict, dict]]:
+    try:
+        pages = client.tasks.list(project=project_id, fields="all", query=query,
                                   page_size=TASK_PAGE)
         for task in pages:
             plain_task = {"id": task.id, "project": project_id, "data": task.data}
@@ -184,27 +245,63 @@ def _delete(sync: SyncService, gone: list[int], report: ReconcileReport, dry_run
     return touched
 
 
+def _pending_events(sync: SyncService) -> int:
+    """Step 0: how many journaled webhook events ``retry_failed`` would retry."""
+    stuck_before = (dt.datetime.now(dt.timezone.utc) - STUCK_AFTER).isoformat(timespec="microseconds")
+    with sync.store.transaction() as tx:
+        return len(tx.journal_pending(stuck_before))
+
+
 def reconcile(client: LabelStudio, dataset: Dataset, project_id: int, store_url: str | None = None,
               dry_run: bool = False, progress: bool = True) -> ReconcileReport:
-    """Steps 1-4 of the module docstring; AdminError (one line) when Label Studio fails."""
+    """Steps 0-4 of the module docstring; AdminError (one line) when Label Studio fails."""
     from tqdm import tqdm
 
     report = ReconcileReport(project_id, dry_run)
     sync = SyncService(dataset, store_url or None)
     try:
+        report.retried = _pending_events(sync)
+        if report.retried and not dry_run:
+            report.retry_ok = sync.retry_failed()
         known = synced_versions(sync, project_id)
         seen: set[int] = set()
+        seen_tasks: set[int] = set()
         touched: set[str] = set()
-        items = tqdm(fetch_annotations(client, project_id), desc="annotations", unit="ann",
-                     file=sys.stderr, disable=not progress)
-        for annotation, task in items:
-            report.annotations += 1
-            seen.add(annotation.get("id"))
-            if dry_run:
-                touched |= _plan(sync, annotation, task, known, report)
+
+        def take(pairs: Iterable[tuple[dict, dict]]) -> None:
+            nonlocal touched
+            for annotation, task in pairs:
+                seen_tasks.add(task["id"])
+                if annotation.get("id") in seen:
+                    continue
+                report.annotations += 1
+                seen.add(annotation.get("id"))
+                if dry_run:
+                    touched |= _plan(sync, annotation, task, known, report)
+                else:
+                    touched |= _apply(sync, annotation, task, report)
+
+        take(tqdm(fetch_annotations(client, project_id), desc="annotations", unit="ann",
+                  file=sys.stderr, disable=not progress))
+        take(fetch_task_annotations(client, project_id,
+                                    annotated_task_ids(client, project_id) - seen_tasks))
+        gone, recheck = [], {}
+        for aid in sorted(set(known) - seen):
+            state, detail = deletion_check(client, aid)
+            if state == "gone":
+                gone.append(aid)
+            elif state == "exists":
+                recheck[aid] = detail
             else:
-                touched |= _apply(sync, annotation, task, report)
-        touched |= _delete(sync, sorted(set(known) - seen), report, dry_run)
+                report.unconfirmed.append(f"annotation {aid}: could not confirm it is deleted "
+                                          f"({detail}); left as it is")
+        take(fetch_task_annotations(client, project_id,
+                                    {t for t in recheck.values() if isinstance(t, int)}))
+        for aid, task_id in recheck.items():
+            if aid not in seen:
+                report.unconfirmed.append(f"annotation {aid}: Label Studio still has it (task "
+                                          f"{task_id}) but did not list it; left as it is")
+        touched |= _delete(sync, gone, report, dry_run)
         for key in sorted(project_object_keys(sync, project_id) - touched):
             change = resync_object(sync, key, dry_run)
             if change:

@@ -75,6 +75,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+# The dataset's own folders: an export must never replace them, contain them or lie inside them.
+DATASET_FOLDERS = ("images", "CAD", "annotations", "annotations_new", "ground_truth")
+
+
+def refused_out(out: Path, data_root: Path) -> str | None:
+    """Why ``out`` may not be an export folder of ``data_root`` (None: it may). Refused: the data
+    root itself, any folder containing it, and any of its own folders, inside or around them."""
+    out, root = out.resolve(), data_root.resolve()
+    if out == root or out in root.parents:
+        return f"is or contains the data root {data_root}"
+    for name in DATASET_FOLDERS:
+        folder = root / name
+        if out == folder or folder in out.parents or out in folder.parents:
+            return f"is, contains or lies inside the dataset folder {data_root / name}"
+    if out.name in ("annotations", "annotations_new"):
+        return "is named like an annotations folder"
+    return None
+
+
 def load_labels(args: argparse.Namespace, dataset):
     """The labels to export, from the synced folder or the project."""
     from ls_admin.export_source import labels_from_project, labels_from_synced
@@ -106,9 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not (args.data_root / "annotations").is_dir():
         fail(f"{args.data_root} has no annotations/ folder (not a dataset root)")
-    out, root = args.out.resolve(), args.data_root.resolve()
-    if out == root or out in root.parents or out.name in ("annotations", "annotations_new"):
-        fail(f"--out {args.out} would replace the dataset or its annotations; choose another folder")
+    refused = refused_out(args.out, args.data_root)
+    if refused:
+        fail(f"--out {args.out} {refused}; choose a folder outside them (e.g. "
+             f"{args.data_root / 'exports' / args.format})")
     dataset = Dataset(args.data_root)
     start = time.perf_counter()
     try:

@@ -9,9 +9,12 @@ examples:
   python scripts/make_tasks.py --data-root /data/in3d --out car.json --categories car --limit 100 \\
       --thumbnail-url-prefix http://127.0.0.1:9090/cad
 
-Images default to Label Studio local files (/data/local-files/?d=<path relative to the data
-root>): start Label Studio with LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=<data root> and add a
-local-files storage for the data root to the project. Otherwise pass --image-url-prefix.
+Image URLs are /data/local-files/?d=<path relative to the data root> by default, which would
+need the data root as Label Studio's document root, and Label Studio refuses a local-files storage
+on its document root. So start Label Studio with LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=<a PARENT
+folder of the data root>, add a local-files storage for the data root to the project, and pass
+--image-url-prefix '/data/local-files/?d=<data root relative to that parent>/'
+(scripts/setup_project.py does all three). Or pass the --image-url-prefix of any web server.
 """
 from __future__ import annotations
 

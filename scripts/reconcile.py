@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """Repair the synced dataset (annotations_new/) from a Label Studio project's annotations.
 
-Use it after the backend was down or unreachable (webhooks are not re-sent): every annotation of
-the project is applied as the webhook would apply it, annotations deleted in Label Studio are
-deleted from the sync, and synced files that no longer match are rewritten or removed. Prints
+Use it after the backend was down or unreachable (webhooks are not re-sent): webhook events whose
+writes failed are retried first, every annotation of the project is applied as the webhook would
+apply it, annotations deleted in Label Studio are deleted from the sync (each deletion is
+permanent, so it is confirmed first: Label Studio must answer 404 for it; an unconfirmed one is
+left alone and listed as "not deleted"), and synced files that no longer match are rewritten or
+removed. Prints
 every change; a second run prints "no changes". Safe while the backend runs (they share the sync
 store and its locks).
 

@@ -52,7 +52,7 @@ def env_of(compose: dict, service: str) -> dict[str, str]:
 
 def volume(spec: str) -> tuple[str, str, str]:
     """(source, target, mode) of a short-syntax volume; ``${VAR:?msg}`` sources kept whole."""
-    source = re.match(r"\$\{[^}]*\}[^:]*|[^:]*", spec).group(0)
+    source = re.match(r"(?:\$\{[^}]*\}|[^:$])*", spec).group(0)
     target, _, mode = spec[len(source) + 1:].partition(":")
     return source, target, mode or "rw"
 
@@ -137,20 +137,77 @@ def test_three_services_with_health_checks_and_start_order(compose):
     assert "pg_isready" in " ".join(services["db"]["healthcheck"]["test"])
 
 
-def test_volumes_dataset_and_state(compose):
+def plain(text: str) -> str:
+    """Compose text with ``${VAR:?msg}`` / ``${VAR:-x}`` reduced to ``${VAR}``."""
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)[^}]*\}", r"${\1}", text)
+
+
+def substitute(text: str, env: dict[str, str]) -> str:
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: env[m.group(1)], plain(text))
+
+
+def env_example() -> dict[str, str]:
+    return dict(line.split("=", 1) for line in (DOCKER / ".env.example").read_text().splitlines()
+                if line.strip() and not line.startswith("#"))
+
+
+def dataset_wiring(compose: dict) -> tuple[str, str, str]:
+    """(backend's dataset mount source, Label Studio's dataset mount source = target, Label
+    Studio's document root), as written in the compose file (``${VAR}`` plain)."""
     backend, ls = compose["services"]["backend"], compose["services"]["label-studio"]
     root = env_of(compose, "backend")["POSE6D_DATA_ROOT"]
-    mounts = {target: (source, mode) for source, target, mode in map(volume, backend["volumes"])}
-    assert mounts[root][0].startswith("${DATASET_DIR") and mounts[root][1] == "ro"
-    assert mounts[f"{root}/annotations_new"] == ("${DATASET_DIR}/annotations_new", "rw")
-    document_root = env_of(compose, "label-studio")["LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"]
-    assert document_root == "${DATASET_DIR}"  # the host path: host-side tools agree on paths
-    assert ("${DATASET_DIR}", "${DATASET_DIR}", "ro") in map(volume, ls["volumes"])
+    mounts = {target: (plain(source), mode) for source, target, mode in map(volume, backend["volumes"])}
+    dataset, mode = mounts[root]
+    assert mode == "ro"
+    assert mounts[f"{root}/annotations_new"] == (f"{dataset}/annotations_new", "rw")
+    ls_mounts = [(plain(s), plain(t), m) for s, t, m in map(volume, ls["volumes"])]
+    assert (dataset, dataset, "ro") in ls_mounts  # the host path: host-side tools agree on paths
+    document_root = plain(env_of(compose, "label-studio")["LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"])
+    return dataset, dataset, document_root
+
+
+def test_volumes_dataset_and_state(compose):
+    ls = compose["services"]["label-studio"]
+    dataset, _, document_root = dataset_wiring(compose)
+    # Label Studio (io_storages/localfiles validate_connection) and ls_admin.project refuse a
+    # storage equal to the document root: the dataset must lie strictly inside it, for any .env.
+    assert dataset.startswith(document_root + "/") and dataset != document_root
+    rest = dataset[len(document_root) + 1:]
+    assert rest and ".." not in rest.split("/")
+    for name in INTERPOLATION.findall(rest):  # a variable in the rest must not be empty
+        assert re.search(r"\$\{" + name + r":\?", (DOCKER / "docker-compose.yml").read_text()), \
+            f"${{{name}}} may be empty: use ${{{name}:?...}}"
+    for name in INTERPOLATION.findall(document_root):
+        assert re.search(r"\$\{" + name + r":\?", (DOCKER / "docker-compose.yml").read_text())
     named = {volume(m)[0] for s in compose["services"].values() for m in s.get("volumes", [])
              if not m.startswith(("$", ".", "/"))}
     assert named == set(compose["volumes"]) == {"pg_data", "ls_data"}
     assert ("ls_data", "/label-studio/data", "rw") in map(volume, ls["volumes"])
     assert ("pg_data", "/var/lib/postgresql/data", "rw") in map(volume, compose["services"]["db"]["volumes"])
+
+
+def test_documented_dataset_passes_label_studio_and_setup_project(compose, tmp_path):
+    """With .env.example's values (moved under tmp_path), the dataset path docker/README.md
+    passes to setup_project.py --data-root is accepted by ls_admin.project's check and by Label
+    Studio's own local-files check (strict subfolder of the document root)."""
+    from unittest import mock
+
+    from ls_admin import project
+
+    env = {k: (str(tmp_path) + v if v.startswith("/") else v) for k, v in env_example().items()}
+    dataset_src, _, document_root = dataset_wiring(compose)
+    dataset, root = Path(substitute(dataset_src, env)), Path(substitute(document_root, env))
+    dataset.mkdir(parents=True)
+    readme = (DOCKER / "README.md").read_text()
+    assert '--data-root "$DATASET_DIR"' in readme
+    shell = re.search(r'^DATASET_DIR="([^"]+)"', readme, re.M).group(1)
+    assert Path(re.sub(r"\$([A-Z_]+)", lambda m: env[m.group(1)], shell)) == dataset
+    assert root in dataset.parents  # Label Studio's validate_connection: path.parents
+    client = mock.MagicMock()
+    client.import_storage.local.list.return_value = []
+    with mock.patch.object(project, "document_root", return_value=root):
+        prefix, state = project.ensure_local_storage(client, 1, dataset)
+    assert "created" in state and prefix.endswith(f"{dataset.name}/")
 
 
 # --- compose: env wiring ---
@@ -204,8 +261,7 @@ def test_secrets_only_from_env_file(compose):
                 assert INTERPOLATION.fullmatch(value + "}") or value.startswith("${"), \
                     f"{service}.{name} is hard-coded"
     used = set(INTERPOLATION.findall((DOCKER / "docker-compose.yml").read_text()))
-    example = dict(line.split("=", 1) for line in (DOCKER / ".env.example").read_text().splitlines()
-                   if line.strip() and not line.startswith("#"))
+    example = env_example()
     assert used == set(example), "docker/.env.example must list exactly the variables compose uses"
     for name, value in example.items():
         if any(word in name for word in SECRET_WORDS) and name != "LABEL_STUDIO_USERNAME":

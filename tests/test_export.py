@@ -280,3 +280,27 @@ def test_labels_from_tasks_reports_what_the_sync_would_reject(tiny_dataset):
     rejected: list[str] = []
     assert labels_from_tasks([task], tiny_dataset, on_reject=rejected.append) == []
     assert len(rejected) == 1 and "task 5 annotation 21" in rejected[0] and "distance" in rejected[0]
+
+
+@pytest.mark.parametrize("out", [".", "..", "images", "images/car", "CAD", "CAD/car/new",
+                                 "annotations", "annotations_new", "ground_truth",
+                                 "ground_truth/x"])
+def test_cli_refuses_the_dataset_and_its_folders_as_out(synced, out):
+    root = synced.root
+    (root / "ground_truth").mkdir(exist_ok=True)
+    before = sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+    run = subprocess.run([sys.executable, str(REPO / "scripts/export.py"), "--format", "table",
+                          "--quiet", "--data-root", str(root), "--out", str(root / out),
+                          "--overwrite"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and run.stderr.startswith("error: --out "), run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == before
+
+
+def test_cli_allows_an_export_folder_inside_the_data_root(synced):
+    out = synced.root / "exports" / "x"
+    cmd = [sys.executable, str(REPO / "scripts/export.py"), "--format", "table", "--quiet",
+           "--data-root", str(synced.root), "--out", str(out), "--overwrite"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert (out / "labels.csv").is_file()

@@ -13,6 +13,7 @@ import pytest
 
 from ls_admin.project import SetupOptions, setup_project
 from ml_backend.launcher import BackendProcess
+from ml_backend.sync import SyncService
 from pose6d import labeling as L
 from pose6d.camera import POSE_NAMES
 from pose6d.dataset import SYNCED, Dataset, ObjectKey
@@ -133,3 +134,84 @@ def test_webhook_sync_then_reconcile_after_downtime(label_studio, data_root, bac
     repaired = run_reconcile(label_studio, data_root, project_id)
     assert "changed 1 thing(s)" in repaired.stdout, repaired.stdout
     assert synced_azimuths(data_root) == {keys[0]: 20.0, keys[2]: 12.0}
+
+
+# --- A task the paged listing misses is not taken for deleted. ---
+
+
+def tombstoned(root: Path) -> set[int]:
+    sync = SyncService(Dataset(root))
+    try:
+        with sync.store.transaction() as tx:
+            return {int(r[0]) for r in tx.run("SELECT annotation_id FROM pose6d_sync_deleted")}
+    finally:
+        sync.close()
+
+
+def test_a_task_missing_from_the_listing_is_not_tombstoned(label_studio, label_studio_root,
+                                                           tmp_path, monkeypatch):
+    from label_studio_sdk.core.api_error import ApiError
+
+    from ls_admin import reconcile as R
+    from ls_admin.project import ensure_project
+    from pose6d.tasks import object_task
+
+    root = tmp_path / "data"
+    make_demo_dataset(root, objects=5, seed=7, progress=False)
+    DATA[:] = [root]  # for result()
+    dataset = Dataset(root)
+    client = label_studio.client()
+    project, _ = ensure_project(client, "reconcile listing gaps")
+    keys = sorted(dataset.objects())[:4]
+    client.projects.import_tasks(id=project.id, request=[object_task(dataset, k) for k in keys])
+    tasks = sorted(client.tasks.list(project=project.id, include="id,data"),
+                   key=lambda t: t.data["object_key"])
+    names = [t.data["object_key"] for t in tasks]
+    kept = client.annotations.create(id=tasks[0].id, result=result(tasks[0], 10.0))
+    doomed = client.annotations.create(id=tasks[1].id, result=result(tasks[1], 11.0))
+    first = R.reconcile(client, dataset, project.id, progress=False)
+    assert len(first.changes) == 2 and synced_azimuths(root) == {names[0]: 10.0, names[1]: 11.0}
+
+    # a failed webhook write, journaled: reconcile retries it first
+    late = client.annotations.create(id=tasks[2].id, result=result(tasks[2], 12.0))
+    (ann, task), = [(a, t) for a, t in R.fetch_annotations(client, project.id)
+                    if t["id"] == tasks[2].id]
+    sync = SyncService(dataset)
+    with monkeypatch.context() as m:
+        m.setattr(Dataset, "write", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+        assert sync.apply_annotation(ann, task)["status"] == "failed"
+    sync.close()
+
+    # while annotators work: task 0 drops out of the paged listing, annotation 1 is deleted,
+    # a new annotation on task 3 (also dropped out of the listing) arrives
+    client.annotations.delete(id=doomed.id)
+    fresh = client.annotations.create(id=tasks[3].id, result=result(tasks[3], 13.0))
+    listing = R.fetch_annotations
+    dropped = {tasks[0].id, tasks[3].id}
+    monkeypatch.setattr(R, "fetch_annotations", lambda c, p: (
+        (a, t) for a, t in listing(c, p) if t["id"] not in dropped))
+
+    # Label Studio cannot confirm a deletion (500): nothing is tombstoned, it is reported
+    get = client.annotations.get
+
+    def failing_get(id, **kw):
+        raise ApiError(status_code=500, body={"detail": "server error"})
+
+    monkeypatch.setattr(client.annotations, "get", failing_get)
+    unsure = R.reconcile(client, dataset, project.id, progress=False)
+    assert tombstoned(root) == set(), unsure.lines()
+    assert unsure.retried == 1 and unsure.retry_ok == 1, unsure.lines()
+    assert "retried 1 failed webhook event(s), 1 now applied" in unsure.lines()[0]
+    assert any(f"not deleted: annotation {doomed.id}: could not confirm" in line
+               for line in unsure.lines()), unsure.lines()
+    assert unsure.annotations == 3  # the dropped tasks were read by id
+    assert synced_azimuths(root) == {names[0]: 10.0, names[1]: 11.0, names[2]: 12.0,
+                                     names[3]: 13.0}
+
+    # Label Studio answers 404 for the deleted one only: only it is tombstoned
+    monkeypatch.setattr(client.annotations, "get", get)
+    done = R.reconcile(client, dataset, project.id, progress=False)
+    assert tombstoned(root) == {doomed.id}, done.lines()
+    assert not done.unconfirmed and done.retried == 0
+    assert synced_azimuths(root) == {names[0]: 10.0, names[2]: 12.0, names[3]: 13.0}
+    assert {kept.id, late.id, fresh.id}.isdisjoint(tombstoned(root))
