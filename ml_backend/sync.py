@@ -308,10 +308,7 @@ class SyncService:
         try:
             initial = self.dataset.read(key)
         except DataError as exc:
-            if self.dataset.record_path(key).exists():  # there but unreadable (I/O): retry later
-                return Outcome("failed", f"cannot read the initial record of {key}: {exc}")
-            return Outcome("rejected", f"unknown object {task['data'].get('object_key')!r}: "
-                                       "no initial record")
+            return self._unreadable_initial(key, task, exc)
         try:
             fields, reason = record_fields(annotation_record(annotation, task, initial,
                                                              self.dataset)), None
@@ -331,6 +328,18 @@ class SyncService:
         elif not version.valid:
             status = "rejected"  # also when replayed: the annotation is still invalid
         return Outcome(status, reason or note, written, removed)
+
+    def _unreadable_initial(self, key: ObjectKey, task: dict, exc: DataError) -> Outcome:
+        """No usable initial record: refused for good when it is missing or corrupt, but a
+        failure to retry when the file cannot be read right now (an I/O error, e.g. on NFS)."""
+        try:
+            self.dataset.record_path(key).read_bytes()
+        except FileNotFoundError:
+            return Outcome("rejected", f"unknown object {task['data'].get('object_key')!r}: "
+                                       "no initial record")
+        except OSError as io_error:
+            return Outcome("failed", f"cannot read the initial record of {key}: {io_error}")
+        return Outcome("rejected", f"no initial record can be used for {key}: {exc}")
 
     @staticmethod
     def _store_version(tx: Tx, version: Version) -> tuple[str, str | None]:

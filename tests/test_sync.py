@@ -349,20 +349,24 @@ def test_concurrent_replicas_converge_to_newest(tiny_dataset, store_url, capsys)
 
 
 def test_unreadable_initial_record_is_a_failure_to_retry(tiny_dataset, tiny_keys, store_url, monkeypatch):
-    """An initial record that exists but cannot be read right now (an NFS hiccup) is not an
+    """An initial record that exists but cannot be read right now (an I/O error on NFS) is not an
     unknown object: the event fails (kept for retry) instead of being refused for good."""
-    from pose6d.inout import DataError
+    import pathlib
 
     service = SyncService(tiny_dataset, store_url)
-    real_read = Dataset.read
+    path = tiny_dataset.record_path(tiny_keys[0])
+    real_read_bytes = pathlib.Path.read_bytes
 
-    def flaky(self, key, kind="annotations"):
-        raise DataError(f"cannot read npz {self.record_path(key, kind)}: Input/output error")
+    def flaky(self):
+        if self == path:
+            raise OSError(errno.EIO, "Input/output error")
+        return real_read_bytes(self)
 
-    monkeypatch.setattr(Dataset, "read", flaky)
+    monkeypatch.setattr(pathlib.Path, "read_bytes", flaky)
+    monkeypatch.setattr(np, "load", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.EIO, "EIO")))
     summary = service.handle_event(ls.created(71, 1, str(tiny_keys[0]), updated=1, result=ls.pose_result()))
-    assert summary["status"] == "failed"
-    monkeypatch.setattr(Dataset, "read", real_read)
+    assert summary["status"] == "failed", summary
+    monkeypatch.undo()
     assert service.retry_failed() == 1
     assert tiny_dataset.read_optional(tiny_keys[0], SYNCED) is not None
     service.close()
