@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 from typing import Any
 
@@ -37,11 +38,12 @@ class Pose6DModel:
         self.setup()
 
     def setup(self) -> None:
-        """Open the dataset, the pose source and the sync store (once per process)."""
+        """Open the dataset and the pose source (once per process); the sync store opens lazily."""
         self.dataset = Dataset(self.settings.data_root)
         self.pose_source = make_pose_source(self.settings.pose_source, self.dataset)
         self.model_version = f"{self.settings.model_version}:{self.pose_source.name}"
         self._sync = None
+        self._sync_lock = threading.Lock()
         self._last_retry = time.monotonic()
         self._image_size = functools.lru_cache(maxsize=65536)(self._read_image_size)
         from ml_backend.interactive import InteractiveSession
@@ -52,9 +54,11 @@ class Pose6DModel:
     def sync(self):
         """The sync service, opened lazily so that /health and /predict never wait for it."""
         if self._sync is None:
-            from ml_backend.sync import SyncService
+            with self._sync_lock:  # gunicorn threads: one service (one store) per process
+                if self._sync is None:
+                    from ml_backend.sync import SyncService
 
-            self._sync = SyncService(self.dataset, self.settings.sync_store or None)
+                    self._sync = SyncService(self.dataset, self.settings.sync_store or None)
         return self._sync
 
     # --- label-studio-ml interface ---
