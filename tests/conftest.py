@@ -16,8 +16,9 @@ from pose6d.camera import Pose  # noqa: E402
 from pose6d.dataset import Dataset, ObjectKey, ObjectRecord, write_record  # noqa: E402
 from pose6d.inout import write_image  # noqa: E402
 
-# One real Label Studio per test session, shared by every module that asks for it.
+# One real Label Studio and one PostgreSQL per test session, shared by every module that asks.
 from label_studio_server import label_studio, label_studio_client, label_studio_root  # noqa: E402,F401
+from postgres_server import postgres_server, postgres_url  # noqa: E402,F401
 
 SHARED_CAD = Path(os.environ.get("POSE6D_SHARED_CAD", REPO.parent / "shared" / "imagenet3d_cad"))
 

@@ -15,12 +15,13 @@ import itertools
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
+
+from ml_backend.launcher import free_port
 
 
 class PostgresMissing(RuntimeError):
@@ -42,12 +43,6 @@ def find_pg_bin() -> Path:
         "PostgreSQL server binaries (initdb, pg_ctl) not found in $POSE6D_PG_BIN, "
         "/usr/lib/postgresql/*/bin or PATH; install them (apt-get install postgresql) "
         "to run the PostgreSQL sync tests")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class PostgresServer:

@@ -8,11 +8,8 @@ from pose6d import labeling
 from pose6d.brush_rle import rle_to_mask
 from pose6d.labeling import shown_pose
 from pose6d.renderer import render
+from checks import iou
 from backend_helpers import make_client, numbers_of, results_by_name, task_for
-
-
-def iou(a, b):
-    return (a & b).sum() / max((a | b).sum(), 1)
 
 
 def test_health_and_setup(tiny_dataset):

@@ -4,11 +4,11 @@ to annotations_new/ by Label Studio's webhook."""
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import pytest
 
+from checks import iou, wait_for
 from ml_backend.launcher import BackendProcess
 from pose6d import labeling as L
 from pose6d.brush_rle import rle_to_mask
@@ -20,16 +20,6 @@ from pose6d.tasks import iter_tasks, task_object_key
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.live
-
-
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def test_label_studio_fetches_predictions_and_syncs(label_studio, tiny_dataset, tiny_keys, tmp_path):
@@ -64,7 +54,7 @@ def test_label_studio_fetches_predictions_and_syncs(label_studio, tiny_dataset, 
             mask = rle_to_mask(mesh_region["value"]["rle"], w, h)
             truth = render(tiny_dataset.cad.mesh(key.category, record.cad_index),
                            shown_pose(record.pose), w, h).full_mask
-            assert (mask & truth).sum() / (mask | truth).sum() >= 0.99
+            assert truth.any() and iou(mask, truth) >= 0.99
             assert prediction.model_version.startswith("pose6d")
 
         # An annotator's submission (through the API): the webhook syncs it to the dataset.

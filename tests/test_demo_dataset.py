@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from checks import iou
 from pose6d.camera import Pose
 from pose6d.dataset import GROUND_TRUTH, INITIAL, SYNCED, Dataset, ObjectKey
 from pose6d.demo_dataset import (MANIFEST, DemoDatasetError, make_demo_dataset, mask_bbox,
@@ -46,10 +47,6 @@ def _view_mask(mesh: CadMesh, azimuth_deg: float, size: int = 160) -> np.ndarray
     return render(mesh, pose, size, size).full_mask
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a & b).sum() / max((a | b).sum(), 1))
-
-
 # --- Procedural CAD ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("category,index", [(c, i) for c in MODELS for i in MODELS[c]])
@@ -75,13 +72,13 @@ def test_model_set():
 def test_asymmetric_objects_look_different_from_behind(category):
     for index in MODELS[category]:
         mesh = _mesh(category, index)
-        ious = [_iou(_view_mask(mesh, a), _view_mask(mesh, a + 180)) for a in (0, 30, 90)]
+        ious = [iou(_view_mask(mesh, a), _view_mask(mesh, a + 180)) for a in (0, 30, 90)]
         assert min(ious) < 0.85, (category, index, ious)
 
 
 def test_symmetric_table_is_symmetric():
     mesh = _mesh("dining_table", 1)  # guards the check above: a symmetric model must pass
-    assert _iou(_view_mask(mesh, 30), _view_mask(mesh, 210)) > 0.97
+    assert iou(_view_mask(mesh, 30), _view_mask(mesh, 210)) > 0.97
 
 
 @pytest.mark.parametrize("category", sorted(MODELS))
@@ -89,7 +86,7 @@ def test_subtypes_are_visibly_different(category):
     views = [[_view_mask(_mesh(category, i), a) for a in (35, 90)] for i in MODELS[category]]
     for i in range(len(views)):
         for j in range(i + 1, len(views)):
-            ious = [_iou(a, b) for a, b in zip(views[i], views[j])]
+            ious = [iou(a, b) for a, b in zip(views[i], views[j])]
             assert min(ious) < 0.9, (category, i, j, ious)
 
 

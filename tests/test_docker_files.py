@@ -24,7 +24,6 @@ import pytest
 import yaml
 
 from ml_backend.settings import ENV_PREFIX, Settings
-from postgres_server import postgres_server, postgres_url  # noqa: F401  (fixtures)
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKER = REPO / "docker"
@@ -342,7 +341,7 @@ def init_script(compose: dict) -> str:
     return compose["configs"][config["source"]]["content"].replace("$$", "$")
 
 
-def test_init_script_creates_the_backend_database(compose, postgres_server, tmp_path):  # noqa: F811
+def test_init_script_creates_the_backend_database(compose, postgres_server, tmp_path):
     """Run the script as the postgres image would, then use the sync store on the new database."""
     psql = postgres_server.bin / "psql"
     (tmp_path / "bin").mkdir()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from checks import wait_for
 from ls_admin.project import SetupOptions, setup_project
 from ml_backend.launcher import BackendProcess
 from ml_backend.sync import SyncService
@@ -72,13 +73,11 @@ def expected_azimuths(client, project_id: int) -> dict[str, float]:
     return out
 
 
-def wait_for(predicate, timeout: float = WEBHOOK_WAIT_S) -> float:
+def seconds_until(predicate, timeout: float = WEBHOOK_WAIT_S) -> float:
+    """How long until ``predicate`` holds (AssertionError after ``timeout`` s)."""
     start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if predicate():
-            return time.monotonic() - start
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout} s")
+    wait_for(predicate, timeout, "the webhook sync", interval=0.1)
+    return time.monotonic() - start
 
 
 def run_reconcile(server, root: Path, project_id: int, *extra: str) -> subprocess.CompletedProcess:
@@ -102,7 +101,7 @@ def test_webhook_sync_then_reconcile_after_downtime(label_studio, data_root, bac
     # backend up: annotations reach annotations_new/ through Label Studio's webhook
     first = client.annotations.create(id=tasks[0].id, result=result(tasks[0], 10.0))
     doomed = client.annotations.create(id=tasks[1].id, result=result(tasks[1], 11.0))
-    seconds = wait_for(lambda: synced_azimuths(data_root) == {keys[0]: 10.0, keys[1]: 11.0})
+    seconds = seconds_until(lambda: synced_azimuths(data_root) == {keys[0]: 10.0, keys[1]: 11.0})
     print(f"webhook sync of 2 annotations took {seconds:.2f} s")
 
     # backend down: create, update, delete, and an invalid one (no quality) - no webhooks arrive

@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 import math
 import re
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from checks import iou, wait_for
 from label_studio_server import chromium_launch_kwargs, login
 from ls_admin.project import SetupOptions, setup_project
 from ml_backend.launcher import BackendProcess
@@ -51,21 +51,6 @@ JS_PHOTO = """w => { const imgs = [...document.images].filter(i => i.naturalWidt
   return r && {x: r.x, y: r.y, width: r.width, height: r.height}; }"""
 
 
-def wait_for(predicate, timeout: float = 60.0, what: str = "condition", page=None):
-    """Poll ``predicate``; with a ``page``, wait through Playwright (its events are dispatched
-    only while a Playwright call runs)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        if page is not None:
-            page.wait_for_timeout(200)
-        else:
-            time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 class Answers:
     """The answers of /api/ml/<id>/interactive-annotating, in order (parsed when read: no
     Playwright call inside an event handler)."""
@@ -88,11 +73,6 @@ class Answers:
 
     def __len__(self) -> int:
         return len(self._responses)
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = (a | b).sum()
-    return float((a & b).sum() / union) if union else 1.0
 
 
 @pytest.fixture(scope="module")

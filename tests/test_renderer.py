@@ -10,6 +10,7 @@ from pose6d.inout import read_image
 from pose6d.overlay import compose_overlay, render_thumbnail
 from pose6d.renderer import render
 from conftest import REPO, box_mesh
+from checks import iou
 from reference_camera import rasterize_reference
 
 W, H = 640, 480
@@ -19,10 +20,6 @@ def random_visible_pose(rng, mesh) -> Pose:
     distance = rng.uniform(3.0, 8.0) * max(mesh.radius, 0.3)
     return Pose(rng.uniform(-np.pi, np.pi), rng.uniform(-0.8, 0.8), rng.uniform(-0.5, 0.5),
                 distance, rng.uniform(200, 440), rng.uniform(150, 330), viewport=600.0)
-
-
-def iou(a, b):
-    return (a & b).sum() / max((a | b).sum(), 1)
 
 
 def test_silhouette_matches_reference_rasterisation(shared_cad_root):

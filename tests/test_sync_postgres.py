@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from postgres_server import postgres_server, postgres_url  # noqa: F401  (fixtures)
 from test_sync import *  # noqa: F401,F403  (the tests, collected here a second time)
 
 
 @pytest.fixture
-def store_url(postgres_url):  # noqa: F811  (overrides test_sync's SQLite default)
+def store_url(postgres_url):  # overrides test_sync's SQLite default
     return postgres_url
 
 

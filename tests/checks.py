@@ -1,0 +1,29 @@
+"""Small helpers the tests share: mask overlap and polling for something to happen."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two bool masks; 1.0 when both are empty (they agree)."""
+    union = (a | b).sum()
+    return float((a & b).sum() / union) if union else 1.0
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition", page=None,
+             interval: float = 0.2):
+    """Poll ``predicate`` until it returns something truthy, and return that; AssertionError
+    after ``timeout`` s. With a Playwright ``page``, wait through it (its events are dispatched
+    only while a Playwright call runs)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if page is not None:
+            page.wait_for_timeout(interval * 1000)
+        else:
+            time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
