@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import io
 import shutil
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -22,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from ls_admin.export_bop import export_bop  # noqa: E402
 from ls_admin.export_imagenet3d import export_imagenet3d  # noqa: E402

@@ -28,12 +28,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from ls_admin.connection import connect  # noqa: E402
 from ls_admin.project import SetupOptions, ensure_local_storage, label_config, setup_project  # noqa: E402
 from ls_admin.server import LabelStudioServer  # noqa: E402
-from ml_backend.launcher import BackendProcess  # noqa: E402
+from ls_admin.backend_process import BackendProcess  # noqa: E402
 from pose6d.dataset import INITIAL, Dataset, ObjectKey  # noqa: E402
 from pose6d.tasks import object_task  # noqa: E402
 

@@ -45,12 +45,12 @@ import numpy as np
 from scipy.ndimage import distance_transform_edt
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # decode_brush: Label Studio's own RLE decoder
 
+from checks import decode_brush  # noqa: E402
 from ml_backend.overlay_regions import thicken  # noqa: E402
 from pose6d import labeling as L  # noqa: E402
-from pose6d.brush_rle import rle_to_mask  # noqa: E402
-from pose6d.camera import POSE_NAMES, Pose  # noqa: E402
+from pose6d.camera import POSE_NAMES, Pose, wrap_angle  # noqa: E402
 from pose6d.dataset import GROUND_TRUTH, Dataset, ObjectKey  # noqa: E402
 from pose6d.pose_error import pose_rotation_error  # noqa: E402
 from pose6d.renderer import render  # noqa: E402
@@ -82,7 +82,7 @@ class Backend:
         if http:
             import requests
 
-            from ml_backend.launcher import BackendProcess
+            from ls_admin.backend_process import BackendProcess
 
             self._process = BackendProcess(root).start()
             session = requests.Session()
@@ -206,8 +206,8 @@ class Annotator:
             self.cad = int(values.choices[L.CAD])
         regions = {r["id"]: r for r in values.regions}
         if L.MESH_REGION_ID in regions:
-            self.mask = rle_to_mask(regions[L.MESH_REGION_ID]["value"]["rle"], self.width, self.height)
-            self.edges = rle_to_mask(regions[L.EDGES_REGION_ID]["value"]["rle"], self.width, self.height)
+            self.mask = decode_brush(regions[L.MESH_REGION_ID]["value"]["rle"], self.width, self.height)
+            self.edges = decode_brush(regions[L.EDGES_REGION_ID]["value"]["rle"], self.width, self.height)
             self.mismatch = mismatch(self.photo, self.mask, self.edges)
 
     def _see_pose(self, numbers: dict[str, float], cad: int) -> None:
@@ -323,7 +323,7 @@ def perceived_offset(me: Annotator) -> np.ndarray:
 
 
 def looks_flipped(me: Annotator) -> bool:
-    turned = me.imagine(azimuth=L.normalize_angle_deg(me.numbers["azimuth"] + 180))
+    turned = me.imagine(azimuth=wrap_angle(me.numbers["azimuth"] + 180, 180.0))
     return turned < FLIP_WHEN * me.mismatch
 
 

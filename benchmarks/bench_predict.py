@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -16,9 +15,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from ml_backend.launcher import BackendProcess  # noqa: E402
+from ls_admin.backend_process import BackendProcess  # noqa: E402
 from pose6d.dataset import Dataset  # noqa: E402
 from pose6d.inout import image_size  # noqa: E402
 from pose6d.labeling import shown_pose  # noqa: E402

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from pose6d.cad_library import CadLibrary, CadMesh  # noqa: E402
 from pose6d.camera import Pose, project_points  # noqa: E402

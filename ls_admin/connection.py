@@ -17,12 +17,14 @@ import httpx
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
+from pose6d.errors import ServiceError
+
 ENV_URL, ENV_KEY = "LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY"
 BACKOFF_S = 0.5  # first wait; doubles each retry (0.5, 1, 2, 4 s for retries=4)
 T = TypeVar("T")
 
 
-class AdminError(RuntimeError):
+class AdminError(ServiceError):
     """A Label Studio administration step failed; the message is one actionable line."""
 
 

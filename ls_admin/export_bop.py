@@ -40,7 +40,8 @@ from ls_admin.export_source import ExportError, ExportSummary, Label, staged_out
 from pose6d.cad_library import CadError, CadLibrary
 from pose6d.camera import Pose, opencv_camera
 from pose6d.dataset import Dataset
-from pose6d.inout import DataError, atomic_write_bytes
+from pose6d.errors import DataError
+from pose6d.inout import atomic_write_bytes
 
 README = __doc__
 DEFAULT_MM_PER_UNIT = 1000.0

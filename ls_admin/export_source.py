@@ -1,7 +1,7 @@
 """Where exported labels come from: the synced dataset folder or a Label Studio project.
 
 Both sources give ``Label`` items built the same way: a project's annotations go through
-``ml_backend.sync.annotation_record``, the very function the webhook sync uses, so an export
+``label_sync.records.annotation_record``, the very function the webhook sync uses, so an export
 from the project and one from ``annotations_new/`` agree field for field.
 
 - Synced folder, newest per object: ``annotations_new/<category>/<name>_<k>.npz`` (the sync
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import shutil
 import tempfile
@@ -28,21 +27,21 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-import numpy as np
-
-from ml_backend.sync_store import redact_url
-from ml_backend.sync import (DEFAULT_STORE, SyncRejected, annotation_record, annotator_of,
-                             object_key_of, parse_updated_at)
+from label_sync.database import redact_url
+from label_sync.engine import SyncService
+from label_sync.records import (SyncRejected, annotation_record, annotator_of, is_skipped,
+                                object_key_of, parse_updated_at, record_from_fields)
+from label_sync.store import default_store_url, store_exists
 from pose6d.dataset import GROUND_TRUTH, INITIAL, SYNCED, Dataset, ObjectKey, ObjectRecord
-from pose6d.inout import DataError, load_npz
-from pose6d.labels import quality_code
+from pose6d.errors import DataError, Pose6DError, StoreFailure
+from pose6d.inout import load_npz
+from pose6d.labels import BAD_QUALITY
 
-BAD_STATUS = quality_code("bad quality - no object")  # status_bad
+BAD_STATUS = BAD_QUALITY.code  # status_bad
 SKIPPED_STATUS = BAD_STATUS  # what a skipped object's object_status says (module docstring)
-_SKIP_MARK = "was_cancelled"  # in the sync store's reason for a skipped annotation (sync.py)
 
 
-class ExportError(RuntimeError):
+class ExportError(Pose6DError):
     """An export or report that cannot run (missing folder, no store, ...). One-line message."""
 
 
@@ -155,82 +154,48 @@ def read_records(dataset: Dataset, kind: str, keys: Sequence[ObjectKey] | None =
 # --- Synced folder and sync store. ---
 
 
-def default_store_url(dataset: Dataset) -> str:
-    return os.environ.get("POSE6D_SYNC_STORE") or str(dataset.root / DEFAULT_STORE)
-
-
-def _store_exists(url: str) -> bool:
-    if url.startswith(("postgresql://", "postgres://")):
-        return True
-    return Path(url.removeprefix("sqlite://")).is_file()
-
-
 def store_labels(dataset: Dataset, store_url: str | None = None) -> list[Label] | None:
     """Every not-deleted annotation the sync store has seen, one Label each; None without a store.
 
     Per annotation: its newest valid version (what the sync would write), else a skip when its
     versions say it was skipped; annotations that were only ever rejected are left out.
     """
-    from ml_backend.sync_store import SyncStore
-
-    url = store_url or default_store_url(dataset)
-    if not _store_exists(url):
+    url = default_store_url(dataset.root, store_url)
+    if not store_exists(url):
         return None
-    store = SyncStore(url)
     try:
-        with store.transaction() as tx:
-            rows = tx.run("SELECT annotation_id, updated_us, content_hash, object_key, task_id, "
-                          "project_id, updated_at, valid, reason, record_json "
-                          "FROM pose6d_sync_version WHERE deleted = 0")
-            skippers = _skip_annotators(tx)
-    except store.errors as exc:
+        sync = SyncService(dataset, url)
+        try:
+            versions = sync.versions()
+        finally:
+            sync.close()
+    except StoreFailure as exc:
         raise ExportError(f"cannot read the sync store {redact_url(url)}: {exc}") from None
-    finally:
-        store.close()
-    best: dict[int, tuple] = {}
-    for row in rows:
-        valid, skip = bool(row[7]), _SKIP_MARK in str(row[8] or "")
-        if not (valid or skip):
+    best = {}
+    for v in versions:
+        if not (v.valid or v.skipped):
             continue
-        rank = (valid, int(row[1]), row[2])  # valid beats skip, then newest
-        if row[0] not in best or rank > best[row[0]][0]:
-            best[row[0]] = (rank, row)
+        rank = (v.valid, v.updated_us, v.content_hash)  # valid beats skip, then newest
+        if v.annotation_id not in best or rank > best[v.annotation_id][0]:
+            best[v.annotation_id] = (rank, v)
     initial: dict[ObjectKey, ObjectRecord] = {}
     out = []
-    for _, row in best.values():
+    for _, v in best.values():
         try:
-            key = ObjectKey.parse(row[3])
-            if row[7]:
-                fields = {k: np.asarray(v) if isinstance(v, list) else v
-                          for k, v in json.loads(row[9]).items()}
-                record = ObjectRecord.from_npz_dict(fields, f"sync store annotation {row[0]}")
+            key = ObjectKey.parse(v.object_key)
+            if v.valid:
+                record = record_from_fields(v.record, f"sync store annotation {v.annotation_id}")
             else:
                 if key not in initial:
                     initial[key] = dataset.read(key, INITIAL)
                 record = initial[key]
         except DataError as exc:
-            raise ExportError(f"sync store annotation {row[0]}: {exc}") from None
-        out.append(label_from_record(key, record, skipped=not row[7], annotation_id=row[0],
-                                     task_id=row[4], project_id=row[5], updated_at=row[6],
-                                     **({} if row[7] else
-                                        {"annotator": skippers.get(int(row[0]), "unknown")})))
+            raise ExportError(f"sync store annotation {v.annotation_id}: {exc}") from None
+        out.append(label_from_record(key, record, skipped=not v.valid, annotation_id=v.annotation_id,
+                                     task_id=v.task_id, project_id=v.project_id,
+                                     updated_at=v.updated_at,
+                                     **({} if v.valid else {"annotator": v.annotator or "unknown"})))
     return sort_labels(out)
-
-
-def _skip_annotators(tx: Any) -> dict[int, str]:
-    """{annotation id: annotator} of skipped annotations, from the journaled event payloads
-    (the store keeps no record for a skip). Payloads are canonical JSON (no spaces)."""
-    out: dict[int, str] = {}
-    for (text,) in tx.run("SELECT payload FROM pose6d_sync_journal WHERE payload LIKE ?",
-                          ('%"was_cancelled":true%',)):
-        try:
-            annotations = json.loads(text).get("annotation")
-        except (ValueError, AttributeError):
-            continue
-        for ann in annotations if isinstance(annotations, list) else [annotations]:
-            if isinstance(ann, dict) and ann.get("was_cancelled") and isinstance(ann.get("id"), int):
-                out[ann["id"]] = annotator_of(ann)
-    return out
 
 
 def labels_from_synced(dataset: Dataset, all_annotations: bool = False,
@@ -242,7 +207,7 @@ def labels_from_synced(dataset: Dataset, all_annotations: bool = False,
     if all_annotations:
         if stored is None:
             raise ExportError(f"--all-annotations needs the sync store "
-                              f"({redact_url(store_url or default_store_url(dataset))} not found); "
+                              f"({redact_url(default_store_url(dataset.root, store_url))} not found); "
                               "or export --from project")
         return stored
     if not (dataset.root / SYNCED).is_dir() and stored is None:
@@ -289,22 +254,21 @@ def labels_from_tasks(tasks: Iterable[dict], dataset: Dataset, all_annotations: 
             initial = dataset.read(key, INITIAL)
         except (SyncRejected, DataError) as exc:
             if on_reject:
-                on_reject(f"task {task.get('id')}: {getattr(exc, 'reason', exc)}")
+                on_reject(f"task {task.get('id')}: {exc}")
             continue
         for ann in annotations:
             ann = dict(ann, project=ann.get("project", task.get("project")))
             ids = dict(annotator=annotator_of(ann), annotation_id=ann.get("id"),
                        task_id=task.get("id"), project_id=ann.get("project"),
                        updated_at=ann.get("updated_at"))
-            if ann.get("was_cancelled"):
+            if is_skipped(ann):
                 out.append(label_from_record(key, initial, skipped=True, **ids))
                 continue
             try:
                 record = annotation_record(ann, task, initial, dataset)
-            except (SyncRejected, ValueError) as exc:
+            except ValueError as exc:  # SyncRejected, MalformedEvent (updated_at)
                 if on_reject:
-                    on_reject(f"task {task.get('id')} annotation {ann.get('id')}: "
-                              f"{getattr(exc, 'reason', exc)}")
+                    on_reject(f"task {task.get('id')} annotation {ann.get('id')}: {exc}")
                 continue
             out.append(label_from_record(key, record, **ids))
     return sort_labels(out if all_annotations else newest_per_object(out))

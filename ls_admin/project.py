@@ -27,10 +27,10 @@ from label_studio_sdk.core.api_error import ApiError
 
 from ls_admin.connection import AdminError, api_error_text
 from pose6d.dataset import INITIAL, Dataset, ObjectKey
-from pose6d.inout import DataError
+from pose6d.errors import DataError
+from pose6d.labeling_config import build_config
 from pose6d.tasks import LOCAL_FILES_PREFIX, TaskError, object_task
 
-CONFIG_PATH = Path(__file__).resolve().parents[1] / "labeling_config" / "pose6d.xml"
 DEFAULT_TITLE = "pose6d"
 ML_TITLE = "pose6d backend"
 LIST_PAGE = 1000  # tasks per page when reading object keys back
@@ -92,8 +92,8 @@ def _call(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 def label_config() -> str:
-    """labeling_config/pose6d.xml (generated from pose6d.labeling)."""
-    return CONFIG_PATH.read_text(encoding="utf-8")
+    """The labeling config (labeling_config/pose6d.xml is the same text, committed)."""
+    return build_config()
 
 
 def find_project(client: LabelStudio, title: str, project_id: int | None = None) -> Any | None:

@@ -20,20 +20,18 @@ A second run finds nothing to do. ``dry_run`` reports the same plan without writ
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import json
 import sys
 from typing import Any, Iterable, Iterator
 
-import numpy as np
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
+from label_sync.engine import SyncService
+from label_sync.records import MalformedEvent, SyncRejected, is_skipped, parse_updated_at
 from ls_admin.connection import AdminError, api_error_text
-from ml_backend.sync import (STUCK_AFTER, MalformedEvent, SyncRejected, SyncService,
-                             annotation_record, file_matches, object_key_of, parse_updated_at)
-from pose6d.dataset import SYNCED, Dataset, ObjectKey, ObjectRecord
-from pose6d.inout import DataError, load_npz
+from pose6d.dataset import Dataset, ObjectKey
+from pose6d.errors import DataError, StoreFailure
 
 TASK_PAGE = 100  # tasks per page with all their annotations and predictions
 ID_PAGE = 1000  # tasks per page of the id listing (ids and annotation counts only)
@@ -138,51 +136,10 @@ def _listed(client: LabelStudio, project_id: int, query: str) -> Iterator[tuple[
 
 def synced_versions(sync: SyncService, project_id: int) -> dict[int, set[int]]:
     """{annotation id: {updated_us, ...}} of the project's not-deleted annotations in the store."""
-    with sync.store.transaction() as tx:
-        rows = tx.run("SELECT annotation_id, updated_us FROM pose6d_sync_version "
-                      "WHERE project_id = ? AND deleted = 0", (project_id,))
     out: dict[int, set[int]] = {}
-    for annotation_id, updated_us in rows:
-        out.setdefault(int(annotation_id), set()).add(int(updated_us))
+    for v in sync.versions(project_id):
+        out.setdefault(v.annotation_id, set()).add(v.updated_us)
     return out
-
-
-def project_object_keys(sync: SyncService, project_id: int) -> set[str]:
-    """Objects the store or a synced file links to the project."""
-    with sync.store.transaction() as tx:
-        keys = {r[0] for r in tx.run("SELECT DISTINCT object_key FROM pose6d_sync_version "
-                                     "WHERE project_id = ?", (project_id,))}
-    for key in sync.dataset.objects(SYNCED):
-        try:
-            claimed = int(load_npz(sync.dataset.record_path(key, SYNCED)).get("ls_project_id", -1))
-        except (DataError, TypeError, ValueError):
-            continue  # not ours to judge: the webhook writes well-formed files
-        if claimed == project_id:
-            keys.add(str(key))
-    return keys
-
-
-def resync_object(sync: SyncService, key: str, dry_run: bool = False) -> str | None:
-    """Make one object's synced file match the store's winner; says what (would have) changed."""
-    object_key = ObjectKey.parse(key)
-    path = sync.dataset.record_path(object_key, SYNCED)
-    with sync.store.transaction() as tx:
-        tx.lock_objects([key])  # the webhook may be writing the same object right now
-        winner = tx.winner(key)
-        if winner is None:
-            if not path.exists():
-                return None
-            if dry_run:
-                return f"would remove {key} (no annotation of it left)"
-            sync.dataset.remove(object_key, SYNCED)
-            return f"removed {key} (no annotation of it left)"
-        if file_matches(path, winner.record):
-            return None
-        if dry_run:
-            return f"would rewrite {key} from annotation {winner.annotation_id}"
-        fields = {k: np.asarray(v) if isinstance(v, list) else v for k, v in winner.record.items()}
-        sync.dataset.write(object_key, ObjectRecord.from_npz_dict(fields), SYNCED)
-        return f"rewrote {key} from annotation {winner.annotation_id}"
 
 
 # --- The steps. ---
@@ -213,15 +170,14 @@ def _plan(sync: SyncService, annotation: dict, task: dict, known: dict[int, set[
     """Step 2 of a dry run: is this version new to the store, and would it be synced?"""
     aid = annotation.get("id")
     try:
-        key = object_key_of(task)
         _, updated_us = parse_updated_at(annotation.get("updated_at"))
         if updated_us in known.get(aid, set()):
             return set()
-        annotation_record(annotation, task, sync.dataset.read(key), sync.dataset)
+        key = sync.check_annotation(annotation, task)
     except (SyncRejected, MalformedEvent, DataError) as exc:
-        report.rejected.append(f"annotation {aid}: {getattr(exc, 'reason', exc)}")
+        report.rejected.append(f"annotation {aid}: {exc}")
         return set()
-    if annotation.get("was_cancelled"):
+    if is_skipped(annotation):
         return set()
     report.changes.append(f"would apply annotation {aid} ({key})")
     return {str(key)}
@@ -231,25 +187,16 @@ def _delete(sync: SyncService, gone: list[int], report: ReconcileReport, dry_run
     """Step 3: annotations the store has for the project but Label Studio no longer has."""
     touched: set[str] = set()
     for aid in gone:
-        with sync.store.transaction() as tx:
-            keys = tx.object_keys_of(aid)
+        keys = sync.annotation_objects(aid)
         touched.update(keys)
         if dry_run:
             report.changes.append(f"would delete annotation {aid} ({', '.join(keys)})")
             continue
-        summary = sync.handle_event({"action": "ANNOTATIONS_DELETED", "annotations": [{"id": aid}],
-                                     "project": {"id": report.project_id}})
+        summary = sync.delete_annotation(aid, report.project_id)
         files = [f"removed {k}" for k in summary["removed"]] + [f"wrote {k}" for k in summary["written"]]
         report.changes.append(f"deleted annotation {aid} ({', '.join(keys)})"
                               + (f": {', '.join(files)}" if files else ""))
     return touched
-
-
-def _pending_events(sync: SyncService) -> int:
-    """Step 0: how many journaled webhook events ``retry_failed`` would retry."""
-    stuck_before = (dt.datetime.now(dt.timezone.utc) - STUCK_AFTER).isoformat(timespec="microseconds")
-    with sync.store.transaction() as tx:
-        return len(tx.journal_pending(stuck_before))
 
 
 def reconcile(client: LabelStudio, dataset: Dataset, project_id: int, store_url: str | None = None,
@@ -258,9 +205,12 @@ def reconcile(client: LabelStudio, dataset: Dataset, project_id: int, store_url:
     from tqdm import tqdm
 
     report = ReconcileReport(project_id, dry_run)
-    sync = SyncService(dataset, store_url or None)
     try:
-        report.retried = _pending_events(sync)
+        sync = SyncService(dataset, store_url or None)
+    except StoreFailure as exc:
+        raise AdminError(str(exc)) from None
+    try:
+        report.retried = len(sync.pending_events())
         if report.retried and not dry_run:
             report.retry_ok = sync.retry_failed()
         known = synced_versions(sync, project_id)
@@ -302,8 +252,8 @@ def reconcile(client: LabelStudio, dataset: Dataset, project_id: int, store_url:
                 report.unconfirmed.append(f"annotation {aid}: Label Studio still has it (task "
                                           f"{task_id}) but did not list it; left as it is")
         touched |= _delete(sync, gone, report, dry_run)
-        for key in sorted(project_object_keys(sync, project_id) - touched):
-            change = resync_object(sync, key, dry_run)
+        for key in sorted(sync.project_objects(project_id) - touched):
+            change = sync.resync_object(ObjectKey.parse(key), dry_run)
             if change:
                 report.changes.append(change)
     finally:

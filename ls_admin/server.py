@@ -1,7 +1,7 @@
 """A local Label Studio for the demo, the tests and benchmarks: start headless on loopback,
 wait until healthy, stop (the pytest fixtures wrapping it are in tests/label_studio_server.py).
 
-Label Studio facts this relies on (checked on 1.23.2, see FIELD_NOTES §4):
+Label Studio facts this relies on (checked on 1.23.2, see docs/label_studio_notes.md):
 - ``--host`` is only the hostname written into URLs; the bind address is ``--internal-host``
   (default 0.0.0.0), so both are passed.
 - A busy ``--port`` is not an error: Label Studio silently moves to the next port and prints
@@ -22,13 +22,15 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ml_backend.launcher import free_port
+from ls_admin.backend_process import free_port
+from pose6d.defaults import tool_home
+from pose6d.errors import ServiceError
 
 BIN_ENV = "LABEL_STUDIO_BIN"
 FIRST_START_TIMEOUT_S = 240.0  # first start on a fresh data dir runs ~30 s of migrations (2 cores)
 
 
-class LabelStudioError(RuntimeError):
+class LabelStudioError(ServiceError):
     """Label Studio could not be found, started or reached. The message says why."""
 
 
@@ -42,8 +44,7 @@ def find_binary() -> str:
             raise LabelStudioError(f"{BIN_ENV}={configured} is not an executable file")
         return path
     path = shutil.which("label-studio")
-    home = Path(os.environ.get("POSE6D_HOME") or Path.home() / ".cache" / "pose6d")
-    installed = home / "label-studio" / "bin" / "label-studio"
+    installed = tool_home() / "label-studio" / "bin" / "label-studio"
     if not path and os.access(installed, os.X_OK):
         path = str(installed)
     if not path:

@@ -16,6 +16,11 @@ import time
 from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from label_sync.records import MalformedEvent, SyncRejected
+from pose6d.cad_library import CadError, CadLibrary
+from pose6d.errors import BadInput, StoreFailure
+from pose6d.overlay import render_thumbnail
+
 from ml_backend.metrics import Metrics
 from ml_backend.model import Pose6DModel
 from ml_backend.settings import Settings
@@ -24,7 +29,7 @@ log = logging.getLogger("ml_backend")
 PUBLIC_PREFIXES = ("/health", "/cad/")  # docker health checks and <img> thumbnails carry no auth
 
 
-class BadRequest(ValueError):
+class BadRequest(BadInput):
     """The request body is not what the contract says; answered with 400 and a JSON error."""
 
 
@@ -62,6 +67,11 @@ def create_app(settings: Settings, model: Pose6DModel | None = None) -> Flask:
     def _bad_request(exc: BadRequest):
         log.warning("%s %s: bad request: %s", request.method, request.path, exc)
         return jsonify(error=str(exc)), 400
+
+    @app.errorhandler(StoreFailure)
+    def _store_down(exc: StoreFailure):
+        log.error("%s %s: %s", request.method, request.path, exc)
+        return jsonify(error="the sync store is unavailable; try again later"), 503
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
@@ -104,8 +114,6 @@ def create_app(settings: Settings, model: Pose6DModel | None = None) -> Flask:
 
     @app.post("/webhook")
     def webhook():
-        from ml_backend.sync import MalformedEvent, SyncRejected
-
         body = _json_body()
         action = body.get("action")
         if not isinstance(action, str):
@@ -130,12 +138,11 @@ def create_app(settings: Settings, model: Pose6DModel | None = None) -> Flask:
 
     @app.get("/cad/<category>/<int:index>.png")
     def cad_thumbnail(category: str, index: int):
-        from pose6d.cad_library import CadError
-
         try:
             png = _thumbnail_png(model, category, index)
-        except CadError as exc:
-            return jsonify(error=str(exc)), 404
+        except (CadError, OSError):  # public: the message names no server path
+            log.info("no CAD thumbnail for %r %s", category[:80], index)
+            return jsonify(error=f"no CAD model {index} of category {category[:80]!r}"), 404
         return Response(png, mimetype="image/png", headers={"Cache-Control": "public, max-age=3600"})
 
     return app
@@ -161,9 +168,6 @@ def _json_body() -> dict:
 def _thumbnail_png_cached(root: str, category: str, index: int, mtime: float) -> bytes:
     from PIL import Image
 
-    from pose6d.cad_library import CadLibrary
-    from pose6d.overlay import render_thumbnail
-
     image = render_thumbnail(CadLibrary(root).mesh(category, index), size=120)
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG")
@@ -171,5 +175,5 @@ def _thumbnail_png_cached(root: str, category: str, index: int, mtime: float) ->
 
 
 def _thumbnail_png(model: Pose6DModel, category: str, index: int) -> bytes:
-    path = model.dataset.cad.path(category, index)
-    return _thumbnail_png_cached(str(model.dataset.cad.root), category, index, path.stat().st_mtime)
+    path = model.cad.path(category, index)
+    return _thumbnail_png_cached(str(model.cad.root), category, index, path.stat().st_mtime)

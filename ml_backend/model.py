@@ -7,26 +7,27 @@ import threading
 import time
 from typing import Any
 
-from pose6d.cad_library import CadError
-from pose6d.camera import InvalidPoseError
+from label_sync.engine import SyncService
+from label_sync.store import default_store_url
+from pose6d.cad_library import CadError, CadLibrary
+from pose6d.camera import InvalidPoseError, Pose
 from pose6d.dataset import Dataset, ObjectKey
-from pose6d.inout import DataError, image_size
+from pose6d.errors import DataError
+from pose6d.inout import image_size
 from pose6d import labeling
 from pose6d.labeling import box_region, choice_result, pose_results, shown_pose
+from pose6d.labeling_config import missing_tags
+from pose6d.tasks import TaskError, task_object_key
 
 from ml_backend.overlay_regions import overlay_regions
-from ml_backend.pose_source import make_pose_source
+from ml_backend.pose_source import TaskContext, make_pose_source
+from ml_backend.refinement import Refinement
+from ml_backend.refinement_state import RefinementStore
 from ml_backend.settings import Settings
 
 log = logging.getLogger("ml_backend")
 
 RETRY_FAILED_S = 60.0
-REQUIRED_TAGS = (labeling.IMAGE, labeling.CAD, labeling.QUALITY, labeling.DENSE, labeling.OVERLAY,
-                 *labeling.NUMBER_SPECS)
-
-
-class TaskError(ValueError):
-    """One task cannot be predicted (missing image, CAD, object key...). The batch goes on."""
 
 
 class Pose6DModel:
@@ -38,53 +39,53 @@ class Pose6DModel:
         self.setup()
 
     def setup(self) -> None:
-        """Open the dataset and the pose source (once per process); the sync store opens lazily."""
+        """Open the dataset and the pose source (once per process); the stores open lazily."""
         self.dataset = Dataset(self.settings.data_root)
+        self.cad: CadLibrary = self.dataset.cad
         self.pose_source = make_pose_source(self.settings.pose_source, self.dataset)
         self.model_version = f"{self.settings.model_version}:{self.pose_source.name}"
-        self._sync = None
-        self._sync_lock = threading.Lock()
+        self._sync: SyncService | None = None
+        self._refinement_store: RefinementStore | None = None
+        self._open_lock = threading.Lock()
         self._last_retry = time.monotonic()
         self._image_size = functools.lru_cache(maxsize=65536)(self._read_image_size)
-        from ml_backend.interactive import InteractiveSession
-
-        self.interactive = InteractiveSession(self)
+        self.refinement = Refinement(self, self._open_refinement_store)
 
     @property
-    def sync(self):
+    def sync(self) -> SyncService:
         """The sync service, opened lazily so that /health and /predict never wait for it."""
         if self._sync is None:
-            with self._sync_lock:  # gunicorn threads: one service (one store) per process
+            with self._open_lock:  # gunicorn threads: one service (one store) per process
                 if self._sync is None:
-                    from ml_backend.sync import SyncService
-
                     self._sync = SyncService(self.dataset, self.settings.sync_store or None)
         return self._sync
+
+    def _open_refinement_store(self) -> RefinementStore:
+        if self._refinement_store is None:
+            with self._open_lock:
+                if self._refinement_store is None:
+                    # The sync's store (a table of its own): one store to run and back up.
+                    self._refinement_store = RefinementStore(
+                        default_store_url(self.dataset.root, self.settings.sync_store or None))
+        return self._refinement_store
 
     # --- label-studio-ml interface ---
 
     def check_config(self, label_config: str) -> list[str]:
         """Names of the labeling config's tags this backend needs but does not find."""
-        from label_studio_sdk.label_interface import LabelInterface
-
-        try:
-            interface = LabelInterface(label_config)
-        except Exception as exc:  # the SDK raises several types for a bad XML
-            return [f"invalid labeling config: {exc}"]
-        names = {tag.name for tag in interface.controls} | {tag.name for tag in interface.objects}
-        return [name for name in REQUIRED_TAGS if name not in names]
+        return missing_tags(label_config)
 
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs) -> list[Any]:
         """One entry per task: a prediction dict, or [] for a task that failed (logged)."""
         if context is not None:
-            return [self.interactive.handle(tasks[0], context, kwargs.get("label_config"))] + \
+            return [self.refinement.handle(tasks[0], context, kwargs.get("label_config"))] + \
                 [[] for _ in tasks[1:]]
         out: list[Any] = []
         for task in tasks:
             try:
                 out.append(self.predict_task(task))
             except TaskError as exc:
-                log.warning("predict: task %s skipped: %s", task.get("id"), exc)
+                log.warning("predict: task %s skipped: %s", str(task.get("id"))[:40], exc)
                 out.append([])
         return out
 
@@ -101,7 +102,7 @@ class Pose6DModel:
             if event in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
                 task_id = _task_id_of(data)
                 if task_id is not None:
-                    self.interactive.forget(task_id)
+                    self.refinement.forget(task_id)
             self._retry_failed_if_due()
 
     def _retry_failed_if_due(self) -> None:
@@ -117,37 +118,28 @@ class Pose6DModel:
         if retried:
             log.info("sync: %d earlier failed events applied now", retried)
 
-    # --- helpers ---
-
-    def object_key(self, task: dict) -> ObjectKey:
-        data = task.get("data") if isinstance(task, dict) else None
-        if not isinstance(data, dict) or "object_key" not in data:
-            raise TaskError("task data has no object_key")
-        try:
-            return ObjectKey.parse(data["object_key"])
-        except DataError as exc:
-            raise TaskError(str(exc)) from None
+    # --- what refinement needs (ml_backend.refinement.RefinementHost) ---
 
     def _read_image_size(self, key: ObjectKey) -> tuple[int, int]:
         return image_size(self.dataset.image_path(key))
 
-    def task_context(self, task: dict):
-        """(key, initial pose, image width, height) of a task; TaskError when unusable."""
-        key = self.object_key(task)
+    def task_context(self, task: dict) -> TaskContext:
+        """The task's object, initial pose and photo size; TaskError when unusable."""
+        key = task_object_key(task)
         try:
             initial = self.pose_source.initial(key)
             width, height = self._image_size(key)
-            self.dataset.cad.path(key.category, initial.cad_index)
-        except (DataError, CadError, InvalidPoseError) as exc:
+            self.cad.path(key.category, initial.cad_index)
+        except (DataError, InvalidPoseError) as exc:
             raise TaskError(str(exc)) from None
-        return key, initial, width, height
+        return TaskContext(key, initial, width, height)
 
-    def pose_prediction(self, key: ObjectKey, pose, cad_index: int, width: int, height: int,
+    def pose_prediction(self, key: ObjectKey, pose: Pose, cad_index: int, width: int, height: int,
                         bbox=None, extra: list[dict] | None = None) -> list[dict]:
         """Result list for a pose: six Numbers, CAD choice, box and the overlay at ``shown_pose``."""
         shown = shown_pose(pose)
         try:
-            mesh = self.dataset.cad.mesh(key.category, cad_index)
+            mesh = self.cad.mesh(key.category, cad_index)
         except CadError as exc:
             raise TaskError(str(exc)) from None
         regions, _ = overlay_regions(mesh, shown, width, height, self.settings.edge_width)
@@ -165,6 +157,11 @@ class Pose6DModel:
         log.debug("predict %s in %.1f ms", key, (time.perf_counter() - t0) * 1000)
         return {"result": results, "score": initial.score, "model_version": self.model_version}
 
+    def close(self) -> None:
+        for store in (self._sync, self._refinement_store):
+            if store is not None:
+                store.close()
+
 
 def _task_id_of(data: dict) -> str | None:
     """The task id of a webhook payload (task.id, else annotation.task), as text."""
@@ -175,7 +172,7 @@ def _task_id_of(data: dict) -> str | None:
         if isinstance(value, dict):
             value = value.get("id")
         if isinstance(value, (int, str)) and not isinstance(value, bool):
-            return str(value)
+            return str(value)[:40]
     return None
 
 

@@ -7,11 +7,11 @@ import functools
 import importlib
 import json
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from pose6d.camera import Pose
 from pose6d.dataset import Dataset, ObjectKey
-from pose6d.inout import DataError
+from pose6d.errors import DataError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,6 +20,15 @@ class InitialPose:
     cad_index: int
     score: float
     source: str  # what made it, for model_version
+
+
+class TaskContext(NamedTuple):
+    """What a task starts from: its object, the initial pose and the photo's size (pixels)."""
+
+    key: ObjectKey
+    initial: InitialPose
+    width: int
+    height: int
 
 
 class PoseSource(Protocol):

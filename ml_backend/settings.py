@@ -6,7 +6,8 @@ import dataclasses
 import os
 from pathlib import Path
 
-ENV_PREFIX = "POSE6D_"
+from pose6d.defaults import ENV_PREFIX
+
 
 
 def _opt(default, help: str, secret: bool = False):
@@ -45,7 +46,7 @@ def _env(name: str, default):
 
 def parse_settings(argv: list[str] | None = None) -> Settings:
     """Settings from flags, falling back to POSE6D_* environment variables, then defaults."""
-    defaults = Settings(data_root=Path(os.environ.get("POSE6D_DATA_ROOT", "")))
+    defaults = Settings(data_root=Path(os.environ.get(ENV_PREFIX + "DATA_ROOT", "")))
     p = argparse.ArgumentParser(
         prog="python -m ml_backend",
         description="Label Studio ML backend for 6D pose labelling (ImageNet3D convention). "

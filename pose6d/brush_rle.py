@@ -3,7 +3,8 @@
 A mask becomes a flat RGBA byte array (4 equal channels per pixel), then bit-packed runs:
 header = 32-bit value count, 5-bit word size - 1, four 4-bit run-length field sizes - 1; then
 per run: 1 flag bit (1 = repeated run, 0 = literals), 2-bit size index, the run length - 1, and
-the 8-bit value. label_studio_sdk.converter.brush's encoder does the same in a Python loop.
+the 8-bit value. label_studio_sdk.converter.brush's encoder does the same in a Python loop
+(tests/test_brush_rle.py checks the two agree, and decodes ours with the SDK's decoder).
 """
 from __future__ import annotations
 
@@ -22,15 +23,6 @@ def mask_to_rle(mask: np.ndarray) -> list[int]:
     ends = np.append(np.flatnonzero(flat[1:] != flat[:-1]), flat.size - 1)
     lengths = np.diff(np.append(-1, ends)) * 4
     return encode_runs(np.where(flat[ends], 255, 0), lengths, 4 * flat.size)
-
-
-def encode(values: np.ndarray) -> list[int]:
-    """Encode a flat uint8 array; returns the list of byte values Label Studio expects."""
-    values = np.asarray(values, dtype=np.uint8).reshape(-1)
-    if values.size == 0:
-        raise ValueError("cannot encode an empty array")
-    ends = np.append(np.flatnonzero(values[1:] != values[:-1]), values.size - 1)
-    return encode_runs(values[ends], np.diff(np.append(-1, ends)), values.size)
 
 
 def encode_runs(run_values: np.ndarray, lengths: np.ndarray, n: int) -> list[int]:
@@ -68,33 +60,3 @@ def _pack_bits(codes: np.ndarray, widths: np.ndarray) -> list[int]:
     shift = (widths[owner] - 1 - pos_in).astype(np.uint64)
     bits = ((codes[owner] >> shift) & np.uint64(1)).astype(np.uint8)
     return np.packbits(bits).tolist()  # zero-padded to whole bytes, as the frontend expects
-
-
-def rle_to_mask(rle: list[int], width: int, height: int) -> np.ndarray:
-    """Decode Label Studio brush RLE to an (H, W) bool mask (alpha channel > 0)."""
-    bits = np.unpackbits(np.asarray(rle, dtype=np.uint8))
-    pos = 0
-
-    def read(size: int) -> int:
-        nonlocal pos
-        chunk = bits[pos:pos + size]
-        pos += size
-        return int("".join("01"[b] for b in chunk) or "0", 2)
-
-    num = read(32)
-    word = read(5) + 1
-    sizes = [read(4) + 1 for _ in range(4)]
-    out = np.zeros(num, dtype=np.uint8)
-    i = 0
-    while i < num:
-        repeated = read(1)
-        j = i + 1 + read(sizes[read(2)])
-        if repeated:
-            out[i:j] = read(word)
-        else:
-            for idx in range(i, j):
-                out[idx] = read(word)
-        i = j
-    if num != width * height * 4:
-        raise ValueError(f"RLE holds {num} values, expected {width * height * 4}")
-    return out.reshape(height, width, 4)[..., 3] > 0

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from pose6d.errors import DataError
+
 CAD_FILE_RE = re.compile(r"^(\d+)\.off$", re.IGNORECASE)
 
 
-class CadError(ValueError):
+class CadError(DataError):
     """A missing, empty or corrupt CAD mesh, or an unknown category / index. Names the file."""
 
 

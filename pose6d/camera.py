@@ -1,13 +1,15 @@
 """The ImageNet3D / PASCAL3D+ camera: pose parameters, projection and the equivalent OpenCV camera.
 
-This module is the single implementation of the camera formula (FIELD_NOTES §1); everything
+This module is the single implementation of the camera formula (docs/camera.md); everything
 else (renderer, exports, interactive fitting) derives K, R, t or pixels from it.
 
 Conventions:
 - World is z-up; CAD meshes are roughly unit-sized.
 - Angles are radians inside the code and in dataset files; degrees only at user-facing surfaces
   (see ``Pose.from_degrees`` / ``Pose.as_degrees``).
-- Pixel coordinates have no +0.5 offset: integer coordinates are pixel centres.
+- Pixel coordinates have no +0.5 offset: integer coordinates are pixel centres. Continuous
+  image coordinates (Label Studio's regions, Open3D's rays) put the centre of pixel (col, row)
+  at (col + 0.5, row + 0.5): ``image_to_pixel`` / ``pixel_to_image`` convert, nothing else does.
 """
 from __future__ import annotations
 
@@ -17,13 +19,16 @@ from typing import Mapping
 
 import numpy as np
 
+from pose6d.errors import BadInput
+
 DEFAULT_VIEWPORT = 3000.0
 DEFAULT_FOCAL = 1.0
 ANGLE_NAMES = ("azimuth", "elevation", "theta")
 POSE_NAMES = ("azimuth", "elevation", "theta", "distance", "px", "py")
+PIXEL_CENTRE = 0.5  # where a pixel's centre lies in continuous image coordinates
 
 
-class InvalidPoseError(ValueError):
+class InvalidPoseError(BadInput):
     """A pose that cannot be rendered or saved (NaN, infinite, distance <= 0, ...)."""
 
 
@@ -122,7 +127,7 @@ def rot_z(angle: float) -> np.ndarray:
 
 
 def in_plane_rotation(theta: float) -> np.ndarray:
-    """Rip(theta): the 3x3 in-plane rotation of the OpenCV camera (FIELD_NOTES §1)."""
+    """Rip(theta): the 3x3 in-plane rotation of the OpenCV camera (docs/camera.md)."""
     c, s = math.cos(theta), math.sin(theta)
     return np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])
 
@@ -144,8 +149,38 @@ def object_rotation(pose: Pose) -> np.ndarray:
     return in_plane_rotation(pose.theta) @ viewing_rotation(pose.azimuth, pose.elevation)
 
 
+def image_to_pixel(*coords: float) -> tuple[float, ...]:
+    """Continuous image coordinates (pixel (col, row) spans [col, col + 1)) to the formula's pixel
+    coordinates (integers are pixel centres): each coordinate minus half a pixel."""
+    return tuple(float(c) - PIXEL_CENTRE for c in coords)
+
+
+def pixel_to_image(*coords: float) -> tuple[float, ...]:
+    """The inverse of ``image_to_pixel``."""
+    return tuple(float(c) + PIXEL_CENTRE for c in coords)
+
+
+def scale_pose(pose: Pose, factor: float) -> Pose:
+    """The pose that draws the same picture on an image ``factor`` times larger (or smaller).
+
+    The camera is linear in the viewport and the centre, but pixel centres sit half a pixel in
+    from the image's edge, so px scales in continuous image coordinates.
+    """
+    px, py = pixel_to_image(pose.px, pose.py)
+    return pose.replace(px=px * factor - PIXEL_CENTRE, py=py * factor - PIXEL_CENTRE,
+                        viewport=pose.viewport * factor)
+
+
+def wrap_angle(angle: float, half_turn: float = math.pi) -> float:
+    """An angle wrapped to (-half_turn, half_turn]: radians by default, degrees with 180."""
+    wrapped = math.fmod(angle + half_turn, 2.0 * half_turn)
+    wrapped = wrapped + 2.0 * half_turn if wrapped <= 0 else wrapped
+    return wrapped - half_turn
+
+
 def intrinsics(pose: Pose, offset: float = 0.0) -> np.ndarray:
-    """OpenCV K (3x3) in pixels. ``offset`` shifts the principal point (0.5 for pixel-centre rays)."""
+    """OpenCV K (3x3) in pixels. ``offset`` shifts the principal point (PIXEL_CENTRE for rays
+    through pixel centres in continuous image coordinates, as Open3D casts them)."""
     mf = pose.viewport * pose.focal
     return np.array([[mf, 0.0, pose.px + offset], [0.0, mf, pose.py + offset], [0.0, 0.0, 1.0]])
 
@@ -171,9 +206,3 @@ def project_points(points: np.ndarray, pose: Pose) -> np.ndarray:
         uv = (cam @ k.T)[:, :2] / z
     uv[z[:, 0] <= 0] = np.nan
     return uv
-
-
-def points_in_camera(points: np.ndarray, pose: Pose) -> np.ndarray:
-    """World points (N, 3) in the OpenCV camera frame (N, 3); z is the depth along the optical axis."""
-    _, r, t = opencv_camera(pose)
-    return np.asarray(points, dtype=np.float64).reshape(-1, 3) @ r.T + t

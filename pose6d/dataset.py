@@ -22,11 +22,22 @@ import numpy as np
 
 from pose6d.cad_library import CadLibrary
 from pose6d.camera import Pose
-from pose6d.inout import DataError, load_npz, save_npz
+from pose6d.errors import DataError
+from pose6d.inout import load_npz, save_npz
 
 IMAGE_SUFFIXES = (".JPEG", ".jpeg", ".jpg", ".JPG", ".png", ".PNG")
 _SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 INITIAL, SYNCED, GROUND_TRUTH = "annotations", "annotations_new", "ground_truth"
+IMAGES, CAD_FOLDER = "images", "CAD"
+DATASET_FOLDERS = (IMAGES, CAD_FOLDER, INITIAL, SYNCED, GROUND_TRUTH)
+# A key part becomes a file name (<name>_<k>.npz): well under the usual 255-byte limit.
+MAX_KEY_PART, MAX_K_DIGITS = 200, 6
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """repr() of a value cut to ``limit`` characters (messages quote untrusted input)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -39,19 +50,26 @@ class ObjectKey:
 
     def __post_init__(self) -> None:
         for part in (self.category, self.name):
-            if not _SAFE_PART.match(part) or ".." in part:
-                raise DataError(f"invalid object key part {part!r}")
+            if not isinstance(part, str) or not _SAFE_PART.match(part) or ".." in part \
+                    or len(part) > MAX_KEY_PART:
+                raise DataError(f"invalid object key part {_short(part)} (letters, digits, "
+                                f"'_', '.', '-'; at most {MAX_KEY_PART} characters)")
+        if not isinstance(self.k, int) or not 0 <= self.k < 10 ** MAX_K_DIGITS:
+            raise DataError(f"object index k must be 0 .. {10 ** MAX_K_DIGITS - 1}, "
+                            f"got {_short(self.k)}")
 
     @classmethod
     def parse(cls, text: str) -> "ObjectKey":
         """Parse ``category/name_k``; raises DataError for anything else."""
         if not isinstance(text, str) or text.count("/") != 1:
-            raise DataError(f"object key must look like 'category/name_k', got {text!r}")
+            raise DataError(f"object key must look like 'category/name_k', got {_short(text)}")
         category, stem = text.split("/")
         name, sep, k = stem.rpartition("_")
-        # ASCII digits in canonical form only: "a_03" or "a_٣" must not alias "a_3".
-        if not sep or not (k.isascii() and k.isdigit()) or k != str(int(k)):
-            raise DataError(f"object key must end in _<k> (k = 0, 1, 2, ...), got {text!r}")
+        # ASCII digits in canonical form only: "a_03" or "a_٣" must not alias "a_3"; the length
+        # is checked before int() (which refuses over 4300 digits with a plain ValueError).
+        if not sep or not (k.isascii() and k.isdigit()) or len(k) > MAX_K_DIGITS \
+                or k != str(int(k)):
+            raise DataError(f"object key must end in _<k> (k = 0, 1, 2, ...), got {_short(text)}")
         return cls(category, name, int(k))
 
     @property
@@ -112,7 +130,14 @@ class Dataset:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
-        self.cad = CadLibrary(self.root / "CAD")
+        self.cad = CadLibrary(self.root / CAD_FOLDER)
+
+    @classmethod
+    def open(cls, root: str | Path) -> "Dataset":
+        """The dataset at ``root``; DataError when it has no ``annotations/`` folder."""
+        if not (Path(root) / INITIAL).is_dir():
+            raise DataError(f"{root} is not a dataset root (no {INITIAL}/ folder)")
+        return cls(root)
 
     def record_path(self, key: ObjectKey, kind: str = INITIAL) -> Path:
         return self.root / kind / key.category / f"{key.stem}.npz"
@@ -136,7 +161,7 @@ class Dataset:
 
     def image_path(self, key: ObjectKey) -> Path:
         """The object's photo; raises DataError when there is none."""
-        folder = self.root / "images" / key.category
+        folder = self.root / IMAGES / key.category
         for suffix in IMAGE_SUFFIXES:
             path = folder / f"{key.name}{suffix}"
             if path.is_file():

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from pose6d.cad_library import CadLibrary, CadMesh, write_off
-from pose6d.camera import Pose, project_points
+from pose6d.errors import Pose6DError
+from pose6d.camera import Pose, project_points, wrap_angle
 from pose6d.dataset import GROUND_TRUTH, INITIAL, ObjectRecord, write_record
 from pose6d.inout import atomic_write_bytes, write_image
 from pose6d.pose_error import pose_rotation_error
@@ -60,7 +61,7 @@ PALETTES = {  # RGB: paint, wood, fabric, glaze
     "mug": [(235, 235, 230), (190, 40, 40), (40, 90, 170), (230, 190, 50), (40, 40, 40)]}
 
 
-class DemoDatasetError(RuntimeError):
+class DemoDatasetError(Pose6DError):
     """The output folder cannot be used (not a folder, or not empty and not a demo dataset)."""
 
 
@@ -150,11 +151,6 @@ def perturb(rng: np.random.Generator, gt: Pose, cad_index: int,
     if others and wrong_u < n["p_wrong_cad"]:
         cad_index = others[int(other * len(others))]
     return pose, cad_index, kind
-
-
-def wrap_angle(a: float) -> float:
-    """Angle in radians wrapped to [-pi, pi)."""
-    return float((a + math.pi) % (2.0 * math.pi) - math.pi)
 
 
 def mask_bbox(mask: np.ndarray) -> np.ndarray | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from pose6d.cad_library import CadMesh
-from pose6d.camera import Pose
+from pose6d.camera import Pose, scale_pose
 from pose6d.renderer import render
 
 
@@ -64,8 +64,7 @@ def composite_object(image: np.ndarray, mesh: CadMesh, pose: Pose, colour: np.nd
     """Paint ``mesh`` at ``pose`` into ``image`` (H, W, 3) float32 in place: a soft contact
     shadow, Lambert shading with a faint highlight, edges antialiased by 2x2 supersampling."""
     h, w = image.shape[:2]
-    # Sub-pixel (col +- 0.25) of a 1x pixel maps to 2x pixel centres with u2 = 2 u + 0.5.
-    big = pose.replace(px=2 * pose.px + 0.5, py=2 * pose.py + 0.5, viewport=2 * pose.viewport)
+    big = scale_pose(pose, 2.0)  # each pixel's 2x2 sub-pixels (col +- 0.25)
     r = render(mesh, big, 2 * w, 2 * h)
     x0, y0, x1, y1 = r.box
     if x1 <= x0 or y1 <= y0:

@@ -12,12 +12,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from pose6d.errors import DataError
+
 
 MAX_IMAGE_PIXELS = 50_000_000  # 50 MP; ImageNet photos are well under 1 MP
-
-
-class DataError(ValueError):
-    """A dataset file that is missing, unreadable or malformed. The message names the file."""
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -6,13 +6,12 @@ the backend, the task maker, the sync and the exports read and write results thr
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Iterable
 
 import numpy as np
 
 from pose6d.brush_rle import mask_to_rle
-from pose6d.camera import POSE_NAMES, InvalidPoseError, Pose
+from pose6d.camera import POSE_NAMES, InvalidPoseError, Pose, image_to_pixel, wrap_angle
 from pose6d.labels import DENSE_LABELS, QUALITY_LABELS
 
 IMAGE = "image"
@@ -28,8 +27,13 @@ CENTRE = "centre"  # KeyPoint: a click sets (px, py)
 MESH_LABEL, EDGES_LABEL = "Mesh", "Edges"
 # Labels of the earlier RectangleLabels / KeyPointLabels config; results carrying them are still read.
 BOX_LABEL, CENTRE_LABEL = "Object", "Centre"
-# Fixed region ids: a returned region with an existing id replaces it in place (FIELD_NOTES §6).
+# Fixed region ids: a returned region with an existing id replaces it in place
+# (docs/label_studio_notes.md).
 MESH_REGION_ID, EDGES_REGION_ID, BOX_REGION_ID = "pose6d_mesh", "pose6d_edges", "pose6d_box"
+# Result types of the regions an annotator draws or the backend returns (with and without labels).
+POINT_TYPES = ("keypoint", "keypointlabels")
+BOX_TYPES = ("rectangle", "rectanglelabels")
+REGION_TYPES = POINT_TYPES + BOX_TYPES + ("brushlabels",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,19 +74,12 @@ NUMBER_SPECS = {spec.name: spec for spec in NUMBERS}
 assert tuple(NUMBER_SPECS) == POSE_NAMES
 
 
-def normalize_angle_deg(value: float) -> float:
-    """Wrap an angle in degrees to (-180, 180]."""
-    wrapped = math.fmod(value + 180.0, 360.0)
-    wrapped = wrapped + 360.0 if wrapped <= 0 else wrapped
-    return wrapped - 180.0
-
-
 def shown_pose(pose: Pose) -> Pose:
     """The pose as the annotator sees it: azimuth and theta wrapped, values rounded to the UI's
     decimals. The overlay is rendered at exactly this pose."""
     deg = pose.as_degrees()
-    deg["azimuth"] = normalize_angle_deg(deg["azimuth"])
-    deg["theta"] = normalize_angle_deg(deg["theta"])
+    deg["azimuth"] = wrap_angle(deg["azimuth"], 180.0)
+    deg["theta"] = wrap_angle(deg["theta"], 180.0)
     deg["elevation"] = max(-90.0, min(90.0, deg["elevation"]))
     rounded = {n: round(deg[n], NUMBER_SPECS[n].decimals) for n in POSE_NAMES}
     rounded["distance"] = max(rounded["distance"], NUMBER_SPECS["distance"].min)
@@ -133,24 +130,24 @@ def box_region(bbox: Iterable[float], width: int, height: int, region_id: str = 
     """The object's box (x1, y1, x2, y2 pixels) as a read-only rectangle region (percent
     coordinates): a drag that starts on it draws a new box instead of moving this one."""
     x1, y1, x2, y2 = (float(v) for v in bbox)
-    return _region(region_id, BOX, "rectangle", width, height, {
+    return _region(region_id, BOX, BOX_TYPES[0], width, height, {
         "x": 100.0 * x1 / width, "y": 100.0 * y1 / height,
         "width": 100.0 * (x2 - x1) / width, "height": 100.0 * (y2 - y1) / height,
         "rotation": 0}, readonly=True)
 
 
 def region_box_pixels(region: dict) -> tuple[float, float, float, float]:
-    """(x1, y1, x2, y2) pixels of a rectangle result (unrotated)."""
+    """(x1, y1, x2, y2) of a rectangle result (unrotated) in the camera's pixel coordinates."""
     w, h = float(region["original_width"]), float(region["original_height"])
     v = region["value"]
     x1, y1 = v["x"] * w / 100.0, v["y"] * h / 100.0
-    return x1, y1, x1 + v["width"] * w / 100.0, y1 + v["height"] * h / 100.0
+    return image_to_pixel(x1, y1, x1 + v["width"] * w / 100.0, y1 + v["height"] * h / 100.0)
 
 
 def region_point_pixels(region: dict) -> tuple[float, float]:
-    """(x, y) pixels of a keypoint result; pixel centres are integer coordinates."""
+    """(x, y) of a keypoint result in the camera's pixel coordinates (integers: pixel centres)."""
     w, h = float(region["original_width"]), float(region["original_height"])
-    return region["value"]["x"] * w / 100.0 - 0.5, region["value"]["y"] * h / 100.0 - 0.5
+    return image_to_pixel(region["value"]["x"] * w / 100.0, region["value"]["y"] * h / 100.0)
 
 
 # --- Reading an annotation's results back. ---
@@ -200,7 +197,7 @@ def read_results(results: Any) -> AnnotationValues:
                 text[name] = "\n".join(str(t) for t in lines)
             elif isinstance(lines, str):
                 text[name] = lines
-        elif kind in ("rectanglelabels", "keypointlabels", "brushlabels", "rectangle", "keypoint"):
+        elif kind in REGION_TYPES:
             regions.append(item)
     return AnnotationValues(numbers, choices, text, regions)
 

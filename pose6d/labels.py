@@ -20,6 +20,7 @@ QUALITY_LABELS = (
     Label("barely visible", "status_barely", "only a small part visible"),
     Label("bad quality - no object", "status_bad", "no such object, or the image is unusable"),
 )
+BAD_QUALITY = QUALITY_LABELS[-1]  # no object to pose: exports and reports leave it out
 DENSE_LABELS = (
     Label("no", "dense_no", "no other object of this category close by"),
     Label("yes", "dense_yes", "another object of the same category close in 2D"),
@@ -44,7 +45,7 @@ def dense_value(code: str) -> str:
     return {lab.code: lab.value for lab in DENSE_LABELS}[code]
 
 
-# Per-category instructions from the original tool (FIELD_NOTES §2).
+# Per-category instructions from the original tool (docs/data_formats.md).
 CATEGORY_INSTRUCTIONS = {
     "bicycle_built_for_two": "Use the normal bicycle meshes for tandem bicycles.",
     "beaker": "Match the notch (spout) of the beaker when setting the azimuth.",

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from pose6d.camera import Pose
+from pose6d.camera import DEFAULT_VIEWPORT, Pose
 from pose6d.cad_library import CadMesh
 from pose6d.renderer import Render, render
 
@@ -41,7 +41,7 @@ def render_overlay(image: np.ndarray, mesh: CadMesh, pose: Pose, nthreads: int =
 
 
 def thumbnail_pose(mesh: CadMesh, size: int, azimuth_deg: float = 35.0,
-                   elevation_deg: float = 20.0, viewport: float = 3000.0) -> Pose:
+                   elevation_deg: float = 20.0, viewport: float = DEFAULT_VIEWPORT) -> Pose:
     """A pose that frames the whole mesh in a size x size thumbnail."""
     radius = max(mesh.radius, 1e-6)
     distance = radius * viewport / (0.45 * size)
@@ -55,23 +55,3 @@ def render_thumbnail(mesh: CadMesh, size: int = 160, color=(90, 110, 140)) -> np
     background = np.full((size, size, 3), 255, dtype=np.uint8)
     rendered = render(mesh, thumbnail_pose(mesh, size), size, size)
     return compose_overlay(background, rendered, color=color, edge_color=(20, 20, 30), alpha=1.0)
-
-
-def contact_sheet(images: list[np.ndarray], labels: list[str] | None = None,
-                  columns: int = 6) -> np.ndarray:
-    """Tile equally sized RGB thumbnails into one image (labels drawn in the top-left corner)."""
-    from PIL import Image, ImageDraw
-
-    if not images:
-        raise ValueError("contact_sheet needs at least one image")
-    h, w = images[0].shape[:2]
-    rows = math.ceil(len(images) / columns)
-    cols = min(columns, len(images))
-    sheet = Image.new("RGB", (cols * w, rows * h), "white")
-    draw = ImageDraw.Draw(sheet)
-    for i, im in enumerate(images):
-        x, y = (i % columns) * w, (i // columns) * h
-        sheet.paste(Image.fromarray(im), (x, y))
-        if labels:
-            draw.text((x + 4, y + 2), labels[i], fill=(0, 0, 0))
-    return np.asarray(sheet)

@@ -2,7 +2,7 @@
 
 Only the window that the projected mesh can cover is cast, so small objects are cheap.
 Pixel (col, row) is sampled at formula coordinates (col, row): Open3D casts through pixel
-centres (x + 0.5), so the principal point handed to it is shifted by +0.5 (see camera.py).
+centres (x + 0.5), so the principal point handed to it is shifted by PIXEL_CENTRE (camera.py).
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import dataclasses
 
 import numpy as np
 
-from pose6d.camera import Pose, intrinsics, opencv_camera, project_points
+from pose6d.camera import PIXEL_CENTRE, Pose, intrinsics, opencv_camera, project_points
 from pose6d.cad_library import CadMesh
 
 CREASE_COS = float(np.cos(np.radians(35.0)))  # normals further apart than this draw an edge
@@ -78,7 +78,7 @@ def render(mesh: CadMesh, pose: Pose, width: int, height: int, nthreads: int = 0
         empty = np.zeros((0, 0), dtype=bool)
         return Render(width, height, (0, 0, 0, 0), empty, empty.astype(np.float32),
                       empty.astype(np.float32), empty)
-    k = intrinsics(pose, offset=0.5)
+    k = intrinsics(pose, offset=PIXEL_CENTRE)
     k[0, 2] -= x0
     k[1, 2] -= y0
     _, r, t = opencv_camera(pose)

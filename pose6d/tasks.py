@@ -22,7 +22,8 @@ from pose6d import labeling as L
 from pose6d.cad_library import CadError
 from pose6d.camera import InvalidPoseError
 from pose6d.dataset import Dataset, ObjectKey
-from pose6d.inout import DataError, image_size
+from pose6d.errors import DataError
+from pose6d.inout import image_size
 from pose6d.labels import CATEGORY_INSTRUCTIONS
 
 LOCAL_FILES_PREFIX = "/data/local-files/?d="  # Label Studio's local-files URL; d is root-relative
@@ -31,7 +32,8 @@ THUMBNAIL_STYLE = "height: 48px; display: block"
 
 
 class TaskError(DataError):
-    """An object that cannot become a task (missing photo or CAD, bad record). Names the object."""
+    """An object that cannot become a task, or a task that names no usable object (missing photo
+    or CAD, bad record, bad object_key). Names the object."""
 
 
 def image_url(relpath: str, prefix: str | None = None) -> str:
@@ -147,6 +149,18 @@ def iter_tasks(dataset: Dataset, keys: Iterable[ObjectKey] | None = None,
 
 
 def task_object_key(task: dict[str, Any]) -> ObjectKey:
-    """The ObjectKey a task (or its ``data``) stands for; DataError when it has none."""
-    data = task.get("data", task) if isinstance(task, dict) else {}
-    return ObjectKey.parse(data.get("object_key") if isinstance(data, dict) else None)
+    """The ObjectKey a Label Studio task (or its ``data``) stands for: the one parser of tasks.
+
+    Raises TaskError when ``data.object_key`` is missing or malformed, or when ``data.category``
+    names another category than the key.
+    """
+    data = task.get("data", task) if isinstance(task, dict) else None
+    if not isinstance(data, dict) or "object_key" not in data:
+        raise TaskError("task data has no object_key")
+    try:
+        key = ObjectKey.parse(data["object_key"])
+    except DataError as exc:
+        raise TaskError(str(exc)) from None
+    if data.get("category") not in (None, key.category):
+        raise TaskError(f"task category {str(data['category'])[:60]!r} does not match object {key}")
+    return key

@@ -6,5 +6,4 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 eval "$(bash "$repo/scripts/setup_env.sh")"
 export LABEL_STUDIO_BIN="$LS_BIN"
-export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 exec "$POSE6D_PYTHON" "$repo/scripts/demo.py" "$@"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a Debian machine, idempotently:
 #   system packages (Open3D's libraries, Chromium for browser tests, PostgreSQL for the scale path),
-#   the project's virtual environment and Label Studio's own virtual environment.
+#   the project's virtual environment (the project installed editable, with its dev extra) and
+#   Label Studio's own virtual environment.
 # Prints the two interpreters' paths as shell assignments (POSE6D_PYTHON=..., LS_BIN=...).
 # Environment: POSE6D_HOME (default ~/.cache/pose6d) holds the environments.
 set -euo pipefail
@@ -23,20 +24,31 @@ if [ ${#missing[@]} -gt 0 ]; then
     || { echo "setup: apt-get install failed, see $log" >&2; exit 1; }
 fi
 
-make_venv() {  # make_venv DIR REQUIREMENTS [FILES THE STAMP COVERS...]
-  local dir="$1" req="$2" stamp
-  shift
+make_venv() {  # make_venv DIR "PIP ARGS" [FILES THE STAMP COVERS...]
+  local dir="$1" args="$2" stamp
+  shift 2
   stamp="$(cat "$@" | sha256sum | cut -c1-16)"
   if [ -f "$dir/.stamp" ] && [ "$(cat "$dir/.stamp")" = "$stamp" ]; then return 0; fi
-  echo "setup: installing $(basename "$req") into $dir (first time only, a few minutes)" >&2
+  echo "setup: installing $args into $dir (first time only, a few minutes)" >&2
   rm -rf "$dir"
   python3 -m venv "$dir"
   "$dir/bin/pip" install -q --upgrade pip >>"$log" 2>&1 || true
-  "$dir/bin/pip" install -q -r "$req" >>"$log" 2>&1 \
-    || { echo "setup: pip install -r $req failed, see $log" >&2; exit 1; }
+  # shellcheck disable=SC2086
+  "$dir/bin/pip" install -q $args >>"$log" 2>&1 \
+    || { echo "setup: pip install $args failed, see $log" >&2; exit 1; }
   echo "$stamp" > "$dir/.stamp"
 }
-make_venv "$home/venv" "$repo/requirements.txt" "$repo/requirements-backend.txt"
-make_venv "$home/label-studio" "$repo/requirements-label-studio.txt"
+# The project's dependencies (the service's and the dev extra's), then the project itself,
+# editable, from this checkout: a venv made for another checkout is pointed here again.
+make_venv "$home/venv" "-r $repo/requirements-backend.txt -r $repo/requirements-dev.txt" \
+  "$repo/requirements-backend.txt" "$repo/requirements-dev.txt"
+if [ "$("$home/venv/bin/python" -c 'import pose6d, pathlib; print(pathlib.Path(pose6d.__file__).resolve().parents[1])' 2>/dev/null)" != "$repo" ] \
+   || ! cmp -s "$repo/pyproject.toml" "$home/venv/.pyproject"; then
+  "$home/venv/bin/pip" install -q "setuptools>=68" wheel >>"$log" 2>&1 \
+    && "$home/venv/bin/pip" install -q --no-deps --no-build-isolation -e "$repo" >>"$log" 2>&1 \
+    || { echo "setup: pip install -e $repo failed, see $log" >&2; exit 1; }
+  cp "$repo/pyproject.toml" "$home/venv/.pyproject"
+fi
+make_venv "$home/label-studio" "-r $repo/requirements-label-studio.txt" "$repo/requirements-label-studio.txt"
 echo "POSE6D_PYTHON=$home/venv/bin/python"
 echo "LS_BIN=$home/label-studio/bin/label-studio"

@@ -5,6 +5,5 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 eval "$(bash "$repo/scripts/setup_env.sh")"
 export LABEL_STUDIO_BIN="$LS_BIN"
-export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 cd "$repo"
 exec "$POSE6D_PYTHON" -m pytest -ra "$@"

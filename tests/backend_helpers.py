@@ -44,7 +44,7 @@ def interactive_body(task: dict, context_result: list[dict]) -> dict:
 
 
 def command_context(numbers: dict[str, float], cad: int, command: str) -> list[dict]:
-    """The context Label Studio sends when the command box is submitted (FIELD_NOTES §6)."""
+    """The context Label Studio sends when the command box is submitted (docs/label_studio_notes.md)."""
     out = [{"from_name": n, "to_name": labeling.IMAGE, "type": "number", "value": {"number": v}}
            for n, v in numbers.items()]
     out.append({"from_name": labeling.CAD, "to_name": labeling.IMAGE, "type": "choices",

@@ -27,3 +27,12 @@ def wait_for(predicate, timeout: float = 30.0, what: str = "condition", page=Non
         else:
             time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def decode_brush(rle: list[int], width: int, height: int) -> np.ndarray:
+    """A Label Studio brush RLE decoded by Label Studio's own SDK: (H, W) bool (alpha > 0)."""
+    from label_studio_sdk.converter.brush import decode_rle
+
+    values = np.asarray(decode_rle(rle), dtype=np.uint8)
+    assert values.size == width * height * 4, (values.size, width, height)
+    return values.reshape(height, width, 4)[..., 3] > 0

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from ml_backend.launcher import free_port
+from ls_admin.backend_process import free_port
 
 
 class PostgresMissing(RuntimeError):

@@ -1,4 +1,4 @@
-"""An independent transcription of FIELD_NOTES §1, step by step, to check pose6d.camera against.
+"""An independent transcription of the camera formula of docs/camera.md, step by step, to check pose6d.camera against.
 
 Kept deliberately literal (and slow): it is the test's oracle, not product code.
 """
@@ -52,3 +52,24 @@ def rasterize_reference(uv: np.ndarray, faces: np.ndarray, width: int, height: i
         eps = -1e-9
         mask[y0:y1 + 1, x0:x1 + 1] |= (l1 >= eps) & (l2 >= eps) & (l3 >= eps)
     return mask
+
+
+def reference_pixels(points: np.ndarray, pose) -> np.ndarray:
+    """``project_reference`` of a pose6d Pose's fields (read as plain numbers)."""
+    return project_reference(np.asarray(points, dtype=np.float64).reshape(-1, 3), pose.azimuth,
+                             pose.elevation, pose.theta, pose.distance, pose.px, pose.py,
+                             pose.viewport, pose.focal)
+
+
+def reference_depth(points: np.ndarray, pose) -> np.ndarray:
+    """Depth (N,) of world points in front of the camera: x3 of step 3 of the formula."""
+    a, e, d = pose.azimuth, pose.elevation, pose.distance
+    c = np.array([d * np.cos(e) * np.sin(a), -d * np.cos(e) * np.cos(a), d * np.sin(e)])
+    r = _rx(-(np.pi / 2 - e)) @ _rz(-a)
+    return -((np.asarray(points, dtype=np.float64).reshape(-1, 3) - c) @ r.T)[:, 2]
+
+
+def reference_silhouette(vertices: np.ndarray, faces: np.ndarray, pose, width: int,
+                         height: int) -> np.ndarray:
+    """The mesh's silhouette at ``pose`` from the reference formula and rasteriser: (H, W) bool."""
+    return rasterize_reference(reference_pixels(vertices, pose), faces, width, height)

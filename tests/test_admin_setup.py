@@ -17,7 +17,7 @@ import pytest
 
 from ls_admin.connection import AdminError, connect
 from ls_admin.project import ML_TITLE, SetupOptions, setup_project, webhook_url
-from ml_backend.launcher import BackendProcess, free_port
+from ls_admin.backend_process import BackendProcess, free_port
 from pose6d.dataset import Dataset, ObjectKey
 from pose6d.demo_dataset import make_demo_dataset
 from pose6d.tasks import PREDICTION_MODEL_VERSION

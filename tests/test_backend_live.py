@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from checks import iou, wait_for
-from ml_backend.launcher import BackendProcess
+from checks import decode_brush, iou, wait_for
+from ls_admin.backend_process import BackendProcess
 from pose6d import labeling as L
-from pose6d.brush_rle import rle_to_mask
 from pose6d.camera import POSE_NAMES
 from pose6d.dataset import SYNCED
-from pose6d.labeling import shown_pose
-from pose6d.renderer import render
+from pose6d.camera import Pose
+from reference_camera import reference_silhouette
 from pose6d.tasks import iter_tasks, task_object_key
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,9 +50,10 @@ def test_label_studio_fetches_predictions_and_syncs(label_studio, tiny_dataset, 
             assert values.choices[L.CAD] == str(record.cad_index)
             mesh_region = next(r for r in values.regions if r["id"] == L.MESH_REGION_ID)
             w, h = mesh_region["original_width"], mesh_region["original_height"]
-            mask = rle_to_mask(mesh_region["value"]["rle"], w, h)
-            truth = render(tiny_dataset.cad.mesh(key.category, record.cad_index),
-                           shown_pose(record.pose), w, h).full_mask
+            mask = decode_brush(mesh_region["value"]["rle"], w, h)
+            mesh = tiny_dataset.cad.mesh(key.category, record.cad_index)
+            shown = Pose.from_degrees(**values.numbers, viewport=record.pose.viewport)
+            truth = reference_silhouette(mesh.vertices, mesh.faces, shown, w, h)
             assert truth.any() and iou(mask, truth) >= 0.99
             assert prediction.model_version.startswith("pose6d")
 

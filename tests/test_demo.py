@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ml_backend.launcher import free_port
+from ls_admin.backend_process import free_port
 from pose6d.tasks import PREDICTION_MODEL_VERSION
 
 pytestmark = pytest.mark.live

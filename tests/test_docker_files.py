@@ -354,7 +354,7 @@ def test_init_script_creates_the_backend_database(compose, postgres_server, tmp_
            "POSTGRES_DB": "postgres", "BACKEND_DB_PASSWORD": "it's a \"test\" pw"}
     proc = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    from ml_backend.sync_store import SyncStore
+    from label_sync.store import SyncStore
 
     store = SyncStore(f"postgresql://{name}@127.0.0.1:{postgres_server.port}/{name}")
     try:
@@ -389,7 +389,7 @@ def test_copy_sources_exist_and_reach_the_build_context():
             parts = [p for p in shlex.split(args) if not p.startswith("--")]
             assert not any(p.startswith("--from") for p in shlex.split(args))
             sources += parts[:-1]
-    assert {"pose6d/", "ml_backend/", "labeling_config/", "requirements-backend.txt"} <= set(sources)
+    assert {"pose6d/", "label_sync/", "ml_backend/", "pyproject.toml", "requirements-backend.txt"} <= set(sources)
     for source in sources:
         path = REPO / source
         assert path.exists(), f"COPY source {source} is not in the repository"
@@ -402,8 +402,8 @@ def test_copy_sources_exist_and_reach_the_build_context():
 
 
 def test_backend_requirements_cover_imports_and_skip_test_tools():
-    lines = (REPO / "requirements.txt").read_text().splitlines()
-    assert "-r requirements-backend.txt" in lines
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert 'dependencies = { file = ["requirements-backend.txt"] }' in pyproject
     backend = {re.split(r"[<>=!~\[ ]", line.strip())[0].lower()
                for line in (REPO / "requirements-backend.txt").read_text().splitlines()
                if line.strip() and not line.startswith("#")}
@@ -411,14 +411,15 @@ def test_backend_requirements_cover_imports_and_skip_test_tools():
     dist = {"PIL": "pillow", "open3d": "open3d-cpu", "psycopg2": "psycopg2-binary",
             "label_studio_sdk": "label-studio-sdk", "werkzeug": "flask", "yaml": "pyyaml"}
     imported = set()
-    for folder in ("pose6d", "ml_backend"):
-        for path in (REPO / folder).glob("*.py"):
+    for folder in ("pose6d", "label_sync", "ml_backend"):
+        for path in (REPO / folder).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.Import):
                     imported |= {a.name.split(".")[0] for a in node.names}
                 elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                     imported.add(node.module.split(".")[0])
-    third_party = imported - set(sys.stdlib_module_names) - {"pose6d", "ml_backend", "__future__"}
+    third_party = imported - set(sys.stdlib_module_names) - {"pose6d", "label_sync", "ml_backend",
+                                                             "__future__"}
     missing = {dist.get(m, m).lower() for m in third_party} - backend
     assert not missing, f"requirements-backend.txt lacks {sorted(missing)}"
 

@@ -19,9 +19,10 @@ from ls_admin.export_imagenet3d import export_imagenet3d
 from ls_admin.export_source import (ExportError, Label, labels_from_synced, labels_from_tasks,
                                     newest_per_object)
 from ls_admin.export_table import COLUMNS, export_table
-from ml_backend.sync import SyncService
-from pose6d.camera import Pose, project_points
-from pose6d.dataset import Dataset, ObjectKey, ObjectRecord, read_image_annotations
+from label_sync.engine import SyncService
+from pose6d.camera import Pose
+from pose6d.dataset import Dataset, ObjectKey, read_image_annotations
+from reference_camera import reference_pixels
 
 REPO = Path(__file__).resolve().parents[1]
 CAR0, CAR1, BAG = "car/img_a_1_0", "car/img_a_1_1", "punching_bag/bag_2_0"
@@ -143,7 +144,7 @@ def test_bop_pose_projects_the_cad_exactly(synced, tmp_path):
     x = (vertices_mm @ r.T + t) @ k.T
     uv_bop = x[:, :2] / x[:, 2:]
     pose = Pose.from_degrees(**NEWEST, viewport=500.0)
-    np.testing.assert_allclose(uv_bop, project_points(vertices_mm / 1000.0, pose), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(uv_bop, reference_pixels(vertices_mm / 1000.0, pose), rtol=0, atol=1e-6)
     info = json.loads((out / "models/models_info.json").read_text())[str(gt["obj_id"])]
     assert info["diameter"] == pytest.approx(1000.0 * math.sqrt(0.8 ** 2 + 0.6 ** 2 + 0.5 ** 2))
     assert (info["min_x"], info["size_z"]) == pytest.approx((-400.0, 500.0))
@@ -163,7 +164,7 @@ def test_bop_on_real_imagenet3d_meshes(shared_cad_root, tmp_path):
     pose = Pose.from_degrees(-120.3, 35.2, 12.9, 4.7, 301.5, 211.25, viewport=2000.0)
     k, r, t = bop_pose(pose)
     x = (vertices_mm @ r.T + t) @ k.T
-    np.testing.assert_allclose(x[:, :2] / x[:, 2:], project_points(mesh.vertices, pose), atol=1e-6)
+    np.testing.assert_allclose(x[:, :2] / x[:, 2:], reference_pixels(mesh.vertices, pose), atol=1e-6)
 
 
 def test_table_columns_and_rows(synced, tmp_path):
@@ -255,8 +256,6 @@ def test_project_export_matches_the_synced_export(label_studio, tiny_dataset, tm
     assert newest[CAR0].annotator == str(other.id) and newest[CAR0].record.cad_index == 3
     assert newest[CAR0].record.pose.azimuth == math.radians(NEWEST["azimuth"])
     assert newest[BAG].skipped and newest[CAR1].object_status == "status_bad"
-    if os.environ.get("POSE6D_SKIP_CLI_PROJECT") or not (REPO / "ls_admin/connection.py").exists():
-        return  # ls_admin.connection (another part of issue 5) not there yet
     env = dict(os.environ, LABEL_STUDIO_URL=label_studio.url, LABEL_STUDIO_API_KEY=label_studio.token)
     run = subprocess.run([sys.executable, str(REPO / "scripts/export.py"), "--format", "imagenet3d",
                           "--quiet", "--data-root", str(tiny_dataset.root), "--from", "project",

@@ -21,7 +21,7 @@ import requests
 import ls_payloads as ls
 from backend_helpers import command_context, interactive_body, make_client, numbers_of, task_for
 from conftest import REPO
-from ml_backend.launcher import BackendProcess
+from ls_admin.backend_process import BackendProcess
 from pose6d import labeling
 from pose6d.dataset import SYNCED
 

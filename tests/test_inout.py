@@ -3,7 +3,8 @@ import pytest
 
 from pose6d.camera import Pose
 from pose6d.dataset import ObjectRecord, write_record
-from pose6d.inout import DataError, _load_plain_npz, load_npz, save_npz
+from pose6d.errors import DataError
+from pose6d.inout import _load_plain_npz, load_npz, save_npz
 
 
 def reference_load(path):

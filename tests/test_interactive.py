@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 
 from pose6d import labeling
-from pose6d.brush_rle import rle_to_mask
-from pose6d.camera import Pose, project_points
+from pose6d.camera import Pose
 from ml_backend.commands import CommandError, parse_commands
-from ml_backend.interactive import fit_pose_to_box
+from ml_backend.refinement import fit_pose_to_box
 from backend_helpers import (command_context, interactive_body, make_client, numbers_of,
                              results_by_name, task_for)
+from checks import decode_brush
+from reference_camera import reference_pixels
 
 
 @pytest.fixture
@@ -41,13 +42,13 @@ def test_commands_move_the_pose_and_overlay(session):
     by = send("a++")
     assert state["numbers"]["azimuth"] == pytest.approx(az0 + 30)
     assert by[labeling.COMMAND]["value"]["text"] == []  # the box is cleared for the next command
-    mask1 = rle_to_mask(by[labeling.MESH_REGION_ID]["value"]["rle"], 320, 240)
+    mask1 = decode_brush(by[labeling.MESH_REGION_ID]["value"]["rle"], 320, 240)
     send("x-- y+")
     assert state["numbers"]["px"] == pytest.approx(record.pose.px - 30)
     assert state["numbers"]["py"] == pytest.approx(record.pose.py + 5)
     by = send("d+ d+")
     assert state["numbers"]["distance"] == pytest.approx(record.pose.distance + 0.4)
-    mask2 = rle_to_mask(by[labeling.MESH_REGION_ID]["value"]["rle"], 320, 240)
+    mask2 = decode_brush(by[labeling.MESH_REGION_ID]["value"]["rle"], 320, 240)
     assert mask2.sum() < mask1.sum()  # further away: smaller
     send("n")
     assert state["cad"] == 3
@@ -98,9 +99,10 @@ def test_centre_click_and_box_fit(session, tiny_dataset, tiny_keys):
     res = client.post("/predict", json=interactive_body(task, [box]))
     shown = numbers_of(res.json["results"][0]["result"])
     pose = Pose.from_degrees(**shown, viewport=record.pose.viewport)
-    uv = project_points(tiny_dataset.cad.mesh("car", 1).vertices, pose)
+    uv = reference_pixels(tiny_dataset.cad.mesh("car", 1).vertices, pose)
     lo, hi = uv.min(axis=0), uv.max(axis=0)
-    assert np.allclose((lo + hi) / 2, [120, 100], atol=1.0)
+    # The box's borders are image coordinates; pixel centres lie half a pixel in (docs/camera.md).
+    assert np.allclose((lo + hi) / 2, [120 - 0.5, 100 - 0.5], atol=0.5)
     assert math.hypot(*(hi - lo)) == pytest.approx(math.hypot(160, 100), rel=0.02)
 
 
@@ -180,7 +182,7 @@ def test_huge_numbers_never_500(session):
 
 def test_range_notes_follow_the_projects_config():
     from conftest import REPO
-    from ml_backend.interactive import number_ranges
+    from pose6d.labeling_config import number_ranges
 
     default = number_ranges((REPO / "labeling_config/pose6d.xml").read_text())
     assert default["px"] == (labeling.NUMBER_SPECS["px"].min, labeling.NUMBER_SPECS["px"].max)

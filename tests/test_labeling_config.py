@@ -15,8 +15,8 @@ from pose6d.camera import POSE_NAMES
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "labeling_config" / "pose6d.xml"
 SCRIPT = REPO / "scripts" / "make_labeling_config.py"
-sys.path.insert(0, str(SCRIPT.parent))
-import make_labeling_config  # noqa: E402
+from pose6d import labeling_config
+from pose6d.cli import make_labeling_config
 
 # Label Studio 1.23.2's default hotkeys without modifiers (its keymap.json / Hotkeys defaults):
 # tools, region commands, bracket tool sizes. hotkeys-js ignores case.
@@ -33,14 +33,14 @@ def _tags(root: ET.Element, tag: str) -> dict[str, ET.Element]:
 
 
 def test_committed_config_is_generated():
-    assert CONFIG.read_text(encoding="utf-8") == make_labeling_config.build_config()
+    assert CONFIG.read_text(encoding="utf-8") == labeling_config.build_config()
     run = subprocess.run([sys.executable, str(SCRIPT), "--check"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
 
 
 def test_check_detects_stale_file(tmp_path, capsys):
     stale = tmp_path / "pose6d.xml"
-    stale.write_text(make_labeling_config.build_config().replace('step="0.01"', 'step="1"'))
+    stale.write_text(labeling_config.build_config().replace('step="0.01"', 'step="1"'))
     assert make_labeling_config.main(["--check", "--out", str(stale)]) == 1
     assert "stale" in capsys.readouterr().err
     assert make_labeling_config.main(["--out", str(stale)]) == 0
@@ -112,7 +112,7 @@ def test_pixel_ranges_cover_the_photos():
     for spec, size in ((L.NUMBER_SPECS["px"], L.PHOTO_SIZE[0]), (L.NUMBER_SPECS["py"], L.PHOTO_SIZE[1])):
         assert spec.min <= -size and spec.max >= 2 * size  # objects cut by the border fit
         assert spec.max - spec.min <= 3 * size  # the photo fills a third of the slider
-    big = ET.fromstring(make_labeling_config.build_config((1600, 1200)))
+    big = ET.fromstring(labeling_config.build_config((1600, 1200)))
     numbers = _tags(big, "Number")
     assert (numbers["px"].get("min"), numbers["px"].get("max")) == ("-1600", "3200")
     assert (numbers["py"].get("min"), numbers["py"].get("max")) == ("-1200", "2400")

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.bench_load import (RssSampler, make_tasks, quantiles, report, run_load,
-                                   second_half_growth)
-from ml_backend.launcher import BackendProcess
+from load_harness import (RssSampler, make_tasks, quantiles, report, run_load,
+                          second_half_growth)
+from ls_admin.backend_process import BackendProcess
 from pose6d.dataset import Dataset
 
 SECONDS = 16.0
@@ -31,7 +31,7 @@ _LEAKED: list[bytes] = []
 
 def leaky_source(dataset):
     """A pose source that keeps LEAK_PER_CALL bytes per call: the deliberate leak
-    (``--pose-source python:tests.test_load:leaky_source``)."""
+    (``--pose-source python:test_load:leaky_source``)."""
     from ml_backend.pose_source import DatasetPoseSource
 
     class Leaky(DatasetPoseSource):
@@ -57,7 +57,9 @@ def loaded_run(dataset: Dataset, seconds: float, log: Path, extra: list[str] | N
     args = ["--workers", str(WORKERS), "--threads", str(THREADS), "--log-level", "WARNING",
             *(extra or [])]
     tasks = make_tasks(dataset)
-    with BackendProcess(dataset.root, log_path=log, args=args) as backend:
+    # The tests folder on the backend's path: --pose-source python:test_load:leaky_source.
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parent)}
+    with BackendProcess(dataset.root, log_path=log, args=args, env=env) as backend:
         run_load(backend.url, tasks, WORKERS * THREADS, 2.0)
         base = run_load(backend.url, tasks, 1, 2.0)
         sampler = RssSampler(backend.proc.pid)
@@ -86,7 +88,7 @@ def test_load_without_errors_and_flat_memory(demo, tmp_path, capsys):
 
 def test_the_memory_check_catches_a_leak(demo, tmp_path, capsys):
     base, load, samples = loaded_run(demo, LEAK_SECONDS, tmp_path / "backend.log",
-                                     ["--pose-source", "python:tests.test_load:leaky_source"])
+                                     ["--pose-source", "python:test_load:leaky_source"])
     growth = second_half_growth(samples)
     second_half = sum(1 for _ in load.all_ms()) / 2
     with capsys.disabled():

@@ -13,8 +13,8 @@ import pytest
 
 from checks import wait_for
 from ls_admin.project import SetupOptions, setup_project
-from ml_backend.launcher import BackendProcess
-from ml_backend.sync import SyncService
+from ls_admin.backend_process import BackendProcess
+from label_sync.engine import SyncService
 from pose6d import labeling as L
 from pose6d.camera import POSE_NAMES
 from pose6d.dataset import SYNCED, Dataset, ObjectKey

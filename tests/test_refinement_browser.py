@@ -1,6 +1,6 @@
 """Issue 4 in a real browser: an annotator refines a pose inside Label Studio 1.23.2.
 
-Real Label Studio (session fixture) + the real backend (ml_backend.launcher.BackendProcess on a
+Real Label Studio (session fixture) + the real backend (ls_admin.backend_process.BackendProcess on a
 demo dataset under the local-files root, connected with is_interactive=True) + headless
 Chromium (Playwright, Debian's /usr/bin/chromium). On one task of the "Label All Tasks" page:
 the prefilled overlay; a coarse azimuth step; a CAD switch; a centre click (smart key point);
@@ -21,16 +21,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from checks import iou, wait_for
+from checks import decode_brush, iou, wait_for
 from label_studio_server import chromium_launch_kwargs, login
 from ls_admin.project import SetupOptions, setup_project
-from ml_backend.launcher import BackendProcess
+from ls_admin.backend_process import BackendProcess
 from pose6d import labeling as L
-from pose6d.brush_rle import rle_to_mask
-from pose6d.camera import POSE_NAMES, Pose, project_points
+from pose6d.camera import POSE_NAMES, Pose, wrap_angle
 from pose6d.dataset import GROUND_TRUTH, SYNCED, Dataset, ObjectKey
 from pose6d.labeling import shown_pose
-from pose6d.renderer import render
+from reference_camera import reference_pixels, reference_silhouette
 
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
@@ -214,9 +213,9 @@ class Annotator:
         assert ids == sorted([L.MESH_REGION_ID, L.EDGES_REGION_ID, L.BOX_REGION_ID]), (step, ids)
         pose = Pose.from_degrees(**numbers, viewport=self.record.pose.viewport)
         mesh_region = next(r for r in regions if r["id"] == L.MESH_REGION_ID)
-        mask = rle_to_mask(mesh_region["value"]["rle"], self.width, self.height)
-        truth = render(self.dataset.cad.mesh(self.key.category, cad), pose, self.width,
-                       self.height).full_mask
+        mask = decode_brush(mesh_region["value"]["rle"], self.width, self.height)
+        mesh = self.dataset.cad.mesh(self.key.category, cad)
+        truth = reference_silhouette(mesh.vertices, mesh.faces, pose, self.width, self.height)
         assert truth.any() and iou(mask, truth) >= MIN_IOU, (step, iou(mask, truth))
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         self.steps.append(step)
@@ -231,7 +230,7 @@ def _numbers(answer: dict) -> tuple[dict[str, float], int]:
 
 
 def _projected_box(dataset: Dataset, key: ObjectKey, cad: int, pose: Pose) -> np.ndarray:
-    uv = project_points(dataset.cad.mesh(key.category, cad).vertices, pose)
+    uv = reference_pixels(dataset.cad.mesh(key.category, cad).vertices, pose)
     return np.concatenate([uv.min(axis=0), uv.max(axis=0)])
 
 
@@ -273,7 +272,7 @@ def test_refine_a_pose_in_the_browser(label_studio, setup):
 
             # 1. Coarse azimuth step: exactly +30 deg, nothing else moves.
             numbers, cad = _numbers(me.command("a++"))
-            expected = dict(initial, azimuth=L.normalize_angle_deg(initial["azimuth"] + 30))
+            expected = dict(initial, azimuth=wrap_angle(initial["azimuth"] + 30, 180.0))
             assert numbers == pytest.approx(expected, abs=1e-9) and cad == record.cad_index
             me.check_shows("azimuth_coarse", numbers, cad)
 
@@ -342,7 +341,7 @@ def test_refine_a_pose_in_the_browser(label_studio, setup):
             page.screenshot(path=str(SCREENSHOTS / "refinement_09_error_in_the_box.png"))
             # 9. Typed values, flip and fine steps in one line; then the true CAD by number.
             numbers, cad = _numbers(me.command(f"c{truth.cad_index} a=10 f e- t+ d+ x+ y--"))
-            final = {"azimuth": L.normalize_angle_deg(10 + 180), "elevation": initial["elevation"] - 1,
+            final = {"azimuth": wrap_angle(10 + 180, 180.0), "elevation": initial["elevation"] - 1,
                      "theta": initial["theta"] + 1, "distance": initial["distance"] + 0.2,
                      "px": initial["px"] + 5, "py": initial["py"] - 30}
             final = {n: round(v, L.NUMBER_SPECS[n].decimals) for n, v in final.items()}
@@ -372,8 +371,9 @@ def test_refine_a_pose_in_the_browser(label_studio, setup):
     regions = {r["id"]: r for r in values.regions}
     assert sorted(regions) == sorted([L.MESH_REGION_ID, L.EDGES_REGION_ID, L.BOX_REGION_ID])
     w, h = int(record.extra["width"]), int(record.extra["height"])
-    mask = rle_to_mask(regions[L.MESH_REGION_ID]["value"]["rle"], w, h)
-    expected_mask = render(dataset.cad.mesh(key.category, truth.cad_index), final_pose, w, h).full_mask
+    mask = decode_brush(regions[L.MESH_REGION_ID]["value"]["rle"], w, h)
+    mesh = dataset.cad.mesh(key.category, truth.cad_index)
+    expected_mask = reference_silhouette(mesh.vertices, mesh.faces, final_pose, w, h)
     assert iou(mask, expected_mask) >= MIN_IOU
 
     # The webhook's sync: annotations_new/ holds exactly that pose (radians), CAD and labels.

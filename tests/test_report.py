@@ -13,7 +13,7 @@ import ls_payloads as P
 from ls_admin.export_source import Label
 from ls_admin.report import ReportInputs, build_report, format_summary
 from ls_admin.report_html import render_html
-from ml_backend.sync import SyncService
+from label_sync.engine import SyncService
 from pose6d.camera import Pose
 from pose6d.dataset import ObjectKey, ObjectRecord
 

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import ls_payloads as ls
-from ml_backend.sync import MalformedEvent, SyncRejected, SyncService, annotation_record
+from label_sync.engine import SyncService
+from label_sync.records import MalformedEvent, SyncRejected, annotation_record
 from pose6d.dataset import SYNCED, Dataset, ObjectKey, read_record
 from pose6d.inout import load_npz
 
@@ -370,3 +371,46 @@ def test_unreadable_initial_record_is_a_failure_to_retry(tiny_dataset, tiny_keys
     assert service.retry_failed() == 1
     assert tiny_dataset.read_optional(tiny_keys[0], SYNCED) is not None
     service.close()
+
+
+def test_a_skip_is_kept_as_data_not_inferred_from_text(service, tiny_dataset):
+    """A skipped annotation is a flagged version with its annotator, whatever the journal says:
+    exports read the flag, so clearing the journal (or rewording messages) changes nothing."""
+    from ls_admin.export_source import store_labels
+
+    summary = service.handle_event(ls.created(14, 3, BAG, 12, [], user=8, was_cancelled=True))
+    assert summary["status"] == "ignored" and summary["written"] == []
+    (version,) = service.versions()
+    assert (version.skipped, version.valid, version.annotator) == (True, False, "8")
+    with service.store.transaction() as tx:
+        tx.run("DELETE FROM pose6d_sync_journal")
+        tx.run("UPDATE pose6d_sync_version SET reason = 'reworded'")
+    (label,) = store_labels(tiny_dataset, service.store.url)
+    assert (str(label.key), label.skipped, label.annotator) == (BAG, True, "8")
+
+
+def test_a_store_made_before_the_skip_column_is_migrated(tiny_dataset, tmp_path):
+    """Stores written by the first version had no skipped / annotator columns: opening one adds
+    them, and its skips (then only a reason text) become flagged."""
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute("""CREATE TABLE pose6d_sync_version (
+        annotation_id BIGINT NOT NULL, updated_us BIGINT NOT NULL, content_hash TEXT NOT NULL,
+        object_key TEXT NOT NULL, task_id BIGINT, project_id BIGINT, updated_at TEXT NOT NULL,
+        valid INTEGER NOT NULL, reason TEXT, record_json TEXT, deleted INTEGER NOT NULL DEFAULT 0,
+        received_at TEXT NOT NULL, PRIMARY KEY (annotation_id, updated_us, content_hash))""")
+    conn.execute("INSERT INTO pose6d_sync_version VALUES (5, 1, 'h', ?, 3, 1, "
+                 "'2025-01-01T00:00:00+00:00', 0, 'annotation was skipped (was_cancelled)', "
+                 "NULL, 0, 'x')", (BAG,))
+    conn.execute("INSERT INTO pose6d_sync_version VALUES (6, 1, 'h', ?, 4, 1, "
+                 "'2025-01-01T00:00:00+00:00', 0, 'missing quality choice', NULL, 0, 'x')", (CAR0,))
+    conn.commit()
+    conn.close()
+    service = SyncService(tiny_dataset, str(path))
+    try:
+        flags = {v.annotation_id: v.skipped for v in service.versions()}
+    finally:
+        service.close()
+    assert flags == {5: True, 6: False}

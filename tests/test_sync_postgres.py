@@ -16,7 +16,7 @@ def store_url(postgres_url):  # overrides test_sync's SQLite default
 
 
 def test_store_is_postgres(tiny_dataset, store_url):
-    from ml_backend.sync import SyncService
+    from label_sync.engine import SyncService
 
     service = SyncService(tiny_dataset, store_url)
     try:
@@ -57,7 +57,7 @@ def test_sync_survives_a_postgres_restart(tiny_dataset, tiny_keys, store_url):
     import psycopg2
 
     import ls_payloads as ls
-    from ml_backend.sync import SyncService
+    from label_sync.engine import SyncService
     from pose6d.dataset import SYNCED
 
     service = SyncService(tiny_dataset, store_url)

@@ -65,7 +65,9 @@ def test_prediction_is_the_initial_pose(tiny_dataset, tiny_keys, tmp_path):
         assert values.choices[L.CAD] == str(tiny_dataset.read(key).cad_index)
         (box,) = values.regions
         assert box["id"] == L.BOX_REGION_ID
-        assert L.region_box_pixels(box) == pytest.approx((100.0, 80.0, 220.0, 160.0))
+        # The box's borders (100, 80, 220, 160) in continuous image coordinates, read back in the
+        # camera's pixel coordinates, where pixel centres are integers: half a pixel less.
+        assert L.region_box_pixels(box) == pytest.approx((99.5, 79.5, 219.5, 159.5))
         assert not any(r["from_name"] == L.OVERLAY for r in prediction["result"])
 
 

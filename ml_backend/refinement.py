@@ -15,35 +15,55 @@ What Label Studio 1.23.2 sends and does (read in its frontend source, seen in a 
 - with Auto-Accept on, accepting our answer deletes the drawn key point / box (they are
   "dynamic" regions), so neither piles up; the overlay regions keep their ids and are replaced.
 
-Per task the session keeps the chain of poses shown (for undo). A call whose Numbers show an
-earlier pose of the chain (its predecessor's answer was never applied) cuts the chain back to
-it, so undo and repeated commands stay right when answers cross. The chain lives in the sync
-store (ml_backend/interactive_state.py), so every worker and replica shares it.
+Per task the refinement keeps the chain of poses shown (for undo). A call whose Numbers show
+an earlier pose of the chain (its predecessor's answer was never applied) cuts the chain back to
+it, so undo and repeated commands stay right when answers cross. The chain lives in a store
+(refinement_state.py), so every worker and replica shares it.
+
+The refinement needs only a narrow host (``RefinementHost``: the task's context, the results of
+a pose, the CAD library); the model (model.py) is one.
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import math
-import re
+from typing import Callable, Protocol
 
 import numpy as np
 
+from label_sync.database import Database
 from pose6d import labeling
-from pose6d.cad_library import CadError
+from pose6d.cad_library import CadError, CadLibrary
 from pose6d.camera import POSE_NAMES, InvalidPoseError, Pose, project_points
-from pose6d.labeling import (AnnotationValues, NUMBER_SPECS, command_result, read_results,
-                             region_box_pixels, region_point_pixels, shown_pose)
+from pose6d.dataset import ObjectKey
+from pose6d.labeling import (AnnotationValues, BOX_TYPES, NUMBER_SPECS, POINT_TYPES,
+                             command_result, read_results, region_box_pixels, region_point_pixels,
+                             shown_pose)
+from pose6d.labeling_config import number_ranges
+from pose6d.tasks import TaskError
 
-from ml_backend.interactive_state import SessionStates
 from ml_backend.commands import (CHEAT_SHEET, ERROR_MARK, INFO_MARK, Command, CommandError,
                                  parse_commands)
+from ml_backend.pose_source import TaskContext
+from ml_backend.refinement_state import Chains
 
-log = logging.getLogger("ml_backend.interactive")
+log = logging.getLogger("ml_backend.refinement")
 MAX_HISTORY = 200
-POINT_TYPES = ("keypoint", "keypointlabels")
-BOX_TYPES = ("rectangle", "rectanglelabels")
+
+
+class RefinementHost(Protocol):
+    """What the refinement needs from the model."""
+
+    model_version: str
+    cad: CadLibrary
+
+    def task_context(self, task: dict) -> TaskContext:
+        """The task's object, initial pose and photo size; TaskError when unusable."""
+
+    def pose_prediction(self, key: ObjectKey, pose: Pose, cad_index: int, width: int, height: int,
+                        bbox=None, extra: list[dict] | None = None) -> list[dict]:
+        """The results that show ``pose`` (Numbers, CAD choice, overlay); TaskError."""
 
 
 @dataclasses.dataclass
@@ -62,7 +82,7 @@ class State:
 
 
 @dataclasses.dataclass
-class Session:
+class Chain:
     # Poses shown, oldest first; the last is the one on screen. A fresh session (new task, or a
     # restarted backend) starts at the first pose it sees: undo never goes back further.
     states: list[State]
@@ -91,32 +111,33 @@ class Session:
         return self.states[-1]
 
 
-class InteractiveSession:
-    """Turns one interactive /predict call into the new pose's results."""
+class Refinement:
+    """Turns one interactive /predict call into the new pose's results.
 
-    def __init__(self, model):
-        self.model = model
-        self._states = SessionStates(lambda: model.sync, State)
+    store_factory: the store that keeps the chains (opened lazily, on the first call).
+    """
+
+    def __init__(self, host: RefinementHost, store_factory: Callable[[], Database]):
+        self.host = host
+        self._chains = Chains(store_factory, State)
 
     def forget(self, task_id: str) -> None:
-        """End a task's chain of poses (called when its annotation is submitted)."""
-        self._states.forget(task_id)
+        """End a task's chains of poses (called when its annotation is submitted)."""
+        self._chains.forget(task_id)
 
     def handle(self, task: dict, context: dict, label_config: str | None = None) -> dict:
-        from ml_backend.model import TaskError
-
         values = read_results(context.get("result"))
         if not (values.numbers or values.choices or values.text or values.regions):
             # Label Studio fires bursts of empty calls on task open and after Submit: change nothing.
-            return {"result": [], "model_version": self.model.model_version}
+            return {"result": [], "model_version": self.host.model_version}
         try:
-            key, initial, width, height = self.model.task_context(task)
+            key, initial, width, height = self.host.task_context(task)
         except TaskError as exc:
             return self._error(f"this task cannot be rendered: {exc}")
         initial_state = State(initial.pose, initial.cad_index)
         # One task's calls one at a time, across workers (Label Studio may send two at once).
-        with self._states.open(_task_id(task)) as states:
-            session = Session(states)
+        with self._chains.open(_task_id(task)) as states:
+            session = Chain(states)
             if not states:  # a new task, or a backend that restarted: start from the draft
                 saved = _saved_state(task, initial_state)
                 if saved is not None:
@@ -135,16 +156,16 @@ class InteractiveSession:
                                "r resets, u undoes")
         notes += _range_notes(new.pose, number_ranges(label_config))
         try:
-            results = self.model.pose_prediction(
+            results = self.host.pose_prediction(
                 key, new.pose, new.cad_index, width, height,
                 extra=[command_result("\n".join(f"{INFO_MARK} {n}" for n in notes) or None)])
         except TaskError as exc:
             return self._error(str(exc))
-        return {"result": results, "score": 1.0, "model_version": self.model.model_version}
+        return {"result": results, "score": 1.0, "model_version": self.host.model_version}
 
     # --- state ---
 
-    def _shown_state(self, values: AnnotationValues, session: Session, task: dict,
+    def _shown_state(self, values: AnnotationValues, session: Chain, task: dict,
                      initial: State) -> State:
         """The pose on the annotator's screen: their Numbers and CAD choice when the call
         carries them (unsaved slider moves included), else the last pose shown."""
@@ -157,7 +178,7 @@ class InteractiveSession:
         session.show(state)
         return session.current
 
-    def _apply(self, values: AnnotationValues, current: State, session: Session, initial: State,
+    def _apply(self, values: AnnotationValues, current: State, session: Chain, initial: State,
                key, width: int, height: int) -> tuple[State, list[str]]:
         """The new state (already on the session's chain for undo) and notes for the box."""
         points = [r for r in values.regions if r.get("type") in POINT_TYPES]
@@ -169,13 +190,13 @@ class InteractiveSession:
             x, y = _region_pixels(region_point_pixels, points[-1])
             new = State(current.pose.replace(px=x, py=y), current.cad_index)
         elif boxes:
-            mesh = self.model.dataset.cad.mesh(key.category, current.cad_index)
+            mesh = self.host.cad.mesh(key.category, current.cad_index)
             new = State(fit_pose_to_box(mesh.vertices, current.pose,
                                         _region_pixels(region_box_pixels, boxes[-1])),
                         current.cad_index)
         elif text is not None:
             commands = parse_commands(text)
-            cads = self.model.dataset.cad.indices(key.category)
+            cads = self.host.cad.indices(key.category)
             new = current
             for command in commands:  # one call (one Enter) is one undo step; "u" pops one
                 if command.kind == "undo":
@@ -193,7 +214,7 @@ class InteractiveSession:
 
     def _error(self, message: str) -> dict:
         return {"result": [command_result(f"{ERROR_MARK} {message}")],
-                "model_version": self.model.model_version}
+                "model_version": self.host.model_version}
 
 
 MAX_ABS_PIXELS, MAX_DISTANCE = 1e6, 1e6  # beyond: nothing to render, and pixel maths overflows
@@ -207,21 +228,6 @@ def _task_id(task: dict) -> str:
 def _renderable(pose: Pose) -> bool:
     return abs(pose.px) <= MAX_ABS_PIXELS and abs(pose.py) <= MAX_ABS_PIXELS \
         and pose.distance <= MAX_DISTANCE
-
-
-@functools.lru_cache(maxsize=64)
-def number_ranges(label_config: str | None) -> dict[str, tuple[float, float]]:
-    """(min, max) of each pose Number as the project's labeling config sets them (an admin may
-    have regenerated it with --max-photo-size); pose6d.labeling's defaults where it says nothing."""
-    ranges = {name: (spec.min, spec.max) for name, spec in NUMBER_SPECS.items()}
-    for tag in re.findall(r"<Number\b[^>]*>", label_config or ""):
-        attrs = dict(re.findall(r'(\w+)="([^"]*)"', tag))
-        try:
-            if attrs.get("name") in ranges:
-                ranges[attrs["name"]] = (float(attrs["min"]), float(attrs["max"]))
-        except (KeyError, ValueError):
-            continue
-    return ranges
 
 
 def _range_notes(pose: Pose, ranges: dict[str, tuple[float, float]]) -> list[str]:

@@ -2,7 +2,7 @@
 """Screenshots for README "Annotating" (docs/images/annotating_*.png), taken in a real Label
 Studio with the real backend on the demo dataset, in headless Chromium at 1366x768.
 
-    LABEL_STUDIO_BIN=... python docs/make_screenshots.py [--out docs/images]
+    LABEL_STUDIO_BIN=... python tests/make_screenshots.py [--out docs/images]
 
 It starts its own Label Studio and backend (temporary folders) and stops them at the end.
 The commands typed here were chosen by looking at the ground truth: this is a demonstration,
@@ -11,18 +11,15 @@ not a measurement (benchmarks/bench_interactive.py measures).
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
 
 from label_studio_server import chromium_launch_kwargs, login  # noqa: E402
 from ls_admin.server import LabelStudioServer  # noqa: E402
-from ml_backend.launcher import BackendProcess  # noqa: E402
+from ls_admin.backend_process import BackendProcess  # noqa: E402
 from pose6d.dataset import GROUND_TRUTH, Dataset, ObjectKey  # noqa: E402
 from pose6d.demo_dataset import make_demo_dataset  # noqa: E402
 from pose6d.tasks import iter_tasks  # noqa: E402

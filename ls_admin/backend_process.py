@@ -1,4 +1,8 @@
-"""Start and stop the backend as a separate process (for the demo, the tests and benchmarks)."""
+"""Start and stop the ML backend as a separate process (for the demo, the tests and benchmarks).
+
+The backend is started as ``python -m ml_backend`` with this interpreter: a process, not an
+import, so the admin tools stay independent of the service's code.
+"""
 from __future__ import annotations
 
 import os
@@ -10,8 +14,6 @@ import time
 from pathlib import Path
 
 import requests
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -35,12 +37,12 @@ class BackendProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60.0) -> "BackendProcess":
-        env = dict(os.environ, PYTHONPATH=str(REPO), **self.env)
+        env = dict(os.environ, **self.env)
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ml_backend", "--data-root", str(self.data_root),
              "--port", str(self.port), *self.args],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -1,17 +1,11 @@
-"""Sync of submitted Label Studio annotations back to the dataset (``annotations_new/``).
-
-Label Studio's webhooks (label_studio/webhooks, 1.23.2) send:
-- ANNOTATION_CREATED / ANNOTATION_UPDATED: ``{"action", "annotation": {...}, "task": {...},
-  "project": {...}}``; the annotation carries ``id``, ``result``, ``was_cancelled``,
-  ``completed_by`` (a user id), ``task`` and ``project`` (ids), ``updated_at`` (ISO 8601, "Z").
-- ANNOTATIONS_CREATED: the same with lists under "annotation" and "task" (bulk import).
-- ANNOTATIONS_DELETED: ``{"action", "annotations": [{"id": 1}, ...], "project": {...}}``: ids only,
-  so the store remembers which object each annotation belongs to.
-- TASKS_DELETED: ``{"tasks": [{"id": 1}, ...]}``; their annotations go without their own event.
+"""The sync engine: applies Label Studio's annotation events to ``annotations_new/``.
 
 An object's synced record is always the newest (by updated_at) valid version of a not-deleted,
-not-skipped annotation of that object, or no file. Every event is journaled before it is applied
-and its outcome recorded: applied, duplicate, stale, ignored, rejected or failed.
+not-skipped annotation of that object, or no file. Every event is journaled before it is
+applied and its outcome recorded: applied, duplicate, stale, ignored, rejected or failed. A
+failed one (disk full, store down) is kept and applied again by ``retry_failed``; reconcile
+(ls_admin) repairs what never arrived with ``apply_annotation``, ``delete_annotation`` and
+``resync_object``. Safe across threads, processes and replicas (the store's locks).
 """
 from __future__ import annotations
 
@@ -20,160 +14,23 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import math
 from typing import Any, Iterable
 
-import numpy as np
-
-from ml_backend.sync_store import SyncStore, Tx, Version, canonical_json
-from pose6d.camera import InvalidPoseError
-from pose6d.dataset import SYNCED, Dataset, ObjectKey, ObjectRecord
-from pose6d.inout import DataError, load_npz
-from pose6d.labeling import CAD, DENSE, QUALITY, read_results
-from pose6d.labels import dense_code, quality_code
+from pose6d.dataset import INITIAL, SYNCED, Dataset, ObjectKey
+from pose6d.errors import DataError, StoreFailure
+from pose6d.inout import load_npz
+from label_sync.database import canonical_json
+from label_sync.records import (MalformedEvent, SyncRejected, annotation_record, annotator_of,
+                                file_matches, is_id, is_skipped, ls_id, object_key_of,
+                                parse_updated_at, record_fields, record_from_fields)
+from label_sync.store import SyncStore, SyncTx, Version, default_store_url
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STORE = "annotations_new/.sync.sqlite3"
 UPSERT_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED", "RECONCILE")
 # Worst first: an event touching several annotations reports its worst outcome.
 STATUS_RANK = ("failed", "rejected", "applied", "stale", "duplicate", "ignored")
 STUCK_AFTER = dt.timedelta(minutes=5)  # a 'received' event this old was cut off by a crash
-
-
-class SyncRejected(Exception):
-    """An annotation that must not reach the dataset (HTTP 422). ``reason`` says why."""
-
-    def __init__(self, reason: str, summary: dict | None = None):
-        super().__init__(reason)
-        self.reason, self.summary = reason, summary
-
-
-class MalformedEvent(ValueError):
-    """A payload that is not a Label Studio event we understand (HTTP 400)."""
-
-
-# --- Pure helpers: payload fields -> record. ---
-
-
-def parse_updated_at(value: Any) -> tuple[str, int]:
-    """(ISO 8601 UTC text, microseconds since the epoch) of Label Studio's ``updated_at``."""
-    if not isinstance(value, str):
-        raise MalformedEvent(f"updated_at must be an ISO 8601 string, got {value!r}")
-    try:
-        stamp = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise MalformedEvent(f"updated_at is not ISO 8601: {value!r}") from None
-    if stamp.tzinfo is None:  # Label Studio runs with USE_TZ and TIME_ZONE = UTC
-        stamp = stamp.replace(tzinfo=dt.timezone.utc)
-    try:
-        stamp = stamp.astimezone(dt.timezone.utc)
-    except OverflowError:  # e.g. year 1 with a positive offset
-        raise MalformedEvent(f"updated_at is out of range: {value!r}") from None
-    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-    return stamp.isoformat(timespec="microseconds"), (stamp - epoch) // dt.timedelta(microseconds=1)
-
-
-def annotator_of(annotation: dict) -> str:
-    """The annotator's email when the payload has it (exports, expanded users), else the user id."""
-    user = annotation.get("completed_by")
-    if isinstance(user, dict):
-        if user.get("email"):
-            return str(user["email"])
-        user = user.get("id")
-    return "unknown" if user is None else str(user)
-
-
-def object_key_of(task: dict) -> ObjectKey:
-    """The task's ``data.object_key``; SyncRejected for a missing, malformed or unsafe one."""
-    data = task.get("data") or {}
-    try:
-        key = ObjectKey.parse(data.get("object_key"))
-    except DataError as exc:
-        raise SyncRejected(f"bad object_key: {exc}") from None
-    if data.get("category") not in (None, key.category):
-        raise SyncRejected(f"task category {data['category']!r} does not match object {key}")
-    return key
-
-
-def _positive(value: Any, name: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise SyncRejected(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(number) or number <= 0:
-        raise SyncRejected(f"{name} must be > 0, got {value!r}")
-    return number
-
-
-def _ls_id(value: Any) -> int:
-    """A Label Studio id as stored in the npz: -1 when unknown (npz cannot hold None unpickled)."""
-    if isinstance(value, dict):
-        value = value.get("id")
-    return int(value) if _is_id(value) else -1
-
-
-def annotation_record(annotation: dict, task: dict, initial: ObjectRecord,
-                      dataset: Dataset) -> ObjectRecord:
-    """The dataset record of one submitted annotation; SyncRejected if it cannot be one.
-
-    Pose Numbers are degrees in Label Studio and radians in the record. ``cad`` is the 1-based
-    cad index as text (the task's / initial one when the control was left alone). bbox, width,
-    height come from the initial record (the task's data otherwise).
-    """
-    key = object_key_of(task)
-    data = task.get("data") or {}
-    if annotation.get("was_cancelled"):
-        raise SyncRejected("annotation was skipped (was_cancelled)")
-    values = read_results(annotation.get("result"))
-    codes = {}
-    for name, to_code in ((QUALITY, quality_code), (DENSE, dense_code)):
-        if name not in values.choices:
-            raise SyncRejected(f"missing {name} choice")
-        try:
-            codes[name] = to_code(values.choices[name])
-        except KeyError:
-            raise SyncRejected(f"unknown {name} {values.choices[name]!r}") from None
-    viewport = _positive(data.get("viewport", initial.pose.viewport), "viewport")
-    try:
-        pose = values.pose(viewport)
-    except InvalidPoseError as exc:
-        raise SyncRejected(f"invalid pose: {exc}") from None
-    cad_text = values.choices.get(CAD, data.get("cad_index", initial.cad_index))
-    try:
-        cad_index = int(str(cad_text).strip())
-    except ValueError:
-        raise SyncRejected(f"cad choice must be a cad index, got {cad_text!r}") from None
-    available = dataset.cad.indices(key.category)
-    if cad_index not in available:
-        raise SyncRejected(f"unknown cad index {cad_index} for {key.category} "
-                           f"(available: {available})")
-    updated_at, _ = parse_updated_at(annotation.get("updated_at"))
-    extra = {name: initial.extra.get(name, data.get(name)) for name in ("bbox", "width", "height")}
-    extra = {name: value for name, value in extra.items() if value is not None}
-    extra.update(annotator=annotator_of(annotation), object_status=codes[QUALITY],
-                 dense=codes[DENSE], ls_annotation_id=_ls_id(annotation.get("id")),
-                 ls_task_id=_ls_id(task.get("id")), ls_project_id=_ls_id(annotation.get("project")),
-                 updated_at=updated_at)
-    return ObjectRecord(pose, cad_index, extra)
-
-
-def record_fields(record: ObjectRecord) -> dict[str, Any]:
-    """A record's npz fields as plain JSON values (how the store keeps it)."""
-    return _plain(record.to_npz_dict())
-
-
-def _plain(fields: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.tolist() if isinstance(v, np.ndarray) else v.item() if isinstance(v, np.generic)
-                else v) for k, v in fields.items()}
-
-
-def file_matches(path, fields: dict[str, Any]) -> bool:
-    """True if the npz at ``path`` already holds exactly ``fields`` (then it is not rewritten)."""
-    try:
-        return canonical_json(_plain(load_npz(path))) == canonical_json(fields)
-    except DataError:
-        return False
 
 
 # --- The service. ---
@@ -197,7 +54,7 @@ class SyncService:
 
     def __init__(self, dataset: Dataset, store_url: str | None = None):
         self.dataset = dataset
-        self.store = SyncStore(store_url or str(dataset.root / DEFAULT_STORE))
+        self.store = SyncStore(default_store_url(dataset.root, store_url))
 
     def handle_event(self, payload: dict) -> dict:
         """Journal and apply one webhook payload; returns {action, status, reason, written,
@@ -212,12 +69,15 @@ class SyncService:
         """Apply one annotation as a webhook would (for reconciling from an export)."""
         return self.handle_event({"action": "RECONCILE", "annotation": annotation, "task": task})
 
+    def pending_events(self) -> list[tuple[int, str, str]]:
+        """(id, action, payload) of the journaled events ``retry_failed`` would apply again."""
+        stuck = dt.datetime.now(dt.timezone.utc) - STUCK_AFTER
+        with self.store.transaction() as tx:
+            return tx.journal_pending(stuck.isoformat(timespec="microseconds"))
+
     def retry_failed(self) -> int:
         """Re-apply failed (and crash-interrupted) events; returns how many no longer fail."""
-        stuck = dt.datetime.now(dt.timezone.utc) - STUCK_AFTER
-        stuck_before = stuck.isoformat(timespec="microseconds")
-        with self.store.transaction() as tx:
-            pending = tx.journal_pending(stuck_before)
+        pending = self.pending_events()
         done = 0
         for event_id, _, text in pending:
             try:
@@ -225,8 +85,66 @@ class SyncService:
             except (SyncRejected, MalformedEvent):
                 done += 1
                 continue
+            except StoreFailure:
+                raise  # the store itself is down: the next retry starts over
+            except Exception as exc:  # noqa: BLE001 - one bad event must not stop the others
+                log.exception("sync event %s cannot be applied; refused", event_id)
+                self._finish(event_id, "rejected", f"cannot be applied: {type(exc).__name__}")
+                continue
             done += summary["status"] != "failed"
         return done
+
+    def delete_annotation(self, annotation_id: int, project_id: int | None = None) -> dict:
+        """Apply a confirmed deletion as the webhook would (for reconcile)."""
+        return self.handle_event({"action": "ANNOTATIONS_DELETED", "annotations": [{"id": annotation_id}],
+                                  "project": {"id": project_id}})
+
+    def check_annotation(self, annotation: dict, task: dict) -> ObjectKey:
+        """What ``apply_annotation`` would decide, without storing or writing anything: the
+        object, or SyncRejected / MalformedEvent / DataError saying why it cannot be synced."""
+        key = object_key_of(task)
+        parse_updated_at(annotation.get("updated_at"))
+        if not is_skipped(annotation):
+            annotation_record(annotation, task, self.dataset.read(key, INITIAL), self.dataset)
+        return key
+
+    def versions(self, project_id: int | None = None) -> list[Version]:
+        """Every version of every not-deleted annotation (of one project when given)."""
+        with self.store.transaction() as tx:
+            return tx.live_versions(project_id)
+
+    def annotation_objects(self, annotation_id: int) -> list[str]:
+        """The object keys an annotation's versions belong to."""
+        with self.store.transaction() as tx:
+            return tx.object_keys_of(annotation_id)
+
+    def project_objects(self, project_id: int) -> set[str]:
+        """Objects the store or a synced file links to the project."""
+        with self.store.transaction() as tx:
+            keys = tx.project_object_keys(project_id)
+        for key in self.dataset.objects(SYNCED):
+            try:
+                claimed = int(load_npz(self.dataset.record_path(key, SYNCED)).get("ls_project_id", -1))
+            except (DataError, TypeError, ValueError):
+                continue  # not ours to judge: the webhook writes well-formed files
+            if claimed == project_id:
+                keys.add(str(key))
+        return keys
+
+    def resync_object(self, key: ObjectKey, dry_run: bool = False) -> str | None:
+        """Make one object's synced file match the store's winner (a file removed, edited or
+        left behind by hand); says what (would have) changed, None when nothing."""
+        with self.store.transaction() as tx:
+            tx.lock_objects([str(key)])  # the webhook may be writing the same object right now
+            winner = tx.winner(str(key))
+            written, removed = self._sync_object(tx, key, dry_run)
+        would = "would " if dry_run else ""
+        if removed:
+            return f"{would}remove{'' if dry_run else 'd'} {key} (no annotation of it left)"
+        if written:
+            return (f"{would}rewr{'ite' if dry_run else 'ote'} {key} from annotation "
+                    f"{winner.annotation_id}")
+        return None
 
     def stats(self) -> dict:
         """Event counts by status and store sizes (for /metrics)."""
@@ -251,7 +169,7 @@ class SyncService:
         except MalformedEvent as exc:
             self._finish(event_id, "rejected", f"malformed: {exc}")
             raise
-        except (OSError, DataError, *self.store.errors) as exc:
+        except (OSError, DataError, StoreFailure) as exc:
             outcome = Outcome("failed", f"{type(exc).__name__}: {exc}")
             log.error("sync event %s (%s) failed, kept for retry: %s", event_id, action, exc)
         self._finish(event_id, outcome.status, outcome.reason)
@@ -299,7 +217,7 @@ class SyncService:
         if not isinstance(task.get("data"), dict):
             raise MalformedEvent("task has no 'data' object")
         if annotation.get("project") is None and project is not None:
-            annotation = dict(annotation, project=_ls_id(project))
+            annotation = dict(annotation, project=ls_id(project))
         updated_at, updated_us = parse_updated_at(annotation.get("updated_at"))
         try:
             key = object_key_of(task)
@@ -314,16 +232,17 @@ class SyncService:
                                                              self.dataset)), None
         except SyncRejected as exc:
             fields, reason = None, exc.reason
+        skipped = is_skipped(annotation)
         digest = hashlib.sha256(canonical_json([fields, reason]).encode()).hexdigest()[:16]
-        version = Version(annotation_id, updated_us, digest, str(key), _ls_id(task.get("id")),
-                          _ls_id(annotation.get("project")), updated_at, fields is not None,
-                          reason, fields)
+        version = Version(annotation_id, updated_us, digest, str(key), ls_id(task.get("id")),
+                          ls_id(annotation.get("project")), updated_at, fields is not None,
+                          reason, fields, skipped, annotator_of(annotation))
         with self.store.transaction() as tx:
             tx.lock_annotation(annotation_id)
             tx.lock_objects([version.object_key])
             status, note = self._store_version(tx, version)
             written, removed = self._sync_object(tx, key)
-        if annotation.get("was_cancelled"):
+        if skipped:
             status = "ignored"  # a skip is kept (it never wins) but is no error
         elif not version.valid:
             status = "rejected"  # also when replayed: the annotation is still invalid
@@ -342,7 +261,7 @@ class SyncService:
         return Outcome("rejected", f"no initial record can be used for {key}: {exc}")
 
     @staticmethod
-    def _store_version(tx: Tx, version: Version) -> tuple[str, str | None]:
+    def _store_version(tx: SyncTx, version: Version) -> tuple[str, str | None]:
         """Keep the version, also a late older one: the record depends only on the set of
         versions seen, never on their arrival order. Returns (status, note)."""
         if tx.is_deleted(version.annotation_id):
@@ -367,16 +286,20 @@ class SyncService:
                 written, removed = written + w, removed + r
         return Outcome("applied" if fresh else "duplicate", None, written, removed)
 
-    def _sync_object(self, tx: Tx, key: ObjectKey) -> tuple[list[str], list[str]]:
-        """Make the object's npz match the store (inside the object's lock); no-op if it does."""
+    def _sync_object(self, tx: SyncTx, key: ObjectKey,
+                     dry_run: bool = False) -> tuple[list[str], list[str]]:
+        """Make the object's npz match the store (inside the object's lock); no-op if it does.
+        Returns (written, removed) keys; ``dry_run`` only says what it would do."""
+        path = self.dataset.record_path(key, SYNCED)
         winner = tx.winner(str(key))
         if winner is None:
+            if dry_run:
+                return [], [str(key)] if path.exists() else []
             return [], [str(key)] if self.dataset.remove(key, SYNCED) else []
-        if file_matches(self.dataset.record_path(key, SYNCED), winner.record):
+        if file_matches(path, winner.record):
             return [], []
-        record = ObjectRecord.from_npz_dict({k: np.asarray(v) if isinstance(v, list) else v
-                                             for k, v in winner.record.items()})
-        self.dataset.write(key, record, SYNCED)
+        if not dry_run:
+            self.dataset.write(key, record_from_fields(winner.record), SYNCED)
         return [str(key)], []
 
 
@@ -386,14 +309,9 @@ def _list(value: Any, name: str) -> list:
     return value
 
 
-def _is_id(value: Any) -> bool:
-    """An int that fits the store's BIGINT columns (a bigger one would crash the store)."""
-    return isinstance(value, int) and not isinstance(value, bool) and -2**63 <= value < 2**63
-
-
 def _id_of(item: Any, name: str) -> int:
     value = item.get("id") if isinstance(item, dict) else None
-    if not _is_id(value):
+    if not is_id(value):
         raise MalformedEvent(f"{name} needs an integer 'id', got {item!r}")
     return value
 

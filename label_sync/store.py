@@ -1,0 +1,202 @@
+"""The sync store: every annotation version seen, deleted annotations and the event journal.
+
+All of the sync's SQL is here (``SyncTx``); the engine (engine.py), reconcile and the exports
+read and write the store only through it. Writers serialise per annotation and per object with
+locks taken in that order (annotation, then objects sorted), so two replicas cannot deadlock.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Iterable
+
+from pose6d.dataset import SYNCED
+from pose6d.defaults import ENV_PREFIX
+from label_sync.database import Database, Tx, canonical_json, is_postgres_url, sqlite_path, utc_now
+
+# Where the store is unless configured: a SQLite file beside the synced records.
+DEFAULT_STORE = f"{SYNCED}/.sync.sqlite3"
+STORE_ENV = ENV_PREFIX + "SYNC_STORE"  # the backend's --sync-store, read by the admin tools too
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS pose6d_sync_version (
+        annotation_id BIGINT NOT NULL, updated_us BIGINT NOT NULL, content_hash TEXT NOT NULL,
+        object_key TEXT NOT NULL, task_id BIGINT, project_id BIGINT, updated_at TEXT NOT NULL,
+        valid INTEGER NOT NULL, reason TEXT, record_json TEXT, deleted INTEGER NOT NULL DEFAULT 0,
+        received_at TEXT NOT NULL, skipped INTEGER NOT NULL DEFAULT 0, annotator TEXT,
+        PRIMARY KEY (annotation_id, updated_us, content_hash))""",
+    "CREATE INDEX IF NOT EXISTS pose6d_sync_version_object ON pose6d_sync_version (object_key)",
+    "CREATE INDEX IF NOT EXISTS pose6d_sync_version_task ON pose6d_sync_version (task_id)",
+    """CREATE TABLE IF NOT EXISTS pose6d_sync_deleted (
+        annotation_id BIGINT PRIMARY KEY, deleted_at TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS pose6d_sync_journal (
+        id {serial} PRIMARY KEY, received_at TEXT NOT NULL, action TEXT NOT NULL,
+        payload TEXT NOT NULL, status TEXT NOT NULL, reason TEXT, attempts INTEGER NOT NULL,
+        finished_at TEXT)""",
+    "CREATE INDEX IF NOT EXISTS pose6d_sync_journal_status ON pose6d_sync_journal (status)",
+)
+LOCK_ANNOTATION, LOCK_OBJECT = 1, 2
+VERSION_COLUMNS = ("annotation_id, updated_us, content_hash, object_key, task_id, project_id, "
+                   "updated_at, valid, reason, record_json, skipped, annotator")
+
+
+def default_store_url(data_root: str | Path, configured: str | None = None) -> str:
+    """The store URL: ``configured``, else $POSE6D_SYNC_STORE, else the data root's SQLite file."""
+    return configured or os.environ.get(STORE_ENV) or str(Path(data_root) / DEFAULT_STORE)
+
+
+def store_exists(url: str) -> bool:
+    """False only for a SQLite file that is not there (a PostgreSQL URL is assumed to exist)."""
+    return is_postgres_url(url) or sqlite_path(url).is_file()
+
+
+@dataclasses.dataclass(frozen=True)
+class Version:
+    """One version of one annotation as the sync saw it.
+
+    record: the record's npz fields (JSON-able) when ``valid``. skipped: the annotator skipped
+    the task (Label Studio's was_cancelled): kept, never written to the dataset.
+    """
+
+    annotation_id: int
+    updated_us: int  # updated_at as microseconds since the epoch: the ordering key
+    content_hash: str
+    object_key: str
+    task_id: int | None
+    project_id: int | None
+    updated_at: str
+    valid: bool
+    reason: str | None
+    record: dict | None
+    skipped: bool = False
+    annotator: str | None = None
+
+    @property
+    def order(self) -> tuple[int, int, str]:
+        """Newest wins; ties broken deterministically so replicas agree whatever the order."""
+        return self.updated_us, self.annotation_id, self.content_hash
+
+    @classmethod
+    def from_row(cls, r: tuple) -> "Version":
+        return cls(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8],
+                   None if r[9] is None else json.loads(r[9]), bool(r[10]), r[11])
+
+
+class SyncTx(Tx):
+    """The sync store's queries, inside one transaction."""
+
+    def lock_annotation(self, annotation_id: int) -> None:
+        self.lock(LOCK_ANNOTATION, str(annotation_id))
+
+    def lock_objects(self, object_keys: Iterable[str]) -> None:
+        for key in sorted(set(object_keys)):  # sorted: a fixed order between replicas
+            self.lock(LOCK_OBJECT, key)
+
+    # --- annotation versions ---
+
+    def insert_version(self, v: Version) -> None:
+        self.run(f"INSERT INTO pose6d_sync_version ({VERSION_COLUMNS}, received_at) "
+                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 (v.annotation_id, v.updated_us, v.content_hash, v.object_key, v.task_id,
+                  v.project_id, v.updated_at, int(v.valid), v.reason,
+                  None if v.record is None else canonical_json(v.record), int(v.skipped),
+                  v.annotator, utc_now()))
+
+    def version_keys(self, annotation_id: int) -> list[tuple[int, str]]:
+        """(updated_us, content_hash) of every stored version of one annotation."""
+        return [tuple(r) for r in self.run(
+            "SELECT updated_us, content_hash FROM pose6d_sync_version WHERE annotation_id = ?",
+            (annotation_id,))]
+
+    def winner(self, object_key: str) -> Version | None:
+        """The newest valid version of a not-deleted annotation of this object, or None."""
+        rows = self.run(
+            f"SELECT {VERSION_COLUMNS} FROM pose6d_sync_version "
+            "WHERE object_key = ? AND valid = 1 AND deleted = 0 "
+            "ORDER BY updated_us DESC, annotation_id DESC, content_hash DESC LIMIT 1",
+            (object_key,))
+        return Version.from_row(rows[0]) if rows else None
+
+    def live_versions(self, project_id: int | None = None) -> list[Version]:
+        """Every version of every not-deleted annotation (of one project when given)."""
+        where, params = ("AND project_id = ?", (project_id,)) if project_id is not None else ("", ())
+        return [Version.from_row(r) for r in self.run(
+            f"SELECT {VERSION_COLUMNS} FROM pose6d_sync_version WHERE deleted = 0 {where}", params)]
+
+    def project_object_keys(self, project_id: int) -> set[str]:
+        """Objects any version of the project's annotations belongs to (deleted ones included)."""
+        return {r[0] for r in self.run("SELECT DISTINCT object_key FROM pose6d_sync_version "
+                                       "WHERE project_id = ?", (project_id,))}
+
+    def object_keys_of(self, annotation_id: int) -> list[str]:
+        return sorted(r[0] for r in self.run(
+            "SELECT DISTINCT object_key FROM pose6d_sync_version WHERE annotation_id = ?",
+            (annotation_id,)))
+
+    def annotations_of_task(self, task_id: int) -> list[int]:
+        return sorted(int(r[0]) for r in self.run(
+            "SELECT DISTINCT annotation_id FROM pose6d_sync_version WHERE task_id = ?",
+            (task_id,)))
+
+    def is_deleted(self, annotation_id: int) -> bool:
+        return bool(self.run("SELECT 1 FROM pose6d_sync_deleted WHERE annotation_id = ?",
+                             (annotation_id,)))
+
+    def mark_deleted(self, annotation_id: int) -> bool:
+        """Tombstone an annotation (also before any version arrived). True if it is new."""
+        fresh = not self.is_deleted(annotation_id)
+        if fresh:
+            self.run("INSERT INTO pose6d_sync_deleted (annotation_id, deleted_at) VALUES (?, ?)",
+                     (annotation_id, utc_now()))
+        self.run("UPDATE pose6d_sync_version SET deleted = 1 WHERE annotation_id = ?",
+                 (annotation_id,))
+        return fresh
+
+    # --- event journal ---
+
+    def journal_add(self, action: str, payload: str, status: str = "received") -> int:
+        rows = self.run("INSERT INTO pose6d_sync_journal (received_at, action, payload, status, "
+                        "attempts) VALUES (?, ?, ?, ?, 0) RETURNING id",
+                        (utc_now(), action, payload, status))
+        return int(rows[0][0])
+
+    def journal_finish(self, event_id: int, status: str, reason: str | None) -> None:
+        self.run("UPDATE pose6d_sync_journal SET status = ?, reason = ?, attempts = attempts + 1, "
+                 "finished_at = ? WHERE id = ?", (status, reason, utc_now(), event_id))
+
+    def journal_pending(self, stuck_before: str) -> list[tuple[int, str, str]]:
+        """(id, action, payload) of failed events and of events left 'received' by a crash."""
+        return [(int(r[0]), r[1], r[2]) for r in self.run(
+            "SELECT id, action, payload FROM pose6d_sync_journal WHERE status = 'failed' "
+            "OR (status = 'received' AND received_at < ?) ORDER BY id", (stuck_before,))]
+
+    def journal_counts(self) -> dict[str, int]:
+        return {r[0]: int(r[1]) for r in self.run(
+            "SELECT status, COUNT(*) FROM pose6d_sync_journal GROUP BY status")}
+
+    def journal(self, limit: int = 100) -> list[dict]:
+        """The newest journal entries, newest first (for tests and the admin page)."""
+        rows = self.run("SELECT id, received_at, action, status, reason, attempts, payload "
+                        "FROM pose6d_sync_journal ORDER BY id DESC LIMIT ?", (limit,))
+        names = ("id", "received_at", "action", "status", "reason", "attempts", "payload")
+        return [dict(zip(names, r)) for r in rows]
+
+
+class SyncStore(Database):
+    """The sync's tables in one store (``default_store_url``)."""
+
+    tx_class = SyncTx
+    schema = SCHEMA
+
+    def migrate(self, tx: Tx) -> None:
+        """Stores made before skips and annotators were columns: add them. A skip was then
+        recorded only as the reason text the sync wrote for it, read here once."""
+        have = tx.columns("pose6d_sync_version")
+        if "skipped" not in have:
+            tx.run("ALTER TABLE pose6d_sync_version ADD COLUMN skipped INTEGER NOT NULL DEFAULT 0")
+            tx.run("UPDATE pose6d_sync_version SET skipped = 1 WHERE valid = 0 "
+                   "AND reason LIKE '%was_cancelled%'")
+        if "annotator" not in have:
+            tx.run("ALTER TABLE pose6d_sync_version ADD COLUMN annotator TEXT")

@@ -1,0 +1,1 @@
+"""The admin command-line tools (console commands pose6d-*, scripts/*.py)."""

@@ -1,0 +1,181 @@
+"""The labeling config: built from the schema (pose6d.labeling, pose6d.labels) and read back.
+
+``build_config`` lays the schema out as Label Studio XML (labeling_config/pose6d.xml is its
+output; every tag name, Number range / step, label, colour and hotkey comes from the schema).
+``read_config`` parses a project's config with Label Studio's own parser
+(``label_studio_sdk.label_interface.LabelInterface``), so we read a config exactly as Label
+Studio does; results are cached per config text.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import xml.etree.ElementTree as ET
+
+from pose6d import labeling as L
+from pose6d.errors import BadInput
+from pose6d.labels import DENSE_LABELS, QUALITY_LABELS
+
+REQUIRED_TAGS = (L.IMAGE, L.CAD, L.QUALITY, L.DENSE, L.OVERLAY,
+                 *L.NUMBER_SPECS)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigSummary:
+    """names: every control and object tag name. number_ranges: {pose Number: (min, max)} as
+    the config sets them (pose6d.labeling's defaults where it says nothing)."""
+
+    names: frozenset[str]
+    number_ranges: dict[str, tuple[float, float]]
+
+
+@functools.lru_cache(maxsize=64)
+def read_config(xml: str) -> ConfigSummary:
+    """Parse a labeling config; BadInput when Label Studio could not read it either."""
+    from label_studio_sdk.label_interface import LabelInterface
+
+    try:
+        interface = LabelInterface(xml)
+    except Exception as exc:  # the SDK raises several types for a bad XML
+        raise BadInput(f"invalid labeling config: {str(exc)[:200]}") from None
+    names = frozenset(t.name for t in interface.controls) | frozenset(t.name for t in interface.objects)
+    ranges = {name: (spec.min, spec.max) for name, spec in L.NUMBER_SPECS.items()}
+    for tag in interface.controls:
+        if tag.tag == "Number" and tag.name in ranges:
+            try:
+                ranges[tag.name] = (float(tag.attr["min"]), float(tag.attr["max"]))
+            except (KeyError, TypeError, ValueError):
+                continue
+    return ConfigSummary(names, ranges)
+
+
+def missing_tags(xml: str) -> list[str]:
+    """Tags this tool needs that the config lacks (or why the config cannot be read)."""
+    try:
+        names = read_config(xml).names
+    except BadInput as exc:
+        return [str(exc)]
+    return [name for name in REQUIRED_TAGS if name not in names]
+
+
+def number_ranges(xml: str | None) -> dict[str, tuple[float, float]]:
+    """(min, max) of each pose Number in the project's config (an admin may have regenerated it
+    with --max-photo-size); pose6d.labeling's defaults without a readable config."""
+    if xml:
+        try:
+            return read_config(xml).number_ranges
+        except BadInput:
+            pass
+    return {name: (spec.min, spec.max) for name, spec in L.NUMBER_SPECS.items()}
+
+
+# --- Building the config. ---
+
+# Layout for a 1366x768 laptop: photo on the left, a 330 px control column on the right.
+ROOT_STYLE = "display: flex; flex-wrap: nowrap; align-items: flex-start; gap: 12px"
+LEFT_STYLE = "flex: 1 1 auto; min-width: 0"
+RIGHT_STYLE = "flex: 0 0 330px; max-width: 330px"
+NUMBER_ROW_STYLE = "display: grid; grid-template-columns: 96px 1fr; align-items: center"
+SMALL = "font-size: 12px; line-height: 16px; margin: 0"
+SECTION_STYLE = "font-size: 13px; margin: 6px 0 0 0"
+HINT = "font-size: 11px; line-height: 13px; margin: 0 0 2px 0; font-weight: normal; color: #555"
+# The cheat sheet the annotator reads (README "Annotating" has the long form).
+HINT_TEXT = ("Enter runs (the box keeps the focus): a e t d x y + - fine, ++ -- coarse, a+7, "
+             "a=30; f flip; n p c3 model; r reset; u undo; . render; ? help. Photo: K, Ctrl+click "
+             "= centre; R, Ctrl+drag = box fit. Auto-Annotation + Auto-Accept on (once).")
+COMMAND_PLACEHOLDER = "a++  e-  d+  x=412  f  n  c3  r  u  ?   (Enter)"
+
+
+def _fmt(value: float) -> str:
+    """A number as short text: 360.0 -> '360', 0.001 -> '0.001'."""
+    return f"{value:.10g}"
+
+
+def _el(parent: ET.Element | None, tag: str, **attrs: str) -> ET.Element:
+    """Append an element; attribute names are given in camelCase as Label Studio documents them."""
+    attrs = {k: v for k, v in attrs.items() if v is not None}
+    return ET.Element(tag, attrs) if parent is None else ET.SubElement(parent, tag, attrs)
+
+
+def _section(parent: ET.Element, text: str) -> None:
+    _el(parent, "Header", value=text, size="6", style=SECTION_STYLE)
+
+
+def _labels(parent: ET.Element, tag: str, name: str, labels: list[str], **attrs: str) -> None:
+    group = _el(parent, tag, name=name, toName=L.IMAGE, **attrs)
+    for label in labels:
+        _el(group, "Label", value=label, background=L.LABEL_COLOURS[label],
+            hotkey=L.LABEL_HOTKEYS[label])
+
+
+def _image_column(root: ET.Element) -> None:
+    left = _el(root, "View", style=LEFT_STYLE)
+    _el(left, "Image", name=L.IMAGE, value=f"${L.DATA_IMAGE}", zoom="true", zoomControl="true",
+        maxWidth="100%")
+    # Smart-only and label-less: the only box / key point tools are the ones that call the
+    # backend, Label Studio's tool keys R / K select them, and a drag / click draws at once.
+    _el(left, "Rectangle", name=L.BOX, toName=L.IMAGE, smart="true", smartOnly="true",
+        strokeColor=L.BOX_COLOUR, fillColor=L.BOX_COLOUR, strokeWidth="2", opacity="0.15")
+    _el(left, "KeyPoint", name=L.CENTRE, toName=L.IMAGE, smart="true", smartOnly="true",
+        fillColor=L.CENTRE_COLOUR, strokeWidth="4")
+    # The overlay's brush labels are only there to hold the backend's regions: their chips are
+    # hidden so that nobody starts painting by clicking one (the regions panel names them).
+    row = _el(left, "View", style="display: none")
+    _labels(row, "BrushLabels", L.OVERLAY, [L.MESH_LABEL, L.EDGES_LABEL])
+
+
+def numbers_for(photo_size: tuple[int, int] | None = None) -> tuple[L.NumberSpec, ...]:
+    """L.NUMBERS, with the px / py ranges made for photos up to ``photo_size`` (W, H)."""
+    if photo_size is None:
+        return L.NUMBERS
+    ranges = {"px": L.pixel_range(photo_size[0]), "py": L.pixel_range(photo_size[1])}
+    return tuple(dataclasses.replace(spec, min=ranges[spec.name][0], max=ranges[spec.name][1])
+                 if spec.name in ranges else spec for spec in L.NUMBERS)
+
+
+def _number_rows(parent: ET.Element, numbers: tuple[L.NumberSpec, ...]) -> None:
+    grid = _el(parent, "View", style=NUMBER_ROW_STYLE)
+    for spec in numbers:
+        unit = f" ({spec.unit})" if spec.unit else ""
+        _el(grid, "Header", value=f"{spec.name}{unit}", size="6", style=SMALL)
+        _el(grid, "Number", name=spec.name, toName=L.IMAGE, slider="true", min=_fmt(spec.min),
+            max=_fmt(spec.max), step=_fmt(L.number_step(spec)),
+            hotkey=L.NUMBER_HOTKEYS[spec.name])
+
+
+def _choices(parent: ET.Element, name: str, labels, hotkeys: dict[str, str], title: str) -> None:
+    keys = "/".join(hotkeys[lab.value] for lab in labels)
+    _section(parent, title)  # Label Studio shows each option's hotkey next to it
+    group = _el(parent, "Choices", name=name, toName=L.IMAGE, choice="single-radio",
+                required="true", requiredMessage=f"{title}: choose one (keys {keys}).",
+                layout="inline")
+    for lab in labels:
+        _el(group, "Choice", value=lab.value, hotkey=hotkeys[lab.value], hint=lab.hint or None)
+
+
+def _control_column(root: ET.Element, numbers: tuple[L.NumberSpec, ...]) -> None:
+    right = _el(root, "View", style=RIGHT_STYLE)
+    _el(right, "Header", value=f"${L.DATA_INSTRUCTIONS}", size="6", style=SMALL + "; color: #B00020")
+    # smartOnly: Enter calls the backend even with Label Studio's Auto-Annotation toggle off.
+    _el(right, "TextArea", name=L.COMMAND, toName=L.IMAGE, rows="1", smartOnly="true",
+        placeholder=COMMAND_PLACEHOLDER)
+    _el(right, "Header", value=HINT_TEXT, size="6", style=HINT)
+    _number_rows(right, numbers)
+    # The required judgements before the CAD gallery, whose length depends on the category.
+    _choices(right, L.QUALITY, QUALITY_LABELS, L.QUALITY_HOTKEYS, "Object quality")
+    _choices(right, L.DENSE, DENSE_LABELS, L.DENSE_HOTKEYS, "Dense scene")
+    _section(right, "CAD model")
+    _el(right, "Choices", name=L.CAD, toName=L.IMAGE, value=f"${L.DATA_CAD_OPTIONS}",
+        choice="single-radio", layout="inline")
+
+
+def build_config(photo_size: tuple[int, int] | None = None) -> str:
+    """The labeling config XML text (ends with a newline); ``photo_size`` (W, H): the largest
+    photo the px / py sliders must cover (default L.PHOTO_SIZE)."""
+    root = _el(None, "View", style=ROOT_STYLE)
+    _image_column(root)
+    _control_column(root, numbers_for(photo_size))
+    ET.indent(root, space="  ")
+    comment = ("<!-- Generated by scripts/make_labeling_config.py from pose6d/labeling.py and "
+               "pose6d/labels.py. Do not edit by hand. -->\n")
+    return comment + ET.tostring(root, encoding="unicode") + "\n"
