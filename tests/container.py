@@ -43,6 +43,7 @@ ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 STANDIN_PACKAGES = ("python3", "python3-venv", "python3-pip", "ca-certificates")
 STANDIN_LABEL = "pose6d.standin"
+REPORT: list[str] = []  # what the container tests saw; tests/conftest.py prints it at the end
 
 # Debian's Docker images (debuerreotype): apt keeps no .deb files or caches, no translations, and
 # the slim variants install no documentation. The stand-in gets the same files.
@@ -131,7 +132,8 @@ def debian_mirror(suite: str, roots: tuple[Path, ...] = (Path("/etc/apt"),)) -> 
                         fields[key] = value.strip()
                 if fields.get("enabled", "yes").lower() == "no":
                     continue
-                if "deb" in fields.get("types", "").split() and suite in fields.get("suites", "").split():
+                types, suites = fields.get("types", "").split(), fields.get("suites", "").split()
+                if "deb" in types and suite in suites:
                     uris = fields.get("uris", "").split()
                     if uris:
                         return uris[0]
@@ -152,7 +154,8 @@ class Podman:
         # storage path so that two POSE6D_HOMEs do not share it. Podman records both paths in its
         # database, so they must stay the same between runs.
         key = hashlib.sha256(str(self.storage).encode()).hexdigest()[:12]
-        run = Path("/run") if os.geteuid() == 0 else Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir())
+        run = Path("/run") if os.geteuid() == 0 else \
+            Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir())
         self.runroot = run / f"pose6d-podman-{key}"
         self.log = log
         self.global_args = [self.exe, "--root", str(self.storage), "--runroot", str(self.runroot),
@@ -255,6 +258,25 @@ class Podman:
 
     def remove_container(self, name: str) -> None:
         self("rm", "-f", "-t", "5", name, check=False, timeout=120)
+
+    def remove_orphans(self, prefix: str) -> None:
+        """Remove containers named ``<prefix><pid>`` whose process is gone: a test run that was
+        killed leaves its detached container running."""
+        names = self.text("ps", "-a", "--filter", f"name=^{prefix}", "--format", "{{.Names}}")
+        for name in names.split():
+            pid = name[len(prefix):]
+            if pid.isdigit() and not _alive(int(pid)):
+                self.remove_container(name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _slim(root: Path) -> None:

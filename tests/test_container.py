@@ -25,21 +25,31 @@ import pytest
 import requests
 
 from checks import wait_for
-from container import IMAGE, ULIMITS, Podman, PodmanUnusable, dockerfile_base, dockerfile_user
+from container import IMAGE, REPORT, ULIMITS, Podman, PodmanUnusable, dockerfile_base, dockerfile_user
 from ml_backend.launcher import free_port
 from pose6d import labeling
 from pose6d.dataset import SYNCED, Dataset, read_record
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.container
+CONTAINER_PREFIX = "pose6d-test-"  # + the test process's pid
 MAX_IMAGE_MB = 825  # half of the 1.65 GB the image was with every declared dependency
 UNUSED = ("pandas", "cv2", "IPython", "ipywidgets", "nbformat", "sklearn", "matplotlib")
 IMPORTS = ("import ml_backend._wsgi, ml_backend.__main__, ml_backend.sync, gunicorn.app.base; "
            "import open3d.t.geometry; from label_studio_sdk.label_interface import LabelInterface")
 
 
+def say(line: str) -> None:
+    """Printed (pytest -s) and repeated in the session's summary (tests/conftest.py)."""
+    print(f"\n[container] {line}")
+    REPORT.append(line)
+
+
 @pytest.fixture(scope="module")
 def podman() -> Podman:
+    if os.geteuid() != 0:  # CI runs as root; rootless podman would need subuid mappings
+        pytest.skip("the container tests run as root (debootstrap of the base image, chown of "
+                    "annotations_new/ to the image's uid, podman's rootful storage)")
     try:
         podman = Podman()
         podman.check_usable()
@@ -54,13 +64,13 @@ def podman() -> Podman:
 def image(podman: Podman) -> dict:
     """docker/Dockerfile built (layers cached in $POSE6D_HOME/podman); its inspect data."""
     try:
-        print(f"\n[container] {podman.ensure_standin()}")
+        say(podman.ensure_standin())
     except PodmanUnusable as exc:
         pytest.skip(str(exc))
     seconds = podman.build(IMAGE)
     info = podman.inspect_image(IMAGE)
-    print(f"[container] {IMAGE} built from docker/Dockerfile (FROM {dockerfile_base()}, "
-          f"podman build --format docker) in {seconds:.0f} s: {info['Size'] / 1e6:.0f} MB")
+    say(f"{IMAGE} built from docker/Dockerfile (FROM {dockerfile_base()}, "
+        f"podman build --format docker) in {seconds:.0f} s: {info['Size'] / 1e6:.0f} MB")
     return info
 
 
@@ -80,7 +90,7 @@ def demo_data(tmp_path_factory, image_user) -> Path:
     root = tmp_path_factory.mktemp("container") / "demo"
     subprocess.run([sys.executable, "scripts/make_demo_dataset.py", "--out", str(root),
                     "--objects", "8", "--quiet"], cwd=REPO, check=True, umask=0o022,
-                   env=dict(os.environ, PYTHONPATH=str(REPO)))
+                   stdout=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=str(REPO)))
     (root / SYNCED).mkdir()
     os.chown(root / SYNCED, *image_user)
     return root
@@ -121,8 +131,9 @@ class Backend:
 def backend(podman: Podman, image: dict, demo_data: Path, postgres_server):
     """The image running as docker-compose.yml runs it, on loopback (--network host)."""
     store_url = postgres_server.create_database("pose6d_container")
-    port, name = free_port(), f"pose6d-test-{os.getpid()}"
+    port, name = free_port(), f"{CONTAINER_PREFIX}{os.getpid()}"
     auth = ("labelstudio", secrets.token_hex(12))
+    podman.remove_orphans(CONTAINER_PREFIX)
     podman.remove_container(name)
     podman("run", "-d", "--name", name, *ULIMITS, "--network", "host",
            "--read-only", "--read-only-tmpfs=false", "--tmpfs", "/tmp",  # compose: read_only, tmpfs
@@ -133,7 +144,7 @@ def backend(podman: Podman, image: dict, demo_data: Path, postgres_server):
     server = Backend(podman, name, port, demo_data, auth, store_url)
     try:
         health = server.wait_healthy()
-        print(f"[container] {name} ({IMAGE}, user {dockerfile_user()}) /health: {health}")
+        say(f"{name} ({IMAGE}, user {dockerfile_user()}) /health: {health}")
         yield server
     finally:
         podman.remove_container(name)
@@ -160,7 +171,8 @@ def test_health_setup_and_predict(backend):
     schema = (REPO / "labeling_config/pose6d.xml").read_text()
     res = backend.post("/setup", {"project": "1.1", "schema": schema})
     assert res.status_code == 200 and res.json()["model_version"], res.text
-    res = backend.post("/setup", {"project": "1.1", "schema": "<View><Image name='image' value='$image'/></View>"})
+    no_pose = "<View><Image name='image' value='$image'/></View>"
+    res = backend.post("/setup", {"project": "1.1", "schema": no_pose})
     assert res.status_code == 400 and "azimuth" in res.json()["error"]
     tasks = demo_tasks(backend.dataset)
     assert len(tasks) == 8
@@ -172,6 +184,16 @@ def test_health_setup_and_predict(backend):
     for pred in results:
         regions = {item["id"]: item for item in pred["result"] if item["type"] == "brushlabels"}
         assert regions[labeling.MESH_REGION_ID]["value"]["rle"], "no overlay mask"
+    # live refinement: a command, its state kept in the PostgreSQL store
+    from backend_helpers import command_context, interactive_body, numbers_of
+
+    shown = numbers_of(results[0]["result"])
+    cad = next(r for r in results[0]["result"] if r["from_name"] == labeling.CAD)
+    cad = int(cad["value"]["choices"][0])
+    res = backend.post("/predict", interactive_body(tasks[0], command_context(shown, cad, "d++")))
+    assert res.status_code == 200, res.text
+    farther = numbers_of(res.json()["results"][0]["result"])
+    assert farther["distance"] == pytest.approx(shown["distance"] + 1)
 
 
 def synced_event(backend, annotation_id: int, index: int) -> tuple[dict, Path]:
@@ -202,9 +224,9 @@ def test_webhook_syncs_into_postgres_and_the_record_is_the_image_users(backend, 
     assert store_versions(backend.store_url, body["task"]["data"]["object_key"]) == 1
     assert not (backend.data / SYNCED / ".sync.sqlite3").exists()  # the store is PostgreSQL
     info = path.stat()
-    print(f"[container] synced record {path.relative_to(backend.data)}: owner uid {info.st_uid} "
-          f"gid {info.st_gid} (the image's user {dockerfile_user()}: {image_user[0]}), "
-          f"mode {stat.S_IMODE(info.st_mode):o}")
+    say(f"synced record {path.relative_to(backend.data)}: owner uid {info.st_uid} "
+        f"gid {info.st_gid} (the image's user {dockerfile_user()}: {image_user[0]}), "
+        f"mode {stat.S_IMODE(info.st_mode):o}")
     assert (info.st_uid, info.st_gid) == image_user
     assert stat.S_IMODE(info.st_mode) == 0o644  # the container's umask 022, readable by all
     record = read_record(path)
@@ -214,7 +236,7 @@ def test_webhook_syncs_into_postgres_and_the_record_is_the_image_users(backend, 
 def test_image_healthcheck_command(podman, backend):
     proc = podman("healthcheck", "run", backend.name, check=False, timeout=60)
     out = (proc.stdout + proc.stderr).decode(errors="replace").strip()
-    print(f"[container] podman healthcheck run: exit {proc.returncode} {out!r}")
+    say(f"podman healthcheck run: exit {proc.returncode} {out!r}")
     assert proc.returncode == 0, out
 
 
@@ -224,9 +246,30 @@ def test_restart_keeps_records_and_sync_state(podman, backend):
     podman("stop", "-t", "20", backend.name, timeout=120)
     podman("start", backend.name, timeout=120)
     health = backend.wait_healthy()
-    print(f"[container] after stop/start, /health: {health}")
+    say(f"after stop/start, /health: {health}")
     assert path.is_file() and read_record(path).pose.as_degrees()["azimuth"] == pytest.approx(41.0)
     res = backend.post("/webhook", body)  # the store (PostgreSQL) remembers it across the restart
     assert res.status_code == 201 and res.json()["status"] == "duplicate", res.text
     res = backend.post("/predict", {"tasks": demo_tasks(backend.dataset)[:2]})
     assert res.status_code == 200 and all(r["result"] for r in res.json()["results"])
+
+
+def test_debian_mirror_comes_from_the_machines_apt_sources(tmp_path):
+    from container import debian_mirror
+
+    apt = tmp_path / "apt"
+    (apt / "sources.list.d").mkdir(parents=True)
+    assert debian_mirror("bookworm", (apt,)) is None  # debootstrap's default then
+    (apt / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\nURIs: http://security.example/debian-security\nSuites: bookworm-security\n"
+        "Components: main\n\n"
+        "Enabled: no\nTypes: deb\nURIs: http://off.example/debian\nSuites: bookworm\n\n"
+        "# a comment\nTypes: deb deb-src\nURIs: http://mirror.example/debian\n"
+        "Suites: bookworm bookworm-updates\nComponents: main\n")
+    assert debian_mirror("bookworm", (apt,)) == "http://mirror.example/debian"
+    (apt / "sources.list").write_text(
+        "# deb http://commented.example/debian bookworm main\n"
+        "deb-src http://src.example/debian bookworm main\n"
+        "deb [arch=amd64 signed-by=/k.gpg] http://list.example/debian bookworm main\n")
+    assert debian_mirror("bookworm", (apt,)) == "http://list.example/debian"
+    assert debian_mirror("trixie", (apt,)) is None
