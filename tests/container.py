@@ -77,18 +77,12 @@ def pose6d_home() -> Path:
 
 
 def dockerfile_base() -> str:
-    """The Dockerfile's FROM image, fully qualified as podman names it."""
+    """The Dockerfile's FROM image, as written. The stand-in is tagged with this short name, which
+    podman stores as localhost/<name> and resolves FROM <name> to, with nothing pulled."""
     for line in DOCKERFILE.read_text().splitlines():
         if line.upper().startswith("FROM "):
-            name = line.split()[1]
-            break
-    else:
-        raise ValueError(f"{DOCKERFILE} has no FROM line")
-    if "/" not in name:
-        name = "library/" + name
-    if "." not in name.split("/")[0] and ":" not in name.split("/")[0]:
-        name = "docker.io/" + name
-    return name
+            return line.split()[1]
+    raise ValueError(f"{DOCKERFILE} has no FROM line")
 
 
 def dockerfile_user() -> str:
