@@ -4,8 +4,8 @@ from __future__ import annotations
 import ast
 import io
 import os
+import secrets
 import struct
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -21,11 +21,14 @@ MAX_IMAGE_PIXELS = 50_000_000  # 50 MP; ImageNet photos are well under 1 MP
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see either the old or the whole new file.
 
-    Writes a temporary file in the same folder, fsyncs it, then renames it over ``path``.
+    Writes a temporary file in the same folder, fsyncs it, then renames it over ``path``. The
+    file's permissions follow the umask (and a default ACL) like any tool's ``open(path, "w")``:
+    0644 under the usual umask 022, so that other users (a container's, Label Studio's) can read
+    datasets, synced records and exports.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -38,6 +41,21 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def _create_temp(path: Path) -> tuple[int, str]:
+    """A new, empty temporary file beside ``path``: (fd, name). Like tempfile.mkstemp (O_EXCL, a
+    random name) but created with mode 0666, which the kernel reduces by the umask: mkstemp's
+    0600 would make every file the project writes owner-only. Asking for the mode at creation
+    reads no umask (os.umask is process-wide and changing it is not thread-safe)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL  # O_EXCL: never a file (or link) already there
+    for _ in range(100):
+        tmp = os.path.join(path.parent, f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 def save_npz(path: Path, record: Mapping[str, Any]) -> None:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a Debian machine, idempotently:
-#   system packages (Open3D's libraries, Chromium for browser tests, PostgreSQL for the scale path),
+#   system packages (Open3D's libraries, Chromium for browser tests, PostgreSQL for the scale path,
+#   podman + runc + debootstrap to build and run the Docker image: tests/test_container.py),
 #   the project's virtual environment (the project installed editable, with its dev extra) and
 #   Label Studio's own virtual environment.
 # Prints the two interpreters' paths as shell assignments (POSE6D_PYTHON=..., LS_BIN=...).
@@ -11,7 +12,8 @@ home="${POSE6D_HOME:-$HOME/.cache/pose6d}"
 mkdir -p "$home"
 log="$home/setup.log"
 
-apt_packages=(libusb-1.0-0 libgl1 libegl1 libgomp1 libx11-6 chromium chromium-driver postgresql fonts-dejavu-core)
+apt_packages=(libusb-1.0-0 libgl1 libegl1 libgomp1 libx11-6 chromium chromium-driver postgresql fonts-dejavu-core
+              podman runc debootstrap debian-archive-keyring)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -96,3 +97,13 @@ def tiny_dataset(tmp_path: Path) -> Dataset:
 def tiny_keys() -> list[ObjectKey]:
     return [ObjectKey("car", "img_a_1", 0), ObjectKey("car", "img_a_1", 1),
             ObjectKey("punching_bag", "bag_2", 0)]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """What tests/test_container.py saw (the image build, /health, the synced record's owner),
+    shown without -s too."""
+    report = getattr(sys.modules.get("container"), "REPORT", None)
+    if report:
+        terminalreporter.section("container")
+        for line in report:
+            terminalreporter.write_line(line)

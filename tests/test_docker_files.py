@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import fnmatch
 import ipaddress
 import os
 import re
@@ -31,6 +32,7 @@ LS_SITE = Path("/opt/ls-venv/lib/python3.11/site-packages/label_studio")
 SERVICES = {"db", "backend", "label-studio"}
 SECRET_WORDS = ("PASSWORD", "TOKEN", "SECRET")
 TEST_ONLY = {"pytest", "hypothesis", "playwright", "scipy", "pyyaml"}
+IMAGE_REQUIREMENTS = ("docker/requirements-image.txt", "docker/requirements-image-nodeps.txt")
 INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -389,7 +391,8 @@ def test_copy_sources_exist_and_reach_the_build_context():
             parts = [p for p in shlex.split(args) if not p.startswith("--")]
             assert not any(p.startswith("--from") for p in shlex.split(args))
             sources += parts[:-1]
-    assert {"pose6d/", "label_sync/", "ml_backend/", "pyproject.toml", "requirements-backend.txt"} <= set(sources)
+    assert {"pose6d/", "label_sync/", "ml_backend/", "pyproject.toml", *IMAGE_REQUIREMENTS} \
+        <= set(sources)
     for source in sources:
         path = REPO / source
         assert path.exists(), f"COPY source {source} is not in the repository"
@@ -424,10 +427,48 @@ def test_backend_requirements_cover_imports_and_skip_test_tools():
     assert not missing, f"requirements-backend.txt lacks {sorted(missing)}"
 
 
+def requirement_specs(path: Path) -> dict[str, str]:
+    """{lower-case distribution name: version specifier} of a requirements file."""
+    out = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            name = re.split(r"[<>=!~\[ ;]", line, maxsplit=1)[0]
+            out[name.lower()] = line[len(name):].replace(" ", "")
+    return out
+
+
+def test_image_requirements_are_the_backends_minus_unused_dependencies():
+    """The image installs docker/requirements-image*.txt, not requirements-backend.txt: the same
+    packages and versions (tqdm aside: only make_demo_dataset's progress bar uses it), with
+    open3d-cpu and label-studio-sdk installed --no-deps (their imports' needs listed instead)."""
+    backend = requirement_specs(REPO / "requirements-backend.txt")
+    image = requirement_specs(REPO / IMAGE_REQUIREMENTS[0])
+    nodeps = requirement_specs(REPO / IMAGE_REQUIREMENTS[1])
+    assert set(nodeps) == {"open3d-cpu", "label-studio-sdk"}
+    assert not set(image) & set(nodeps)
+    for name, spec in backend.items():
+        if name != "tqdm":
+            assert {**image, **nodeps}.get(name) == spec, f"{name}{spec} differs in the image"
+    assert not set(image) & TEST_ONLY
+    run = [args for name, args in dockerfile_instructions() if name == "RUN" and "pip install" in args][0]
+    assert f"pip install -r {IMAGE_REQUIREMENTS[0]}" in run
+    assert f"pip install --no-deps -r {IMAGE_REQUIREMENTS[1]}" in run
+    assert "import open3d" in run and "LabelInterface" in run  # the build checks the imports
+
+
 def apt_packages() -> set[str]:
     run = [args for name, args in dockerfile_instructions() if name == "RUN" and "apt-get install" in args][0]
     words = run.split("apt-get install", 1)[1].split("&&")[0].split()
     return {w for w in words if not w.startswith("-")}
+
+
+def dpkg_excludes() -> list[str]:
+    """The Dockerfile's dpkg path-exclude patterns (printf 'path-exclude=PREFIX%s\\n' 'a' 'b')."""
+    run = [args for name, args in dockerfile_instructions() if name == "RUN" and "path-exclude" in args][0]
+    words = shlex.split(run.split("&&")[0])
+    prefix = words[1].split("=", 1)[1].split("%s")[0]
+    return [prefix + word for word in words[2:words.index(">")]]
 
 
 def test_apt_packages_cover_open3d_libraries():
@@ -451,6 +492,8 @@ def test_apt_packages_cover_open3d_libraries():
     provided = {line.strip() for line in closure.splitlines() if not line.startswith(" ")}
     base = {"libc6", "libgcc-s1", "libstdc++6"}  # in python:3.11-slim-bookworm (apt needs them)
     assert needed - provided - base == set()
+    excluded = dpkg_excludes()  # Mesa's drivers, left out of the image: none of these libraries
+    assert excluded and not [p for p in system if any(fnmatch.fnmatch(p, e) for e in excluded)]
     assert {"libusb-1.0-0", "libgl1", "libegl1", "libx11-6"} <= apt_packages()
 
 

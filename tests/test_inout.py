@@ -45,3 +45,27 @@ def test_object_keys_are_canonical(text):
     with pytest.raises(DataError):
         ObjectKey.parse(text)
     assert str(ObjectKey.parse("car/a_b_10")) == "car/a_b_10"
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)],
+                         ids=["umask022", "umask077", "umask002"])
+def test_written_files_follow_the_umask(tmp_path, umask, mode):
+    """Atomic writes (records, images, exports, demo datasets) get the mode any tool would, not
+    mkstemp's owner-only 0600, which a container's user or Label Studio's could not read."""
+    import os
+    import stat
+
+    from pose6d.inout import atomic_write_bytes, write_image
+
+    old = os.umask(umask)
+    try:
+        atomic_write_bytes(tmp_path / "sub" / "a.bin", b"x")
+        atomic_write_bytes(tmp_path / "sub" / "a.bin", b"replaced")  # a rewrite too
+        save_npz(tmp_path / "r.npz", {"a": np.ones(2)})
+        write_image(tmp_path / "i.png", np.zeros((2, 2, 3), np.uint8))
+    finally:
+        os.umask(old)
+    for name in ("sub/a.bin", "r.npz", "i.png"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
+    assert (tmp_path / "sub/a.bin").read_bytes() == b"replaced"
+    assert sorted(p.name for p in tmp_path.rglob("*.tmp")) == []  # no temporary file left
