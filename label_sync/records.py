@@ -29,6 +29,15 @@ from pose6d.tasks import TaskError, task_object_key
 from label_sync.database import canonical_json
 
 
+# Set on a webhook's annotation by the service before syncing: was the submitted pose drawn for
+# the annotator (True / False)? Kept in the record as ``pose_rendered`` (journaled with the event,
+# so a retried event keeps it); absent when nobody could tell (an annotation made by the API).
+POSE_RENDERED = "pose6d_pose_rendered"
+# Likewise the annotator's email when the service knows it (Label Studio's webhook names the
+# user by id only): kept as ``annotator_email``.
+ANNOTATOR_EMAIL = "pose6d_annotator_email"
+
+
 class SyncRejected(BadInput):
     """An annotation that must not reach the dataset (HTTP 422); the message says why.
 
@@ -149,6 +158,10 @@ def annotation_record(annotation: dict, task: dict, initial: ObjectRecord,
     updated_at, _ = parse_updated_at(annotation.get("updated_at"))
     extra = {name: initial.extra.get(name, data.get(name)) for name in ("bbox", "width", "height")}
     extra = {name: value for name, value in extra.items() if value is not None}
+    if isinstance(annotation.get(POSE_RENDERED), bool):
+        extra["pose_rendered"] = annotation[POSE_RENDERED]
+    if isinstance(annotation.get(ANNOTATOR_EMAIL), str):
+        extra["annotator_email"] = annotation[ANNOTATOR_EMAIL][:254]
     extra.update(annotator=annotator_of(annotation), object_status=codes[QUALITY],
                  dense=codes[DENSE], ls_annotation_id=ls_id(annotation.get("id")),
                  ls_task_id=ls_id(task.get("id")), ls_project_id=ls_id(annotation.get("project")),

@@ -4,7 +4,9 @@ One row per object (newest label) or per annotation (--all-annotations). Columns
 object_key, category, image, k; pose in degrees (*_deg) and radians (*_rad), distance (CAD
 units), px, py (pixels), viewport, focal; cad_index; quality / dense as shown in Label Studio
 and their dataset codes (object_status / dense_code); skipped (1 = the annotator skipped it: the
-pose is the initial one); annotator; Label Studio ids (-1 = unknown); updated_at (ISO 8601 UTC).
+pose is the initial one); annotator (Label Studio's user id) and annotator_email (when the
+backend learned it); pose_rendered (1 = the submitted pose had been drawn for the annotator,
+0 = not, empty = unknown); Label Studio ids (-1 = unknown); updated_at (ISO 8601 UTC).
 """
 from __future__ import annotations
 
@@ -25,7 +27,16 @@ COLUMNS = ("object_key", "category", "image", "k",
            "azimuth_deg", "elevation_deg", "theta_deg", "azimuth_rad", "elevation_rad", "theta_rad",
            "distance", "px", "py", "viewport", "focal", "cad_index",
            "quality", "object_status", "dense", "dense_code", "skipped", "annotator",
+           "annotator_email", "pose_rendered",
            "ls_project_id", "ls_task_id", "ls_annotation_id", "updated_at")
+
+
+DEGREE_DECIMALS = 10
+
+
+def _flag(value: Any) -> int | str:
+    """1 / 0, or "" when unknown."""
+    return "" if value is None else int(bool(value))
 
 
 def _label_value(code: str, to_value) -> str:
@@ -41,7 +52,9 @@ def table_row(label: Label) -> dict[str, Any]:
     rad = pose.as_radians()
     row: dict[str, Any] = {"object_key": str(label.key), "category": label.key.category,
                            "image": label.key.name, "k": label.key.k}
-    row.update({f"{n}_deg": math.degrees(rad[n]) for n in ANGLE_NAMES})
+    # Degrees as people typed them (15.26, not 15.259999999999998: the radians' float noise);
+    # the radians columns stay exact.
+    row.update({f"{n}_deg": round(math.degrees(rad[n]), DEGREE_DECIMALS) for n in ANGLE_NAMES})
     row.update({f"{n}_rad": rad[n] for n in ANGLE_NAMES})
     row.update(distance=pose.distance, px=pose.px, py=pose.py, viewport=pose.viewport,
                focal=pose.focal, cad_index=int(label.record.cad_index),
@@ -50,13 +63,16 @@ def table_row(label: Label) -> dict[str, Any]:
                object_status=label.object_status,
                dense=_label_value(label.dense, dense_value), dense_code=label.dense,
                skipped=int(label.skipped), annotator=label.annotator,
+               annotator_email=str(label.record.extra.get("annotator_email", "")),
+               pose_rendered=_flag(label.record.extra.get("pose_rendered")),
                ls_project_id=label.project_id, ls_task_id=label.task_id,
                ls_annotation_id=label.annotation_id, updated_at=label.updated_at)
     return {c: row[c] for c in COLUMNS}
 
 
 def table_bytes(rows: list[dict[str, Any]]) -> tuple[bytes, bytes]:
-    """(CSV, JSON lines) of the rows; floats written with repr precision (exact round trip)."""
+    """(CSV, JSON lines) of the rows; floats written with repr precision (radians round-trip
+    exactly; degrees are rounded to DEGREE_DECIMALS)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()

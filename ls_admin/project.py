@@ -28,6 +28,7 @@ from label_studio_sdk.core.api_error import ApiError
 from ls_admin.connection import AdminError, api_error_text
 from pose6d.dataset import INITIAL, Dataset, ObjectKey
 from pose6d.errors import DataError
+from pose6d.cad_gallery import THUMBNAILS, write_thumbnails
 from pose6d.labeling_config import build_config
 from pose6d.tasks import LOCAL_FILES_PREFIX, TaskError, object_task
 
@@ -52,7 +53,8 @@ class SetupOptions:
     limit: int | None = None
     batch_size: int = 500
     image_url_prefix: str | None = None  # None: Label Studio local files on the data root
-    predictions: bool = True
+    predictions: bool = False  # True: import the initial pose as a prediction (pose6d.tasks)
+    pictures: bool = True  # the CAD choice shows the models' pictures (pose6d.cad_gallery)
     progress: bool = True
     backend_auth: tuple[str, str] | None = None  # (user, password) when the backend uses basic auth
 
@@ -373,10 +375,19 @@ def setup_project(client: LabelStudio, options: SetupOptions, base_url: str) -> 
     else:
         report.steps.append(f"images: URLs {prefix}<path below the data root>")
 
+    if options.pictures:
+        try:
+            written = write_thumbnails(dataset, {k.category for k in keys}, progress=options.progress)
+        except (OSError, DataError) as exc:
+            raise AdminError(f"cannot write the CAD pictures under {dataset.root}: {exc} "
+                             "(or pass --no-pictures)") from None
+        report.steps.append(f"CAD pictures: {written} written under {dataset.root / THUMBNAILS}")
+
     present = existing_object_keys(client, project.id)
     total = len(keys) if options.limit is None else min(len(keys), options.limit)
     bar = tqdm(total=total, desc="import", unit="obj", file=sys.stderr, disable=not options.progress)
-    kwargs = {"image_url_prefix": prefix, "predictions": options.predictions}
+    kwargs = {"image_url_prefix": prefix, "predictions": options.predictions,
+              "pictures": options.pictures}
     tasks = new_tasks(dataset, keys, present, options.limit, report, kwargs, lambda: bar.update())
     start = time.perf_counter()
     try:
@@ -384,8 +395,7 @@ def setup_project(client: LabelStudio, options: SetupOptions, base_url: str) -> 
     finally:
         bar.close()
     report.import_seconds = time.perf_counter() - start
-    # The backend's title as the project's model version: opening a task asks the backend for its
-    # prediction (the same pose plus the rendered overlay), which is what annotators then see.
-    # The imported predictions stay stored: the pretrained pose, for exports and reports.
+    # The backend's title as the project's model version: Label Studio prefers its predictions
+    # (the pose plus the rendered overlay) over imported ones, which lack the overlay.
     set_prediction_version(client, project, ml.title)
     return report

@@ -60,9 +60,29 @@ def load_inputs(dataset: Dataset, client: Any = None, project_id: int | None = N
                             user_names(client))
     stored = store_labels(dataset, store_url)
     if stored is not None:
-        return ReportInputs(f"sync store of {dataset.root}", stored, True, initial, gt)
-    return ReportInputs(f"{dataset.root}/annotations_new", labels_from_synced(dataset), False,
-                        initial, gt)
+        return ReportInputs(f"sync store of {dataset.root}", stored, True, initial, gt,
+                            emails_of(stored))
+    synced = labels_from_synced(dataset)
+    return ReportInputs(f"{dataset.root}/annotations_new", synced, False, initial, gt,
+                        emails_of(synced))
+
+
+def emails_of(labels: list[Label]) -> dict[str, str]:
+    """{annotator id: email} from the records (the backend stores the email when it knows it)."""
+    return {lab.annotator: str(lab.record.extra["annotator_email"]) for lab in labels
+            if lab.record.extra.get("annotator_email")}
+
+
+def unseen_poses(inputs: ReportInputs) -> list[dict[str, Any]]:
+    """Submitted labels whose pose had not been drawn for the annotator (``pose_rendered`` False
+    in the record): the overlay they saw showed something else; worth a second look."""
+    return [{"object": str(lab.key), "annotator": inputs.names.get(lab.annotator, lab.annotator),
+             "annotation": lab.annotation_id} for lab in inputs.labels
+            if not lab.skipped and _is_false(lab.record.extra.get("pose_rendered"))]
+
+
+def _is_false(value: Any) -> bool:
+    return value is not None and not bool(value)
 
 
 def _deg(errors: list[float]) -> list[float]:
@@ -179,7 +199,8 @@ def build_report(inputs: ReportInputs, qualify_acc: float = QUALIFY_ACC,
     return {"source": inputs.source, "all_annotations": inputs.all_annotations,
             "progress": progress(inputs), "model": model_accuracy(inputs),
             "agreement": agreement(inputs),
-            "ground_truth": ground_truth_accuracy(inputs, qualify_acc, qualify_min)}
+            "ground_truth": ground_truth_accuracy(inputs, qualify_acc, qualify_min),
+            "unseen": unseen_poses(inputs)}
 
 
 # --- Terminal summary. ---
@@ -229,4 +250,8 @@ def format_summary(report: dict[str, Any]) -> str:
             lines.append(f"  {r['annotator']:<24} {_metrics(r)}  quality agrees "
                          f"{_pct(r['quality_agreement']).strip()}  "
                          f"{'QUALIFIED' if r['qualified'] else 'not qualified'}")
+    unseen = report.get("unseen") or []
+    lines.append(f"poses submitted without being drawn for the annotator: {len(unseen)}")
+    for r in unseen:
+        lines.append(f"  {r['object']:<32} by {r['annotator']} (annotation {r['annotation']})")
     return "\n".join(lines)

@@ -174,5 +174,14 @@ def render_html(report: dict[str, Any]) -> str:
             parts.append(accuracy_bars(per, "annotators against ground truth"))
         if any(g["errors_deg"].values()):
             parts.append(histogram(g["errors_deg"], "annotators against ground truth: rotation error"))
+    unseen = report.get("unseen") or []
+    parts.append("<h2>Poses submitted without being drawn</h2>")
+    if unseen:
+        parts += ["<p class=note>The overlay the annotator saw showed another pose or CAD model "
+                  "than the one submitted: worth a second look.</p>",
+                  table(unseen, [("object", "object"), ("annotator", "annotator"),
+                                 ("annotation", "annotation")])]
+    else:
+        parts.append("<p class=note>None: every submitted pose had been drawn.</p>")
     return ("<!doctype html><html><head><meta charset=utf-8><title>pose6d report</title>"
             f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>")

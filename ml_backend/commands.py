@@ -6,10 +6,16 @@ Tokens run left to right, separated by spaces or commas:
   a=30 x=412      set a value
   f               flip: azimuth + 180 (the most common model error)
   n  p  c3        next / previous CAD model, or model 3
-  r               reset to the model's initial pose and CAD
+  q1 .. q4        object quality: good, partially visible, barely visible, bad quality - no object
+  dn  dy          dense scene: no / yes
+  o  o=tint       next overlay style (edges, tint, solid, off), or that one
+  r               reset to the model's initial pose and CAD model
   u               undo the last change (repeatable)
-  .               re-render at the values shown (after moving a slider or clicking a model)
+  .               re-render at the values shown (after clicking a model in the gallery)
   ?               show this cheat sheet in the box
+
+A value outside its range (elevation -90..90, distance and the centre within the labeling
+config's limits) is an error that changes nothing: it is never clamped.
 
 Label Studio keeps the submitted lines in the box until our answer clears it; when answers
 cross (it applies only the newest), the next call carries every unanswered line, so no command
@@ -20,7 +26,9 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from pose6d.labeling import NUMBER_SPECS
+from pose6d.errors import BadInput
+from ml_backend.overlay_regions import OVERLAY_STYLES
+from pose6d.labeling import DENSE_VALUES, NUMBER_SPECS, QUALITY_VALUES
 
 AXES = {"a": "azimuth", "e": "elevation", "t": "theta", "d": "distance", "x": "px", "y": "py"}
 ERROR_MARK = "\u26a0"  # the backend's error messages start with this; it is never a command
@@ -28,25 +36,32 @@ INFO_MARK = "\u2139"  # the backend's notes (help, warnings that changed nothing
 # One line per topic, shown by "?" (and in README "Annotating").
 _A, _D, _X = NUMBER_SPECS["azimuth"], NUMBER_SPECS["distance"], NUMBER_SPECS["px"]
 CHEAT_SHEET = (
-    "a e t d x y = azimuth elevation theta distance px py",
-    f"a+ a- fine ({_A.fine:g} deg, {_D.fine:g}, {_X.fine:g} px) / a++ a-- coarse ({_A.coarse:g} deg, "
-    f"{_D.coarse:g}, {_X.coarse:g} px) / a+7 by 7 / a=30 set",
-    "f flip 180 / n p c3 model / r reset / u undo / . render shown values",
+    f"a e t d x y: a+ a- fine ({_A.fine:g} deg, {_D.fine:g}, {_X.fine:g} px), a++ a-- coarse "
+    f"({_A.coarse:g} deg, {_D.coarse:g}, {_X.coarse:g} px), a+7, a=30",
+    "f flip / n p c3 model / q1-q4 quality / dn dy dense / o overlay / r reset / u undo",
+    "submit: Tab, then Ctrl+Enter",
 )
+
 _STEP = re.compile(r"^([aetdxy])(\+\+|--|\+|-)$")
 _DELTA = re.compile(r"^([aetdxy])([+-]\d+(?:\.\d*)?|[+-]\.\d+)$")
 _SET = re.compile(r"^([aetdxy])=(-?\d+(?:\.\d*)?|-?\.\d+)$")
 _CAD = re.compile(r"^c=?(\d{1,6})$")  # a CAD index, not a number that overflows int()
+_QUALITY = re.compile(r"^q([1-%d])$" % len(QUALITY_VALUES))
+_OVERLAY = re.compile(r"^o=(\w+)$")
 
 
-class CommandError(ValueError):
-    """A token that is not a command; the message says which and how to write one."""
+class CommandError(BadInput):
+    """A token that is not a command, or a value out of range; the message says which."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Command:
-    kind: str  # add | set | flip | cad_next | cad_prev | cad_set | reset | undo | refresh | help
-    name: str = ""  # pose value name for add / set
+    """kind: add | set | flip | cad_next | cad_prev | cad_set | reset | undo | refresh | help |
+    quality | dense | overlay. name: the pose value (add / set), the label (quality / dense) or
+    the overlay style ("" = the next one)."""
+
+    kind: str
+    name: str = ""
     value: float = 0.0
 
 
@@ -75,4 +90,16 @@ def _parse_token(tok: str) -> Command:
         return Command("set", AXES[m.group(1)], float(m.group(2)))
     if m := _CAD.match(tok):
         return Command("cad_set", value=float(m.group(1)))
-    raise CommandError(f"unknown command {tok!r} (try a++ e- d+ x-- a=30 f n p c2 r u, ? for help)")
+    if m := _QUALITY.match(tok):
+        return Command("quality", QUALITY_VALUES[int(m.group(1)) - 1])
+    if tok in ("dn", "dy"):
+        return Command("dense", DENSE_VALUES[tok == "dy"])
+    if tok == "o":
+        return Command("overlay")
+    if m := _OVERLAY.match(tok):
+        if m.group(1) not in OVERLAY_STYLES:
+            raise CommandError(f"unknown overlay style {m.group(1)!r} "
+                               f"(o={' o='.join(OVERLAY_STYLES)})")
+        return Command("overlay", m.group(1))
+    raise CommandError(f"unknown command {tok[:40]!r} (try a++ e- d+ x-- a=30 f n c2 q1 dn o r u, "
+                       "? for help)")

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from label_sync.engine import SyncService
+from label_sync.records import ANNOTATOR_EMAIL, POSE_RENDERED
 from label_sync.store import default_store_url
 from pose6d.cad_library import CadError, CadLibrary
 from pose6d.camera import InvalidPoseError, Pose
@@ -19,7 +20,7 @@ from pose6d.labeling import box_region, choice_result, pose_results, shown_pose
 from pose6d.labeling_config import missing_tags
 from pose6d.tasks import TaskError, task_object_key
 
-from ml_backend.overlay_regions import overlay_regions
+from ml_backend.overlay_regions import DEFAULT_STYLE, overlay_regions
 from ml_backend.pose_source import TaskContext, make_pose_source
 from ml_backend.refinement import Refinement
 from ml_backend.refinement_state import RefinementStore
@@ -92,17 +93,25 @@ class Pose6DModel:
     def fit(self, event: str, data: dict, **kwargs) -> dict:
         """Label Studio's webhook events: sync annotations back to the dataset.
 
+        A submitted annotation is marked with whether its pose was drawn for the annotator
+        (``POSE_RENDERED``, journaled with the event) and ends its live-refinement chain.
         Label Studio never resends a webhook, so events whose write failed earlier (disk full,
-        read-only dataset) are retried here, at most every RETRY_FAILED_S; a submitted
-        annotation also ends the task's live-refinement chain (the next annotator starts afresh).
+        read-only dataset) are retried here, at most every RETRY_FAILED_S.
         """
+        annotation, task = data.get("annotation"), data.get("task")
+        single = event in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED") \
+            and isinstance(annotation, dict) and isinstance(task, dict)
+        if single:  # what the refinement knows of it, journaled with the event
+            known = {POSE_RENDERED: self.refinement.was_shown(task, annotation),
+                     ANNOTATOR_EMAIL: self.refinement.annotator_of(task, annotation)}
+            data = dict(data, annotation=dict(annotation, **{k: v for k, v in known.items()
+                                                             if v is not None}))
         try:
             return self.sync.handle_event(dict(data, action=event))
         finally:
-            if event in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
-                task_id = _task_id_of(data)
-                if task_id is not None:
-                    self.refinement.forget(task_id)
+            task_id = _task_id_of(data)
+            if single and task_id is not None:
+                self.refinement.forget(task_id, annotation)
             self._retry_failed_if_due()
 
     def _retry_failed_if_due(self) -> None:
@@ -135,14 +144,16 @@ class Pose6DModel:
         return TaskContext(key, initial, width, height)
 
     def pose_prediction(self, key: ObjectKey, pose: Pose, cad_index: int, width: int, height: int,
-                        bbox=None, extra: list[dict] | None = None) -> list[dict]:
-        """Result list for a pose: six Numbers, CAD choice, box and the overlay at ``shown_pose``."""
+                        bbox=None, extra: list[dict] | None = None,
+                        style: str = DEFAULT_STYLE) -> list[dict]:
+        """Result list for a pose: six Numbers, CAD choice, box and the overlay at ``shown_pose``
+        in the overlay ``style``."""
         shown = shown_pose(pose)
         try:
             mesh = self.cad.mesh(key.category, cad_index)
         except CadError as exc:
             raise TaskError(str(exc)) from None
-        regions, _ = overlay_regions(mesh, shown, width, height, self.settings.edge_width)
+        regions, _ = overlay_regions(mesh, shown, width, height, self.settings.edge_width, style)
         results = pose_results(shown) + [choice_result(labeling.CAD, str(cad_index))] + regions
         if bbox is not None:
             results.append(box_region(bbox, width, height))

@@ -1,55 +1,51 @@
 """Live pose refinement: Label Studio calls /predict with ``params.context`` while the annotator
 works (command box submitted, a smart key point clicked, a smart box drawn); we answer with the
-new pose's six Numbers, the CAD choice and the re-rendered overlay (same region ids, so the
-overlay is replaced in place), and clear the command box.
+new pose's six Numbers (read-only: they change only here), the CAD choice, the re-rendered
+overlay (same region ids, so it is replaced in place), the quality / dense choices a command set,
+and clear the command box.
 
-What Label Studio 1.23.2 sends and does (read in its frontend source, seen in a browser; README
-"Annotating"):
+What Label Studio 1.23.2 sends and does (docs/label_studio_notes.md):
 - command box (TextArea, Enter): ``context.result`` holds every whole-image classification as
-  shown (the six Numbers, unsaved slider moves included, the Choices, the box's text lines);
+  shown (the six Numbers, the Choices, the box's text lines, with the id the browser gave the
+  box's result in this annotation);
 - smart key point / rectangle: only the drawn region(s) of that tool (no Numbers): the pose
-  shown is then the last one we answered for the task, or, in a fresh process, the user's
-  draft or newest annotation in ``tasks[0]``, else the initial pose;
+  shown is then the last one of the annotation's chain;
 - only the newest call's answer is applied; the box keeps the text of unanswered calls, so a
-  later call may carry several lines: they are applied to the pose its Numbers show;
-- with Auto-Accept on, accepting our answer deletes the drawn key point / box (they are
-  "dynamic" regions), so neither piles up; the overlay regions keep their ids and are replaced.
+  later call may carry several lines: they are applied to the pose its Numbers show.
 
-Per task the refinement keeps the chain of poses shown (for undo). A call whose Numbers show
-an earlier pose of the chain (its predecessor's answer was never applied) cuts the chain back to
-it, so undo and repeated commands stay right when answers cross. The chain lives in a store
-(refinement_state.py), so every worker and replica shares it.
+Each annotation being edited has its chain of poses shown (refinement_state.py): undo never
+brings back another annotator's pose. A call whose Numbers show an earlier pose of the chain (its
+predecessor's answer was never applied) cuts the chain back to it. A submitted annotation is
+checked against its chain: was its pose drawn for the annotator (``was_shown``)?
 
-The refinement needs only a narrow host (``RefinementHost``: the task's context, the results of
-a pose, the CAD library); the model (model.py) is one.
+The refinement needs only a narrow host (``RefinementHost``); the model (model.py) is one.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
-from typing import Callable, Protocol
-
-import numpy as np
+from typing import Any, Callable, Protocol
 
 from label_sync.database import Database
 from pose6d import labeling
+from pose6d.box_fit import fit_pose_to_box
 from pose6d.cad_library import CadError, CadLibrary
-from pose6d.camera import POSE_NAMES, InvalidPoseError, Pose, project_points
+from pose6d.camera import InvalidPoseError, Pose
 from pose6d.dataset import ObjectKey
+from pose6d.errors import BadInput
 from pose6d.labeling import (AnnotationValues, BOX_TYPES, NUMBER_SPECS, POINT_TYPES,
-                             command_result, read_results, region_box_pixels, region_point_pixels,
-                             shown_pose)
+                             choice_result, command_result, read_results, region_box_pixels,
+                             region_point_pixels, shown_pose)
 from pose6d.labeling_config import number_ranges
 from pose6d.tasks import TaskError
 
-from ml_backend.commands import (CHEAT_SHEET, ERROR_MARK, INFO_MARK, Command, CommandError,
-                                 parse_commands)
+from ml_backend.chain import Chain, State, apply_command, check_ranges
+from ml_backend.commands import CHEAT_SHEET, ERROR_MARK, INFO_MARK, CommandError, parse_commands
+from ml_backend.overlay_regions import DEFAULT_STYLE, OVERLAY_STYLES
 from ml_backend.pose_source import TaskContext
 from ml_backend.refinement_state import Chains
 
 log = logging.getLogger("ml_backend.refinement")
-MAX_HISTORY = 200
 
 
 class RefinementHost(Protocol):
@@ -62,53 +58,9 @@ class RefinementHost(Protocol):
         """The task's object, initial pose and photo size; TaskError when unusable."""
 
     def pose_prediction(self, key: ObjectKey, pose: Pose, cad_index: int, width: int, height: int,
-                        bbox=None, extra: list[dict] | None = None) -> list[dict]:
+                        bbox=None, extra: list[dict] | None = None,
+                        style: str = DEFAULT_STYLE) -> list[dict]:
         """The results that show ``pose`` (Numbers, CAD choice, overlay); TaskError."""
-
-
-@dataclasses.dataclass
-class State:
-    pose: Pose
-    cad_index: int
-    _key: tuple | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
-
-    def key(self) -> tuple:
-        """What the annotator sees: the six values as shown (rounded) and the CAD model."""
-        if self._key is None:
-            deg = shown_pose(self.pose).as_degrees()
-            self._key = tuple(round(deg[n], NUMBER_SPECS[n].decimals) for n in POSE_NAMES) \
-                + (self.cad_index,)
-        return self._key
-
-
-@dataclasses.dataclass
-class Chain:
-    # Poses shown, oldest first; the last is the one on screen. A fresh session (new task, or a
-    # restarted backend) starts at the first pose it sees: undo never goes back further.
-    states: list[State]
-
-    @property
-    def current(self) -> State:
-        return self.states[-1]
-
-    def show(self, state: State) -> None:
-        """``state`` is on screen: cut the chain back to it when it is already in it (answers
-        that were never applied), else append it (a slider move, a model click, a fresh call)."""
-        key = state.key()
-        for i in range(len(self.states) - 1, -1, -1):
-            if self.states[i].key() == key:
-                del self.states[i + 1:]
-                return
-        self.push(state)
-
-    def push(self, state: State) -> None:
-        self.states.append(state)
-        del self.states[:-MAX_HISTORY]
-
-    def undo(self) -> State:
-        if len(self.states) > 1:
-            self.states.pop()
-        return self.states[-1]
 
 
 class Refinement:
@@ -121,9 +73,31 @@ class Refinement:
         self.host = host
         self._chains = Chains(store_factory, State)
 
-    def forget(self, task_id: str) -> None:
-        """End a task's chains of poses (called when its annotation is submitted)."""
-        self._chains.forget(task_id)
+    def forget(self, task_id: str, annotation: dict | None = None) -> None:
+        """End the chain of a submitted annotation (all of the task's without one)."""
+        hint = command_box_id(annotation.get("result")) if isinstance(annotation, dict) else None
+        self._chains.forget(task_id, hint)
+
+    def annotator_of(self, task: dict, annotation: dict) -> str | None:
+        """The email of the annotator whose chain the annotation is, when a call named it."""
+        chain = self._chains.chain_of(_task_id(task), command_box_id(annotation.get("result")))
+        return chain.user if chain is not None else None
+
+    def was_shown(self, task: dict, annotation: dict) -> bool | None:
+        """Was the submitted pose and CAD model drawn for its annotator: one of the poses of the
+        annotation's chain, or the initial one (the prediction shown when the task opened)?
+        None when the annotation has no readable pose or the task no context."""
+        try:
+            context = self.host.task_context(task)
+            values = read_results(annotation.get("result"))
+            submitted = State(values.pose(context.initial.pose.viewport),
+                              _cad_choice(values, context.initial.cad_index))
+        except (TaskError, InvalidPoseError):
+            return None
+        initial = State(context.initial.pose, context.initial.cad_index)
+        chain = self._chains.chain_of(_task_id(task), command_box_id(annotation.get("result")))
+        return submitted.key() == initial.key() or Chain(chain.states if chain else []).has_shown(
+            submitted)
 
     def handle(self, task: dict, context: dict, label_config: str | None = None) -> dict:
         values = read_results(context.get("result"))
@@ -134,131 +108,156 @@ class Refinement:
             key, initial, width, height = self.host.task_context(task)
         except TaskError as exc:
             return self._error(f"this task cannot be rendered: {exc}")
+        ranges = number_ranges(label_config)
         initial_state = State(initial.pose, initial.cad_index)
+        hint, user = command_box_id(context.get("result")), requesting_user(task)
+        log.debug("refine task %s: chain %s, annotator %s", task.get("id"), hint, user)
         # One task's calls one at a time, across workers (Label Studio may send two at once).
-        with self._chains.open(_task_id(task)) as states:
-            session = Chain(states)
-            if not states:  # a new task, or a backend that restarted: start from the draft
+        with self._chains.open(_task_id(task), hint, user) as record:
+            chain = Chain(record.states)
+            if not chain.states:  # a new annotation, or a restarted backend: its own draft
                 saved = _saved_state(task, initial_state)
                 if saved is not None:
-                    session.show(saved)
+                    chain.show(saved)
             try:
-                shown = self._shown_state(values, session, task, initial_state)
-                new, notes = self._apply(values, shown, session, initial_state, key, width, height)
-            except (CommandError, InvalidPoseError) as exc:
+                shown, notes = self._shown_state(values, chain, initial_state)
+                new, more, choices = self._apply(values, shown, chain, initial_state, key,
+                                                 (width, height), ranges, record)
+            except BadInput as exc:  # CommandError, InvalidPoseError: nothing changes
                 return self._error(str(exc))
             except CadError as exc:
                 return self._error(f"the CAD model cannot be used: {exc}")
-        # Rendering happens outside the session's lock: other calls need not wait for it.
-        new = State(shown_pose(new.pose), new.cad_index)
-        if not _renderable(new.pose):
-            return self._error("that pose is far outside the photo (distance or centre): "
-                               "r resets, u undoes")
-        notes += _range_notes(new.pose, number_ranges(label_config))
+            style = record.style or DEFAULT_STYLE
+        # Rendering happens outside the chain's lock: other calls need not wait for it.
+        lines = "\n".join(f"{INFO_MARK} {n}" for n in notes + more) or None
         try:
-            results = self.host.pose_prediction(
-                key, new.pose, new.cad_index, width, height,
-                extra=[command_result("\n".join(f"{INFO_MARK} {n}" for n in notes) or None)])
+            results = self.host.pose_prediction(key, new.pose, new.cad_index, width, height,
+                                                extra=[command_result(lines)] + choices,
+                                                style=style)
         except TaskError as exc:
             return self._error(str(exc))
         return {"result": results, "score": 1.0, "model_version": self.host.model_version}
 
     # --- state ---
 
-    def _shown_state(self, values: AnnotationValues, session: Chain, task: dict,
-                     initial: State) -> State:
-        """The pose on the annotator's screen: their Numbers and CAD choice when the call
-        carries them (unsaved slider moves included), else the last pose shown."""
-        base = session.current if session.states else initial
+    def _shown_state(self, values: AnnotationValues, chain: Chain,
+                     initial: State) -> tuple[State, list[str]]:
+        """The pose on the annotator's screen (their Numbers and CAD choice when the call
+        carries them, else the last pose shown), and a note when it had not been drawn (a
+        model clicked in the gallery, which calls nothing)."""
+        base = chain.current if chain.states else initial
         cad = _cad_choice(values, base.cad_index)
         if all(n in values.numbers for n in NUMBER_SPECS):
             state = State(values.pose(initial.pose.viewport), cad)
         else:
             state = State(base.pose, cad)
-        session.show(state)
-        return session.current
+        notes = []
+        if chain.states and not chain.has_shown(state) and state.key() != initial.key():
+            what = f"model {cad} chosen in the gallery" \
+                if state.key()[:-1] == chain.current.key()[:-1] else "the values shown"
+            notes.append(f"{what} had not been drawn: drawn now")
+        chain.show(state)
+        return chain.current, notes
 
-    def _apply(self, values: AnnotationValues, current: State, session: Chain, initial: State,
-               key, width: int, height: int) -> tuple[State, list[str]]:
-        """The new state (already on the session's chain for undo) and notes for the box."""
+    def _apply(self, values: AnnotationValues, current: State, chain: Chain, initial: State,
+               key: ObjectKey, size: tuple[int, int], ranges: dict[str, tuple[float, float]],
+               record: Any) -> tuple[State, list[str], list[dict]]:
+        """(the new state, already on the chain for undo; notes for the box; Choices results
+        that commands set). BadInput when a value leaves its range: nothing changes then."""
         points = [r for r in values.regions if r.get("type") in POINT_TYPES]
         boxes = [r for r in values.regions if r.get("type") in BOX_TYPES
                  and r.get("id") != labeling.BOX_REGION_ID]
         text = values.text.get(labeling.COMMAND)
         notes: list[str] = []
+        choices: list[dict] = []
         if points:  # the newest point is the last (Label Studio sends them in drawing order)
             x, y = _region_pixels(region_point_pixels, points[-1])
             new = State(current.pose.replace(px=x, py=y), current.cad_index)
         elif boxes:
             mesh = self.host.cad.mesh(key.category, current.cad_index)
             new = State(fit_pose_to_box(mesh.vertices, current.pose,
-                                        _region_pixels(region_box_pixels, boxes[-1])),
+                                        _region_pixels(region_box_pixels, boxes[-1]), size),
                         current.cad_index)
         elif text is not None:
-            commands = parse_commands(text)
             cads = self.host.cad.indices(key.category)
             new = current
-            for command in commands:  # one call (one Enter) is one undo step; "u" pops one
+            for command in parse_commands(text):  # one call (one Enter) is one undo step
                 if command.kind == "undo":
-                    changed = new.key() != session.current.key()
-                    new = session.current if changed else session.undo()
+                    changed = new.key() != chain.current.key()
+                    new = chain.current if changed else chain.undo()
                 elif command.kind == "help":
                     notes += list(CHEAT_SHEET)
+                elif command.kind in ("quality", "dense"):
+                    name = labeling.QUALITY if command.kind == "quality" else labeling.DENSE
+                    choices = [c for c in choices if c["from_name"] != name]
+                    choices.append(choice_result(name, command.name))
+                elif command.kind == "overlay":
+                    record.style = _next_style(record.style, command.name)
+                    notes.append(f"overlay: {record.style} (o: next style)")
                 else:
-                    new = apply_command(command, new, initial, cads)
+                    new = apply_command(command, new, initial, cads, ranges)
+                    if command.kind == "reset":
+                        notes.append(f"reset to the model's pose and CAD model {initial.cad_index}")
         else:
-            return current, notes
-        if new.key() != session.current.key():  # after an undo the chain's end moved
-            session.push(State(shown_pose(new.pose), new.cad_index))
-        return new, notes
+            return current, notes, choices
+        new = State(shown_pose(new.pose), new.cad_index)
+        check_ranges(new.pose, ranges)  # a click or box far outside: refused, not clamped
+        if new.key() != chain.current.key():  # after an undo the chain's end moved
+            chain.push(new)
+        return new, notes, choices
 
     def _error(self, message: str) -> dict:
         return {"result": [command_result(f"{ERROR_MARK} {message}")],
                 "model_version": self.host.model_version}
 
 
-MAX_ABS_PIXELS, MAX_DISTANCE = 1e6, 1e6  # beyond: nothing to render, and pixel maths overflows
+def command_box_id(results: Any) -> str | None:
+    """The id the browser gave the command box's result in one annotation (it stays with the
+    annotation, drafts and reloads included): the annotation's chain. None without one."""
+    for item in results if isinstance(results, list) else []:
+        if isinstance(item, dict) and item.get("from_name") == labeling.COMMAND:
+            value = item.get("id")
+            if isinstance(value, str) and 0 < len(value) <= 64 and value.isprintable():
+                return value
+    return None
+
+
+def requesting_user(task: dict) -> str | None:
+    """The annotator making the call: Label Studio includes only the requesting user's own
+    drafts with an interactive call, each naming its user (an email). None without a draft."""
+    drafts = task.get("drafts") if isinstance(task, dict) else None
+    for draft in drafts if isinstance(drafts, list) else []:
+        user = draft.get("user") if isinstance(draft, dict) else None
+        if isinstance(user, str) and 0 < len(user) <= 254:
+            return user
+    return None
+
+
+def _next_style(current: str, wanted: str) -> str:
+    if wanted:
+        return wanted
+    i = OVERLAY_STYLES.index(current) if current in OVERLAY_STYLES else 0
+    return OVERLAY_STYLES[(i + 1) % len(OVERLAY_STYLES)]
 
 
 def _task_id(task: dict) -> str:
     task_id = task.get("id") if isinstance(task, dict) else None
-    return str(task_id) if isinstance(task_id, (int, str)) else f"anonymous-{id(task)}"
-
-
-def _renderable(pose: Pose) -> bool:
-    return abs(pose.px) <= MAX_ABS_PIXELS and abs(pose.py) <= MAX_ABS_PIXELS \
-        and pose.distance <= MAX_DISTANCE
-
-
-def _range_notes(pose: Pose, ranges: dict[str, tuple[float, float]]) -> list[str]:
-    """Warnings for values Label Studio would refuse to submit (outside the sliders' range)."""
-    deg = pose.as_degrees()
-    out = []
-    for name in ("distance", "px", "py"):
-        spec, (lo, hi) = NUMBER_SPECS[name], ranges[name]
-        if not lo <= round(deg[name], spec.decimals) <= hi:
-            out.append(f"{name}={deg[name]:.{spec.decimals}f} is outside {lo:g}..{hi:g}: "
-                       "Label Studio will refuse to submit it (admin: make_labeling_config.py "
-                       "--max-photo-size)")
-    return out
+    return str(task_id)[:40] if isinstance(task_id, (int, str)) else f"anonymous-{id(task)}"
 
 
 def _saved_state(task: dict, initial: State) -> State | None:
-    """The pose of the user's newest draft, else of the newest annotation carried in ``task``
-    (Label Studio sends both with interactive calls); None when there is none."""
-    for field in ("drafts", "annotations"):
-        items = task.get(field) if isinstance(task, dict) else None
-        if not isinstance(items, list):
+    """The pose of the requesting user's newest draft (Label Studio sends only theirs), None
+    when there is none."""
+    items = task.get("drafts") if isinstance(task, dict) else None
+    items = [i for i in items if isinstance(i, dict) and isinstance(i.get("result"), list)] \
+        if isinstance(items, list) else []
+    items.sort(key=lambda i: str(i.get("updated_at") or i.get("created_at") or ""))
+    for item in reversed(items):
+        values = read_results(item["result"])
+        try:
+            return State(values.pose(initial.pose.viewport), _cad_choice(values, initial.cad_index))
+        except InvalidPoseError:
             continue
-        items = [i for i in items if isinstance(i, dict) and isinstance(i.get("result"), list)]
-        items.sort(key=lambda i: str(i.get("updated_at") or i.get("created_at") or ""))
-        for item in reversed(items):
-            values = read_results(item["result"])
-            try:
-                return State(values.pose(initial.pose.viewport),
-                             _cad_choice(values, initial.cad_index))
-            except InvalidPoseError:
-                continue
     return None
 
 
@@ -274,56 +273,5 @@ def _region_pixels(reader, region: dict) -> tuple[float, ...]:
 
 
 def _cad_choice(values: AnnotationValues, default: int) -> int:
-    try:
-        return int(values.choices.get(labeling.CAD, default))
-    except (TypeError, ValueError):
-        return default
-
-
-def apply_command(command: Command, state: State, initial: State, cads: list[int]) -> State:
-    """One command applied to a state (pure; angles in degrees on the command side)."""
-    pose, cad = state.pose, state.cad_index
-    if command.kind in ("add", "set"):
-        deg = pose.as_degrees()
-        deg[command.name] = deg[command.name] + command.value if command.kind == "add" else command.value
-        spec = NUMBER_SPECS[command.name]
-        if command.name in ("elevation", "distance"):
-            deg[command.name] = min(spec.max, max(spec.min, deg[command.name]))
-        return State(Pose.from_degrees(**deg, viewport=pose.viewport, focal=pose.focal), cad)
-    if command.kind == "flip":
-        return State(pose.replace(azimuth=pose.azimuth + math.pi), cad)
-    if command.kind in ("cad_next", "cad_prev"):
-        if not cads:
-            return state
-        pos = cads.index(cad) if cad in cads else 0
-        step = 1 if command.kind == "cad_next" else -1
-        return State(pose, cads[(pos + step) % len(cads)])
-    if command.kind == "cad_set":
-        if int(command.value) not in cads:
-            raise CommandError(f"there is no CAD model {int(command.value)} (models: {cads})")
-        return State(pose, int(command.value))
-    if command.kind == "reset":
-        return initial
-    return state  # refresh
-
-
-def fit_pose_to_box(vertices: np.ndarray, pose: Pose, box: tuple[float, float, float, float],
-                    iterations: int = 4) -> Pose:
-    """Distance and centre that make the projected mesh's bounding box fit ``box`` (x1, y1, x2, y2
-    pixels), keeping the rotation. Scale follows 1/distance; a few fixed-point steps converge."""
-    x1, y1, x2, y2 = box
-    if x2 - x1 < 2 or y2 - y1 < 2:
-        raise CommandError("the drawn box is too small to fit the object to")
-    target_size = math.hypot(x2 - x1, y2 - y1)
-    target_centre = np.array([(x1 + x2) / 2.0, (y1 + y2) / 2.0])
-    for _ in range(iterations):
-        uv = project_points(vertices, pose)
-        if np.isnan(uv).any():  # part of the mesh behind the camera: move back first
-            pose = pose.replace(distance=pose.distance * 2.0)
-            continue
-        lo, hi = uv.min(axis=0), uv.max(axis=0)
-        size = math.hypot(*(hi - lo))
-        shift = target_centre - (lo + hi) / 2.0
-        pose = pose.replace(distance=pose.distance * size / target_size,
-                            px=pose.px + shift[0], py=pose.py + shift[1])
-    return pose
+    text = str(values.choices.get(labeling.CAD, default)).strip()
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 6 else default

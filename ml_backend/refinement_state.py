@@ -1,12 +1,20 @@
-"""Where live refinement keeps each task's chain of poses shown: a table of its own in the
-store (the sync's store by default), so that every gunicorn worker and every replica sees the
-same chain (a smart-tool call carries no Numbers and may reach another worker than the command
-before it), or in this process while the store fails.
+"""Where live refinement keeps its chains of poses shown: one chain per annotation being edited
+(one annotator's tab on one task), in a table of its own in the store (the sync's store by
+default), so that every gunicorn worker and every replica sees the same chains; in this
+process while the store fails. Also each annotator's overlay style.
+
+Which chain a call belongs to (docs/label_studio_notes.md): Label Studio sends no user and no
+annotation id with an interactive call, but the command box's result carries an id that the
+browser made for that annotation (kept in its drafts, so across reloads): the chain's id. A
+smart-tool call (centre click, box) carries only the drawn region: it continues the chain its
+annotator used last on the task (the user is known from the drafts Label Studio includes, which
+are the requesting user's own), else the task's most recent chain.
 """
 from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import json
 import logging
 import threading
@@ -18,33 +26,34 @@ from pose6d.camera import InvalidPoseError, Pose
 
 log = logging.getLogger("ml_backend.refinement")
 MAX_MEMORY_CHAINS = 20000
-LOCK_CHAIN = 101  # lock space (the sync's own spaces are small numbers)
+LOCK_TASK = 101  # lock space (the sync's own spaces are small numbers)
+
+
+@dataclasses.dataclass
+class ChainRecord:
+    """One chain as stored. states: [State] oldest first. style: the overlay style ("" = the
+    annotator's or the default). user: the annotator's email when known."""
+
+    chain_id: str
+    task_id: str
+    user: str | None
+    states: list
+    style: str = ""
+    updated: str = ""
 
 
 class RefinementStore(Database):
-    """The chains of poses shown, one row per chain."""
+    """The chains (one row each) and the annotators' overlay styles."""
 
     schema = (
-        """CREATE TABLE IF NOT EXISTS pose6d_refinement (
-            chain_id TEXT PRIMARY KEY, task_id TEXT NOT NULL, states TEXT NOT NULL,
-            updated_at TEXT NOT NULL)""",
-        "CREATE INDEX IF NOT EXISTS pose6d_refinement_task ON pose6d_refinement (task_id)",
+        """CREATE TABLE IF NOT EXISTS pose6d_refinement_chain (
+            chain_id TEXT PRIMARY KEY, task_id TEXT NOT NULL, annotator TEXT, states TEXT NOT NULL,
+            style TEXT NOT NULL, updated_at TEXT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS pose6d_refinement_chain_task "
+        "ON pose6d_refinement_chain (task_id)",
+        """CREATE TABLE IF NOT EXISTS pose6d_refinement_style (
+            annotator TEXT PRIMARY KEY, style TEXT NOT NULL, updated_at TEXT NOT NULL)""",
     )
-
-
-def load_chain(tx: Tx, chain_id: str) -> str | None:
-    rows = tx.run("SELECT states FROM pose6d_refinement WHERE chain_id = ?", (chain_id,))
-    return rows[0][0] if rows else None
-
-
-def save_chain(tx: Tx, chain_id: str, task_id: str, states: str) -> None:
-    tx.run("INSERT INTO pose6d_refinement (chain_id, task_id, states, updated_at) "
-           "VALUES (?, ?, ?, ?) ON CONFLICT (chain_id) DO UPDATE SET states = excluded.states, "
-           "updated_at = excluded.updated_at", (chain_id, task_id, states, utc_now()))
-
-
-def delete_task_chains(tx: Tx, task_id: str) -> None:
-    tx.run("DELETE FROM pose6d_refinement WHERE task_id = ?", (task_id,))
 
 
 def states_to_json(states: list) -> str:
@@ -64,8 +73,89 @@ def states_from_json(text: str | None, make_state: Callable) -> list:
     return out
 
 
+class _StoreRows:
+    """The chains and styles in the store, inside one transaction."""
+
+    def __init__(self, tx: Tx, make_state: Callable):
+        self.tx, self.make_state = tx, make_state
+
+    def chains_of_task(self, task_id: str) -> list[ChainRecord]:
+        rows = self.tx.run("SELECT chain_id, task_id, annotator, states, style, updated_at "
+                           "FROM pose6d_refinement_chain WHERE task_id = ?", (task_id,))
+        return [ChainRecord(r[0], r[1], r[2], states_from_json(r[3], self.make_state), r[4], r[5])
+                for r in rows]
+
+    def save(self, chain: ChainRecord) -> None:
+        self.tx.run("INSERT INTO pose6d_refinement_chain (chain_id, task_id, annotator, states, "
+                    "style, updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (chain_id) DO UPDATE "
+                    "SET annotator = excluded.annotator, states = excluded.states, "
+                    "style = excluded.style, updated_at = excluded.updated_at",
+                    (chain.chain_id, chain.task_id, chain.user, states_to_json(chain.states),
+                     chain.style, utc_now()))
+
+    def delete(self, task_id: str, chain_id: str | None) -> None:
+        if chain_id is None:
+            self.tx.run("DELETE FROM pose6d_refinement_chain WHERE task_id = ?", (task_id,))
+        else:
+            self.tx.run("DELETE FROM pose6d_refinement_chain WHERE chain_id = ?", (chain_id,))
+
+    def style_of(self, user: str) -> str:
+        rows = self.tx.run("SELECT style FROM pose6d_refinement_style WHERE annotator = ?", (user,))
+        return rows[0][0] if rows else ""
+
+    def set_style(self, user: str, style: str) -> None:
+        self.tx.run("INSERT INTO pose6d_refinement_style (annotator, style, updated_at) "
+                    "VALUES (?, ?, ?) ON CONFLICT (annotator) DO UPDATE SET "
+                    "style = excluded.style, updated_at = excluded.updated_at",
+                    (user, style, utc_now()))
+
+
+class _MemoryRows:
+    """The same, in this process (while the store fails)."""
+
+    def __init__(self, chains: collections.OrderedDict, styles: dict):
+        self.chains, self.styles = chains, styles
+
+    def chains_of_task(self, task_id: str) -> list[ChainRecord]:
+        return [dataclasses.replace(c, states=list(c.states)) for c in self.chains.values()
+                if c.task_id == task_id]
+
+    def save(self, chain: ChainRecord) -> None:
+        self.chains.pop(chain.chain_id, None)
+        self.chains[chain.chain_id] = dataclasses.replace(chain, updated=utc_now())
+        while len(self.chains) > MAX_MEMORY_CHAINS:
+            self.chains.popitem(last=False)
+
+    def delete(self, task_id: str, chain_id: str | None) -> None:
+        for key in [k for k, c in self.chains.items()
+                    if c.task_id == task_id and chain_id in (None, k)]:
+            del self.chains[key]
+
+    def style_of(self, user: str) -> str:
+        return self.styles.get(user, "")
+
+    def set_style(self, user: str, style: str) -> None:
+        self.styles[user] = style
+
+
+def chain_id_of(task_id: str, annotation_hint: str | None) -> str | None:
+    return f"{task_id}/{annotation_hint}" if annotation_hint else None
+
+
+def pick_chain(chains: list[ChainRecord], task_id: str, chain_id: str | None,
+               user: str | None) -> ChainRecord:
+    """The call's chain (module docstring), or a new empty one."""
+    if chain_id is not None:
+        found = next((c for c in chains if c.chain_id == chain_id), None)
+        return found or ChainRecord(chain_id, task_id, user, [])
+    mine = [c for c in chains if user is not None and c.user == user] or chains
+    if mine:
+        return max(mine, key=lambda c: c.updated)
+    return ChainRecord(f"{task_id}/-", task_id, user, [])
+
+
 class Chains:
-    """``open(task_id)`` yields the task's list of States; changes are saved on exit.
+    """``open(task_id, hint, user)`` yields the call's ChainRecord (saved on exit if changed).
 
     One task's calls run one at a time: a transaction with a per-task lock in the store
     (SQLite: the write lock; PostgreSQL: an advisory lock), or a per-task lock in memory while
@@ -77,33 +167,56 @@ class Chains:
     def __init__(self, store_factory: Callable[[], Database], make_state: Callable):
         self._store_factory = store_factory
         self._make_state = make_state
-        self._memory: collections.OrderedDict[str, list] = collections.OrderedDict()
+        self._memory_chains: collections.OrderedDict[str, ChainRecord] = collections.OrderedDict()
+        self._memory_styles: dict[str, str] = {}
         self._locks: dict[str, threading.Lock] = collections.defaultdict(threading.Lock)
         self._guard = threading.Lock()
         self._store_failed_at: float | None = None
 
     @contextlib.contextmanager
-    def open(self, task_id: str) -> Iterator[list]:
-        with contextlib.ExitStack() as stack:
-            tx = self._begin(stack, task_id)
-            if tx is None:
-                states = stack.enter_context(self._memory_chain(task_id))
-                yield states
-                return
-            states = states_from_json(load_chain(tx, task_id), self._make_state)
-            before = states_to_json(states)
-            yield states
-            if states_to_json(states) != before:
-                save_chain(tx, task_id, task_id, states_to_json(states))
-
-    def forget(self, task_id: str) -> None:
-        """Drop a task's chains (its annotation was submitted: the next annotator starts afresh)."""
-        with self._guard:
-            self._memory.pop(task_id, None)
+    def rows(self, task_id: str) -> Iterator[_StoreRows | _MemoryRows]:
+        """The store's rows inside a transaction holding the task's lock, or the memory's."""
         with contextlib.ExitStack() as stack:
             tx = self._begin(stack, task_id)
             if tx is not None:
-                delete_task_chains(tx, task_id)
+                yield _StoreRows(tx, self._make_state)
+                return
+            with self._guard:
+                lock = self._locks[task_id]
+                if len(self._locks) > MAX_MEMORY_CHAINS:
+                    self._locks.clear()
+                    lock = self._locks[task_id] = lock
+            with lock:
+                yield _MemoryRows(self._memory_chains, self._memory_styles)
+
+    @contextlib.contextmanager
+    def open(self, task_id: str, annotation_hint: str | None,
+             user: str | None) -> Iterator[ChainRecord]:
+        with self.rows(task_id) as rows:
+            chain = pick_chain(rows.chains_of_task(task_id), task_id,
+                               chain_id_of(task_id, annotation_hint), user)
+            if user is not None:
+                chain.user = user
+            if not chain.style and chain.user:
+                chain.style = rows.style_of(chain.user)
+            before = (states_to_json(chain.states), chain.style, chain.user)
+            yield chain
+            if (states_to_json(chain.states), chain.style, chain.user) != before:
+                rows.save(chain)
+                if chain.user and chain.style and chain.style != before[1]:
+                    rows.set_style(chain.user, chain.style)  # remembered for the annotator
+
+    def chain_of(self, task_id: str, annotation_hint: str | None) -> ChainRecord | None:
+        """One annotation's chain, None when there is none."""
+        chain_id = chain_id_of(task_id, annotation_hint)
+        with self.rows(task_id) as rows:
+            found = [c for c in rows.chains_of_task(task_id) if c.chain_id == chain_id]
+        return found[0] if found else None
+
+    def forget(self, task_id: str, annotation_hint: str | None = None) -> None:
+        """Drop one annotation's chain (its annotation was submitted), or all of the task's."""
+        with self.rows(task_id) as rows:
+            rows.delete(task_id, chain_id_of(task_id, annotation_hint))
 
     def _begin(self, stack: contextlib.ExitStack, task_id: str) -> Tx | None:
         """A store transaction holding the task's lock, or None (then memory is used)."""
@@ -112,7 +225,7 @@ class Chains:
             return None
         try:
             tx = stack.enter_context(self._store_factory().transaction())
-            tx.lock(LOCK_CHAIN, task_id)
+            tx.lock(LOCK_TASK, task_id)
         except Exception as exc:  # noqa: BLE001 - any store failure: keep refining in memory
             log.warning("refinement chains kept in this process for now: the store failed: %s",
                         exc)
@@ -121,16 +234,3 @@ class Chains:
             return None
         self._store_failed_at = None
         return tx
-
-    @contextlib.contextmanager
-    def _memory_chain(self, task_id: str) -> Iterator[list]:
-        with self._guard:
-            lock = self._locks[task_id]
-        with lock:
-            with self._guard:
-                states = self._memory.pop(task_id, [])
-                self._memory[task_id] = states
-                while len(self._memory) > MAX_MEMORY_CHAINS:
-                    old, _ = self._memory.popitem(last=False)
-                    self._locks.pop(old, None)
-            yield states

@@ -14,15 +14,22 @@ RLE_SIZES = (3, 4, 8, 16)
 MAX_RUN = 1 << 16
 
 
-def mask_to_rle(mask: np.ndarray) -> list[int]:
-    """Encode an (H, W) bool/uint8 mask (nonzero = inside) as Label Studio brush RLE bytes."""
+def mask_to_rle(mask: np.ndarray, value: int = 255) -> list[int]:
+    """Encode an (H, W) bool/uint8 mask (nonzero = inside) as Label Studio brush RLE bytes.
+
+    value: 1..255, what every channel of an inside pixel holds. Label Studio paints a brush
+    region in its label's colour but keeps the alpha channel, so a value below 255 draws the
+    region translucent (on top of the region's own opacity).
+    """
+    if not 1 <= int(value) <= 255:
+        raise ValueError(f"value must be 1..255, got {value}")
     flat = np.asarray(mask).reshape(-1) != 0
     if flat.size == 0:
         raise ValueError("cannot encode an empty mask")
     # Runs are found per pixel, then stretched x4: the RGBA channels of a pixel are equal.
     ends = np.append(np.flatnonzero(flat[1:] != flat[:-1]), flat.size - 1)
     lengths = np.diff(np.append(-1, ends)) * 4
-    return encode_runs(np.where(flat[ends], 255, 0), lengths, 4 * flat.size)
+    return encode_runs(np.where(flat[ends], int(value), 0), lengths, 4 * flat.size)
 
 
 def encode_runs(run_values: np.ndarray, lengths: np.ndarray, n: int) -> list[int]:

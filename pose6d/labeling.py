@@ -86,16 +86,21 @@ def shown_pose(pose: Pose) -> Pose:
     return Pose.from_degrees(**rounded, viewport=pose.viewport, focal=pose.focal)
 
 
-def _classification(from_name: str, kind: str, value: dict) -> dict:
-    return {"id": f"pose6d_{from_name}", "from_name": from_name, "to_name": IMAGE, "type": kind,
-            "value": value}
+def _classification(from_name: str, kind: str, value: dict, readonly: bool = False) -> dict:
+    out = {"id": f"pose6d_{from_name}", "from_name": from_name, "to_name": IMAGE, "type": kind,
+           "value": value}
+    if readonly:
+        out["readonly"] = True
+    return out
 
 
 def pose_results(pose: Pose) -> list[dict]:
-    """The six Number results of ``shown_pose(pose)`` (degrees and pixels)."""
+    """The six Number results of ``shown_pose(pose)`` (degrees and pixels), read-only: Label
+    Studio then disables their inputs and sliders, so a value changes only through a command
+    (which renders it), never by an accidental drag (docs/label_studio_notes.md)."""
     deg = shown_pose(pose).as_degrees()
-    return [_classification(n, "number", {"number": round(deg[n], NUMBER_SPECS[n].decimals)})
-            for n in POSE_NAMES]
+    return [_classification(n, "number", {"number": round(deg[n], NUMBER_SPECS[n].decimals)},
+                            readonly=True) for n in POSE_NAMES]
 
 
 def choice_result(from_name: str, value: str) -> dict:
@@ -117,12 +122,14 @@ def _region(region_id: str, from_name: str, kind: str, width: int, height: int, 
     return out
 
 
-def mask_region(region_id: str, label: str, mask: np.ndarray, readonly: bool = False) -> dict:
+def mask_region(region_id: str, label: str, mask: np.ndarray, readonly: bool = False,
+                alpha: int = 255) -> dict:
     """A brush region (full-image (H, W) bool mask) with a fixed id; ``readonly``: Label Studio
-    lets nobody move, erase or relabel it (a returned region with its id still replaces it)."""
+    lets nobody move, erase or relabel it (a returned region with its id still replaces it);
+    ``alpha`` (1..255): how opaque Label Studio paints it (docs/label_studio_notes.md)."""
     h, w = mask.shape
     return _region(region_id, OVERLAY, "brushlabels", w, h,
-                   {"format": "rle", "rle": mask_to_rle(mask), "brushlabels": [label]},
+                   {"format": "rle", "rle": mask_to_rle(mask, alpha), "brushlabels": [label]},
                    readonly=readonly)
 
 
@@ -240,7 +247,8 @@ BOX_COLOUR, CENTRE_COLOUR = "#FF6D00", "#FF00E5"
 # (absent from laptop keyboards); the CAD options take CAD_HOTKEYS in order. No hotkey works
 # while the command box has the focus (Label Studio ignores them in inputs).
 QUALITY_HOTKEYS = dict(zip(QUALITY_VALUES, ("1", "2", "3", "4")))
-DENSE_HOTKEYS = dict(zip(DENSE_VALUES, ("n", "y")))
+# Dense on 5 / 6 (after quality's 1-4), not n / y: "n" is "next CAD model" in the command box.
+DENSE_HOTKEYS = dict(zip(DENSE_VALUES, ("5", "6")))
 LABEL_HOTKEYS = {MESH_LABEL: "7", EDGES_LABEL: "8"}
 NUMBER_HOTKEYS = {spec.name: f"f{13 + i}" for i, spec in enumerate(NUMBERS)}
 CAD_HOTKEYS = ("9", "0", "q", "t", "a", "s", "d", "f", "g", "z", "x", "c", "i", "j", "l")

@@ -81,9 +81,10 @@ SECTION_STYLE = "font-size: 13px; margin: 6px 0 0 0"
 HINT = "font-size: 11px; line-height: 13px; margin: 0 0 2px 0; font-weight: normal; color: #555"
 # The cheat sheet the annotator reads (README "Annotating" has the long form).
 HINT_TEXT = ("Enter runs (the box keeps the focus): a e t d x y + - fine, ++ -- coarse, a+7, "
-             "a=30; f flip; n p c3 model; r reset; u undo; . render; ? help. Photo: K, Ctrl+click "
-             "= centre; R, Ctrl+drag = box fit. Auto-Annotation + Auto-Accept on (once).")
-COMMAND_PLACEHOLDER = "a++  e-  d+  x=412  f  n  c3  r  u  ?   (Enter)"
+             "a=30; f flip; n p c3 model; q1-q4 quality; dn dy dense; o overlay; r reset; "
+             "u undo; ? help. Submit: Tab, then Ctrl+Enter. Photo: K, Ctrl+click = centre; "
+             "R, Ctrl+drag = box fit. Auto-Annotation + Auto-Accept on (once).")
+COMMAND_PLACEHOLDER = "a++  e-  d+  x=412  f  n  c3  q1  dn  o  u  ?   (Enter)"
 
 
 def _fmt(value: float) -> str:

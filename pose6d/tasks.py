@@ -1,4 +1,4 @@
-"""Label Studio tasks for a dataset: one task per object, with its initial pose as a prediction.
+"""Label Studio tasks for a dataset: one task per object.
 
 Task data (what labeling_config/pose6d.xml reads, names from pose6d.labeling)::
 
@@ -6,11 +6,16 @@ Task data (what labeling_config/pose6d.xml reads, names from pose6d.labeling)::
     object_key     "category/name_k" (str(ObjectKey)): the link back to the dataset record
     category, bbox [x1, y1, x2, y2] pixels, width, height (of the photo), viewport
     cad_index      the initial 1-based CAD model
-    cad_options    one {"value": "<index>", "html": ..., "hotkey": ...} per CAD model of the category
+    cad_options    one {"value": "<index>", "html": ..., "hotkey": ...} per CAD model of the category,
+                   the html showing its picture (pose6d.cad_gallery) and name
     instructions   the category's rule for annotators, or ""
 
-The prediction holds the six Numbers (degrees, pixels), the CAD choice and the box region; the
-overlay masks are the backend's job (rendering here would make imports slow and huge).
+By default a task carries no prediction: Label Studio then asks the ML backend for one when the
+task is first opened, from the labeling stream or the Data Manager alike, and shows the pose with
+its overlay. A task imported with ``predictions=True`` carries the initial pose as a prediction
+(six Numbers, the CAD choice, the box) without the overlay, which the backend renders; Label
+Studio shows an existing prediction and asks nobody, so such a task opened from the Data Manager
+has no overlay until the first command (docs/label_studio_notes.md).
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import quote
 
 from pose6d import labeling as L
+from pose6d.cad_gallery import thumbnail_relpath
 from pose6d.cad_library import CadError
 from pose6d.camera import InvalidPoseError
 from pose6d.dataset import Dataset, ObjectKey
@@ -28,7 +34,7 @@ from pose6d.labels import CATEGORY_INSTRUCTIONS
 
 LOCAL_FILES_PREFIX = "/data/local-files/?d="  # Label Studio's local-files URL; d is root-relative
 PREDICTION_MODEL_VERSION = "initial-annotation"
-THUMBNAIL_STYLE = "height: 48px; display: block"
+THUMBNAIL_STYLE = "height: 64px; display: block"
 
 
 class TaskError(DataError):
@@ -41,13 +47,13 @@ def image_url(relpath: str, prefix: str | None = None) -> str:
     return (LOCAL_FILES_PREFIX if prefix is None else prefix) + quote(relpath, safe="/")
 
 
-def cad_options(dataset: Dataset, category: str,
-                thumbnail_url_prefix: str | None = None) -> list[dict[str, str]]:
+def cad_options(dataset: Dataset, category: str, image_url_prefix: str | None = None,
+                pictures: bool = True) -> list[dict[str, str]]:
     """One dynamic-Choices option per CAD model of ``category`` (value = 1-based index as text).
 
-    With a thumbnail prefix the option shows ``<img src="{prefix}/{category}/{index}.png">``
-    (Label Studio's sanitiser keeps <img>; it drops scripts, iframes and on* attributes).
-    Raises TaskError when the category has no CAD model.
+    With ``pictures`` the option shows the model's picture (pose6d.cad_gallery, served like the
+    photos: ``image_url_prefix``) above its name; Label Studio's sanitiser keeps <img> (it drops
+    scripts, iframes and on* attributes). Raises TaskError when the category has no CAD model.
     """
     try:
         indices = dataset.cad.indices(category)
@@ -58,8 +64,8 @@ def cad_options(dataset: Dataset, category: str,
     out = []
     for n, index in enumerate(indices):
         text = f"model {index}"
-        if thumbnail_url_prefix:
-            src = f"{thumbnail_url_prefix.rstrip('/')}/{quote(category)}/{index}.png"
+        if pictures:
+            src = image_url(thumbnail_relpath(dataset.cad, category, index), image_url_prefix)
             html = f'<img src="{src}" alt="{text}" style="{THUMBNAIL_STYLE}">{text}'
         else:
             html = text
@@ -80,7 +86,7 @@ def _bbox(extra_bbox, width: int, height: int) -> list[float] | None:
 
 
 def object_task(dataset: Dataset, key: ObjectKey, image_url_prefix: str | None = None,
-                thumbnail_url_prefix: str | None = None, predictions: bool = True) -> dict[str, Any]:
+                pictures: bool = True, predictions: bool = False) -> dict[str, Any]:
     """The Label Studio task of one object (``{"data": ..., "predictions": [...]}``).
 
     Raises TaskError naming the object when its photo is missing or unreadable, its CAD category
@@ -90,7 +96,7 @@ def object_task(dataset: Dataset, key: ObjectKey, image_url_prefix: str | None =
         record = dataset.read(key)
         relpath = dataset.image_relpath(key)
         width, height = image_size(dataset.root / relpath)  # header only: fast on big datasets
-        options = cad_options(dataset, key.category, thumbnail_url_prefix)
+        options = cad_options(dataset, key.category, image_url_prefix, pictures)
         if str(record.cad_index) not in {o["value"] for o in options}:
             raise TaskError(f"CAD model {record.cad_index} missing (have "
                             f"{', '.join(o['value'] for o in options)})")

@@ -43,12 +43,14 @@ def interactive_body(task: dict, context_result: list[dict]) -> dict:
             "params": {"login": None, "password": None, "context": {"result": context_result}}}
 
 
-def command_context(numbers: dict[str, float], cad: int, command: str) -> list[dict]:
-    """The context Label Studio sends when the command box is submitted (docs/label_studio_notes.md)."""
+def command_context(numbers: dict[str, float], cad: int, command: str,
+                    box_id: str = "box-of-annotation-1") -> list[dict]:
+    """The context Label Studio sends when the command box is submitted (docs/label_studio_notes.md):
+    ``box_id`` is the id the browser gave the box's result in that annotation."""
     out = [{"from_name": n, "to_name": labeling.IMAGE, "type": "number", "value": {"number": v}}
            for n, v in numbers.items()]
     out.append({"from_name": labeling.CAD, "to_name": labeling.IMAGE, "type": "choices",
                 "value": {"choices": [str(cad)]}})
-    out.append({"from_name": labeling.COMMAND, "to_name": labeling.IMAGE, "type": "textarea",
-                "value": {"text": [command]}})
+    out.append({"id": box_id, "from_name": labeling.COMMAND, "to_name": labeling.IMAGE,
+                "type": "textarea", "value": {"text": [command]}})
     return out

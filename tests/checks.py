@@ -36,3 +36,16 @@ def decode_brush(rle: list[int], width: int, height: int) -> np.ndarray:
     values = np.asarray(decode_rle(rle), dtype=np.uint8)
     assert values.size == width * height * 4, (values.size, width, height)
     return values.reshape(height, width, 4)[..., 3] > 0
+
+
+def edges_agree_with_silhouette(edges: np.ndarray, silhouette: np.ndarray) -> tuple[float, float]:
+    """How well an edges overlay (H, W) bool draws a silhouette (H, W) bool (e.g. the reference
+    rasteriser's): (share of the silhouette's outline pixels the edges cover, share of the edge
+    pixels that lie on the silhouette or within 2 px of it)."""
+    from scipy.ndimage import binary_dilation, binary_erosion
+
+    outline = silhouette & ~binary_erosion(silhouette)
+    near = binary_dilation(silhouette, iterations=2)
+    covered = float((outline & edges).sum() / max(outline.sum(), 1))
+    inside = float((edges & near).sum() / max(edges.sum(), 1))
+    return covered, inside

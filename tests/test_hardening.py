@@ -313,7 +313,7 @@ def test_sync_survives_disk_full_and_read_only(tiny_dataset, tiny_keys, monkeypa
     if where == "fsync":
         monkeypatch.setattr(inout.os, "fsync", fail_fsync(code))
     else:
-        monkeypatch.setattr(inout.tempfile, "mkstemp", fail_mkstemp(code))
+        monkeypatch.setattr(inout, "_create_temp", fail_mkstemp(code))
     res = client.post("/webhook", json=event)
     assert res.status_code == 503 and res.json["status"] == "failed"
     assert os.strerror(code) in res.json["reason"]

@@ -7,7 +7,8 @@ import pytest
 from pose6d import labeling
 from pose6d.camera import Pose
 from ml_backend.commands import CommandError, parse_commands
-from ml_backend.refinement import fit_pose_to_box
+from pose6d.box_fit import fit_pose_to_box
+from pose6d.errors import BadInput
 from backend_helpers import (command_context, interactive_body, make_client, numbers_of,
                              results_by_name, task_for)
 from checks import decode_brush
@@ -42,6 +43,11 @@ def test_commands_move_the_pose_and_overlay(session):
     by = send("a++")
     assert state["numbers"]["azimuth"] == pytest.approx(az0 + 30)
     assert by[labeling.COMMAND]["value"]["text"] == []  # the box is cleared for the next command
+    # The default overlay: the edges only, the photo under the mesh untouched.
+    assert not decode_brush(by[labeling.MESH_REGION_ID]["value"]["rle"], 320, 240).any()
+    assert decode_brush(by[labeling.EDGES_REGION_ID]["value"]["rle"], 320, 240).any()
+    by = send("o=solid")
+    assert by[labeling.COMMAND]["value"]["text"] == ["\u2139 overlay: solid (o: next style)"]
     mask1 = decode_brush(by[labeling.MESH_REGION_ID]["value"]["rle"], 320, 240)
     send("x-- y+")
     assert state["numbers"]["px"] == pytest.approx(record.pose.px - 30)
@@ -111,7 +117,7 @@ def test_fit_pose_to_box_keeps_rotation():
     pose = Pose.from_degrees(20, 10, 5, 5, 100, 100, viewport=800)
     fitted = fit_pose_to_box(v, pose, (300, 200, 420, 330))
     assert (fitted.azimuth, fitted.elevation, fitted.theta) == (pose.azimuth, pose.elevation, pose.theta)
-    with pytest.raises(CommandError):
+    with pytest.raises(BadInput):
         fit_pose_to_box(v, pose, (10, 10, 11, 11))
 
 

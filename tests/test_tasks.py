@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import unquote
 
+import numpy as np
 import pytest
 from label_studio_sdk.label_interface import LabelInterface
 
@@ -49,10 +52,33 @@ def test_one_task_per_object(tiny_dataset, tiny_keys, tmp_path):
             str(i) for i in tiny_dataset.cad.indices(key.category)]
         assert data[L.DATA_INSTRUCTIONS] == CATEGORY_INSTRUCTIONS.get(key.category, "")
         assert task_object_key(task) == key
+        assert "predictions" not in task  # Label Studio asks the backend when the task opens
+
+
+def test_cad_options_show_pictures_served_like_the_photos(tiny_dataset, tiny_keys, tmp_path):
+    """Each option's <img> is a local-files URL of a PNG written under the data root: the
+    model's picture (a render of its mesh: ink inside, white around)."""
+    from PIL import Image
+
+    tasks, _ = make(tiny_dataset, tmp_path)
+    for task in tasks:
+        category = task["data"]["category"]
+        options = task["data"][L.DATA_CAD_OPTIONS]
+        assert [o["value"] for o in options] == [str(i) for i in tiny_dataset.cad.indices(category)]
+        for option in options:
+            (src,) = re.findall(r'<img src="([^"]+)"', option["html"])
+            assert src.startswith("/data/local-files/?d=") and f"model {option['value']}" in option["html"]
+            path = tiny_dataset.root / unquote(src.split("?d=", 1)[1])
+            assert path.is_file() and tiny_dataset.root in path.resolve().parents
+            with Image.open(path) as im:
+                assert im.format == "PNG" and im.size == (120, 120)
+                pixels = np.asarray(im.convert("L"))
+            ink = pixels < 250
+            assert 0.02 < ink.mean() < 0.9 and not ink[0].any() and not ink[:, 0].any()
 
 
 def test_prediction_is_the_initial_pose(tiny_dataset, tiny_keys, tmp_path):
-    tasks, _ = make(tiny_dataset, tmp_path)
+    tasks, _ = make(tiny_dataset, tmp_path, "--predictions")
     interface = LabelInterface(CONFIG.read_text())
     for task, key in zip(tasks, tiny_keys):
         (prediction,) = task["predictions"]
@@ -92,20 +118,19 @@ def test_missing_cad_is_skipped(tiny_dataset, tmp_path):
 
 
 def test_options(tiny_dataset, tmp_path):
-    tasks, _ = make(tiny_dataset, tmp_path, "--no-predictions", "--categories", "car",
-                    "--limit", "1", "--image-url-prefix", "http://img.example/x/",
-                    "--thumbnail-url-prefix", "http://backend:9090/cad/")
+    tasks, _ = make(tiny_dataset, tmp_path, "--categories", "car", "--limit", "1",
+                    "--image-url-prefix", "http://img.example/x/")
     (task,) = tasks
     assert "predictions" not in task
     assert task["data"][L.DATA_IMAGE] == "http://img.example/x/images/car/img_a_1.JPEG"
     first = task["data"][L.DATA_CAD_OPTIONS][0]
     assert first["value"] == "1" and first["hotkey"] == L.CAD_HOTKEYS[0]
-    assert '<img src="http://backend:9090/cad/car/1.png"' in first["html"]
+    assert '<img src="http://img.example/x/cad_thumbnails/car/01.png"' in first["html"]
     assert "model 1" in first["html"]
 
 
-def test_cad_options_text_only_by_default(tiny_dataset):
-    task = object_task(tiny_dataset, ObjectKey("car", "img_a_1", 1), predictions=False)
+def test_cad_options_text_only_without_pictures(tiny_dataset):
+    task = object_task(tiny_dataset, ObjectKey("car", "img_a_1", 1), pictures=False)
     assert task["data"][L.DATA_CAD_OPTIONS] == [
         {"value": "1", "html": "model 1", "hotkey": L.CAD_HOTKEYS[0]},
         {"value": "3", "html": "model 3", "hotkey": L.CAD_HOTKEYS[1]}]
@@ -132,4 +157,4 @@ def test_script_errors(tmp_path):
     assert run.returncode == 1 and "no objects" in run.stderr
     assert not (tmp_path / "t.json").exists()
     help_text = run_make_tasks("--help").stdout
-    assert "--thumbnail-url-prefix" in help_text and "examples:" in help_text
+    assert "--no-pictures" in help_text and "examples:" in help_text

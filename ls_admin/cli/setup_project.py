@@ -53,8 +53,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--image-url-prefix", default=None,
                    help="serve images from URLs <prefix><path below the data root> instead of "
                         "Label Studio local files")
-    p.add_argument("--no-predictions", action="store_true",
-                   help="import tasks without the initial pose (the backend predicts on open)")
+    p.add_argument("--predictions", action="store_true",
+                   help="also import the initial pose as each task's prediction (without the "
+                        "overlay: a task opened from the Data Manager then shows no overlay until "
+                        "the first command). Default: none; the backend predicts when a task opens")
+    p.add_argument("--no-pictures", action="store_true",
+                   help="CAD choice by name only (default: the models' pictures, written to "
+                        "<data root>/cad_thumbnails/ and served by Label Studio like the photos)")
     p.add_argument("--retries", type=int, default=4,
                    help="connection retries with exponential backoff (default: %(default)s)")
     user_env, password_env = ENV_PREFIX + "BASIC_AUTH_USER", ENV_PREFIX + "BASIC_AUTH_PASSWORD"
@@ -84,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             categories=[c for c in args.categories.split(",") if c] if args.categories else None,
             keys=parse_keys(args.keys) if args.keys else None, limit=args.limit,
             batch_size=args.batch_size, image_url_prefix=args.image_url_prefix,
-            predictions=not args.no_predictions, progress=not args.quiet,
+            predictions=args.predictions, pictures=not args.no_pictures, progress=not args.quiet,
             backend_auth=(args.backend_user, args.backend_password)
             if args.backend_user or args.backend_password else None)
         client = connect(args.url, args.api_key, retries=args.retries)

@@ -1,12 +1,12 @@
-"""Make Label Studio tasks (JSON) from a dataset: one task per object, initial pose as prediction.
+"""Make Label Studio tasks (JSON) from a dataset: one task per object.
 
 Objects whose photo is missing or unreadable, or whose CAD models are missing, are reported on
-stderr and skipped. Works offline; the output file is written atomically.
+stderr and skipped. Works offline; the output file is written atomically. The CAD models'
+pictures are written to <data root>/cad_thumbnails/ (served like the photos) unless --no-pictures.
 
 examples:
   python scripts/make_tasks.py --data-root demo_data --out tasks.json
-  python scripts/make_tasks.py --data-root /data/in3d --out car.json --categories car --limit 100 \\
-      --thumbnail-url-prefix http://127.0.0.1:9090/cad
+  python scripts/make_tasks.py --data-root /data/in3d --out car.json --categories car --limit 100
 
 Image URLs are /data/local-files/?d=<path relative to the data root> by default, which would
 need the data root as Label Studio's document root, and Label Studio refuses a local-files storage
@@ -23,9 +23,11 @@ import sys
 from pathlib import Path
 
 
-from pose6d.cli import open_dataset, parser_from_doc
+from pose6d.cli import fail, open_dataset, parser_from_doc
 from pose6d.dataset import INITIAL, ObjectKey
 from pose6d.inout import atomic_write_bytes
+from pose6d.cad_gallery import write_thumbnails
+from pose6d.errors import DataError
 from pose6d.tasks import iter_tasks
 
 
@@ -37,11 +39,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--image-url-prefix", default=None,
                         help="prefix of image URLs, followed by the root-relative path "
                              "(default: /data/local-files/?d=)")
-    parser.add_argument("--thumbnail-url-prefix", default=None,
-                        help="show CAD thumbnails <prefix>/<category>/<index>.png in the options "
-                             "(e.g. the backend's http://host:port/cad); text only by default")
-    parser.add_argument("--no-predictions", action="store_true",
-                        help="leave out the initial-pose predictions")
+    parser.add_argument("--no-pictures", action="store_true",
+                        help="CAD options by name only (no pictures written or shown)")
+    parser.add_argument("--predictions", action="store_true",
+                        help="include the initial pose as each task's prediction (default: none; "
+                             "the ML backend predicts when a task opens)")
     parser.add_argument("--categories", default=None,
                         help="comma-separated category names (default: all)")
     parser.add_argument("--limit", type=int, default=None, help="write at most N tasks")
@@ -74,11 +76,16 @@ def main(argv: list[str] | None = None) -> int:
         skipped.append(str(key))
         tqdm.write(f"skipped {message}", file=sys.stderr)
 
+    if not args.no_pictures:
+        try:
+            write_thumbnails(dataset, {k.category for k in keys}, progress=not args.quiet)
+        except (OSError, DataError) as exc:
+            fail(f"cannot write the CAD pictures under {args.data_root}: {exc} "
+                 "(or pass --no-pictures)")
     bar = tqdm(keys, desc="tasks", unit="obj", disable=args.quiet, file=sys.stderr)
     tasks = list(iter_tasks(dataset, bar, limit=args.limit, on_skip=on_skip,
                             image_url_prefix=args.image_url_prefix,
-                            thumbnail_url_prefix=args.thumbnail_url_prefix,
-                            predictions=not args.no_predictions))
+                            pictures=not args.no_pictures, predictions=args.predictions))
     bar.close()
     try:
         atomic_write_bytes(args.out, json.dumps(tasks).encode("utf-8"))
