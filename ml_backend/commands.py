@@ -39,7 +39,7 @@ CHEAT_SHEET = (
     f"a e t d x y: a+ a- fine ({_A.fine:g} deg, {_D.fine:g}, {_X.fine:g} px), a++ a-- coarse "
     f"({_A.coarse:g} deg, {_D.coarse:g}, {_X.coarse:g} px), a+7, a=30",
     "f flip / n p c3 model / q1-q4 quality / dn dy dense / o overlay / r reset / u undo",
-    "submit: Tab, then Ctrl+Enter",
+    "submit: Shift+Tab, then Ctrl+Enter",
 )
 
 _STEP = re.compile(r"^([aetdxy])(\+\+|--|\+|-)$")

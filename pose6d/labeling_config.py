@@ -82,8 +82,12 @@ HINT = "font-size: 11px; line-height: 13px; margin: 0 0 2px 0; font-weight: norm
 # The cheat sheet the annotator reads (README "Annotating" has the long form).
 HINT_TEXT = ("Enter runs (the box keeps the focus): a e t d x y + - fine, ++ -- coarse, a+7, "
              "a=30; f flip; n p c3 model; q1-q4 quality; dn dy dense; o overlay; r reset; "
-             "u undo; ? help. Submit: Tab, then Ctrl+Enter. Photo: K, Ctrl+click = centre; "
+             "u undo; ? help. Submit: Shift+Tab, then Ctrl+Enter. Photo: K, Ctrl+click = centre; "
              "R, Ctrl+drag = box fit. Auto-Annotation + Auto-Accept on (once).")
+# Page rules: the chosen CAD model's picture framed (visible at a glance), and the command
+# box's message lines kept to a short scrolling list so they never push the values away.
+PAGE_CSS = (".ant-radio-wrapper-checked img { outline: 3px solid #1677ff; border-radius: 4px } "
+            "[data-testid=textarea-regions] { max-height: 72px; overflow-y: auto }")
 COMMAND_PLACEHOLDER = "a++  e-  d+  x=412  f  n  c3  q1  dn  o  u  ?   (Enter)"
 
 
@@ -174,6 +178,7 @@ def build_config(photo_size: tuple[int, int] | None = None) -> str:
     """The labeling config XML text (ends with a newline); ``photo_size`` (W, H): the largest
     photo the px / py sliders must cover (default L.PHOTO_SIZE)."""
     root = _el(None, "View", style=ROOT_STYLE)
+    _el(root, "Style").text = PAGE_CSS
     _image_column(root)
     _control_column(root, numbers_for(photo_size))
     ET.indent(root, space="  ")

@@ -10,11 +10,12 @@ from typing import Iterator
 from ls_admin.server import LabelStudioError, LabelStudioServer  # noqa: F401  (re-exported)
 
 
-def login(page, server: LabelStudioServer, timeout_ms: float = 30000) -> None:
-    """Log a Playwright page in through Label Studio's login form."""
+def login(page, server: LabelStudioServer, timeout_ms: float = 30000,
+          email: str | None = None, password: str | None = None) -> None:
+    """Log a Playwright page in through Label Studio's login form (the admin by default)."""
     page.goto(f"{server.url}/user/login/", timeout=timeout_ms)
-    page.fill("input[name=email]", server.username)
-    page.fill("input[name=password]", server.password)
+    page.fill("input[name=email]", email or server.username)
+    page.fill("input[name=password]", password or server.password)
     page.click("button[type=submit]")
     page.wait_for_url(lambda u: "/user/login" not in u, timeout=timeout_ms)
 
@@ -74,3 +75,24 @@ if pytest is not None:
     def label_studio_client(label_studio: LabelStudioServer):
         """``label_studio_sdk.LabelStudio`` client of the session's Label Studio."""
         return label_studio.client()
+
+
+def create_user(server: LabelStudioServer, email: str, password: str) -> None:
+    """A second annotator in the server's organisation, made with Label Studio's own Django
+    (its API makes users without passwords, and sign-up needs an invite link)."""
+    import subprocess
+
+    from ls_admin.server import find_binary
+
+    python = Path(find_binary()).parent / "python"
+    code = ("import os, sys, label_studio; sys.path.insert(0, os.path.dirname(label_studio.__file__)); "
+            "os.environ['DJANGO_SETTINGS_MODULE'] = 'core.settings.label_studio'; "
+            "import django; django.setup(); from users.models import User; "
+            "from organizations.models import Organization; "
+            f"u = User.objects.create_user(email={email!r}, password={password!r}, "
+            f"username={email.split('@')[0]!r}); org = Organization.objects.first(); "
+            "org.add_user(u); u.active_organization = org; u.save()")
+    run = subprocess.run([str(python), "-c", code], env=dict(os.environ, **server.env()),
+                         capture_output=True, text=True, timeout=120)
+    if run.returncode != 0:
+        raise RuntimeError(f"creating {email} failed: {run.stderr[-500:]}")

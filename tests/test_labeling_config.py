@@ -131,7 +131,8 @@ def test_hotkeys_unique_and_free(xml_root):
 
 def test_layout_image_left_controls_right(xml_root):
     assert "flex" in xml_root.get("style")
-    left, right = list(xml_root)
+    style, left, right = list(xml_root)
+    assert style.tag == "Style" and "textarea-regions" in style.text  # page rules, no layout
     assert left.find("Image") is not None
     assert {el.get("name") for el in right.iter() if el.get("name")} >= (
         set(POSE_NAMES) | {L.QUALITY, L.DENSE, L.CAD, L.COMMAND})

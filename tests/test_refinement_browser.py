@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from checks import decode_brush, iou, wait_for
+from checks import decode_brush, edges_agree_with_silhouette, wait_for
 from label_studio_server import chromium_launch_kwargs, login
 from ls_admin.project import SetupOptions, setup_project
 from ls_admin.backend_process import BackendProcess
@@ -37,7 +37,7 @@ VIEWPORT = {"width": 1366, "height": 768}
 # A whole, large car whose model guessed the wrong CAD (1; the truth is 2): "n" fixes it.
 OBJECT = "car/demo_car_0005_0"
 OTHER = "mug/demo_mug_0004_0"  # a second task, so the queue does not end at the first
-MIN_IOU = 0.99  # the overlay shown vs an independent render at the values shown
+MIN_OUTLINE, MIN_INSIDE = 0.95, 0.99  # edges_agree_with_silhouette against that render
 
 pytestmark = [pytest.mark.live, pytest.mark.browser]
 
@@ -212,11 +212,15 @@ class Annotator:
         ids = sorted(r["id"] for r in regions)
         assert ids == sorted([L.MESH_REGION_ID, L.EDGES_REGION_ID, L.BOX_REGION_ID]), (step, ids)
         pose = Pose.from_degrees(**numbers, viewport=self.record.pose.viewport)
-        mesh_region = next(r for r in regions if r["id"] == L.MESH_REGION_ID)
-        mask = decode_brush(mesh_region["value"]["rle"], self.width, self.height)
+        by_id = {r["id"]: r for r in regions}
         mesh = self.dataset.cad.mesh(self.key.category, cad)
         truth = reference_silhouette(mesh.vertices, mesh.faces, pose, self.width, self.height)
-        assert truth.any() and iou(mask, truth) >= MIN_IOU, (step, iou(mask, truth))
+        # The default overlay: the mesh's edges drawn, no fill over the object.
+        fill = decode_brush(by_id[L.MESH_REGION_ID]["value"]["rle"], self.width, self.height)
+        edges = decode_brush(by_id[L.EDGES_REGION_ID]["value"]["rle"], self.width, self.height)
+        covered, inside = edges_agree_with_silhouette(edges, truth)
+        assert truth.any() and not fill.any(), step
+        assert covered >= MIN_OUTLINE and inside >= MIN_INSIDE, (step, covered, inside)
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         self.steps.append(step)
         number = len(self.steps) + (len(self.steps) > 8)  # 9: the error line (no pose)
@@ -371,10 +375,11 @@ def test_refine_a_pose_in_the_browser(label_studio, setup):
     regions = {r["id"]: r for r in values.regions}
     assert sorted(regions) == sorted([L.MESH_REGION_ID, L.EDGES_REGION_ID, L.BOX_REGION_ID])
     w, h = int(record.extra["width"]), int(record.extra["height"])
-    mask = decode_brush(regions[L.MESH_REGION_ID]["value"]["rle"], w, h)
     mesh = dataset.cad.mesh(key.category, truth.cad_index)
     expected_mask = reference_silhouette(mesh.vertices, mesh.faces, final_pose, w, h)
-    assert iou(mask, expected_mask) >= MIN_IOU
+    edges = decode_brush(regions[L.EDGES_REGION_ID]["value"]["rle"], w, h)
+    covered, inside = edges_agree_with_silhouette(edges, expected_mask)
+    assert covered >= MIN_OUTLINE and inside >= MIN_INSIDE
 
     # The webhook's sync: annotations_new/ holds exactly that pose (radians), CAD and labels.
     path = dataset.record_path(key, SYNCED)
