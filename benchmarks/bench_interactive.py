@@ -205,9 +205,13 @@ class Annotator:
             self.numbers = {n: values.numbers[n] for n in POSE_NAMES}
             self.cad = int(values.choices[L.CAD])
         regions = {r["id"]: r for r in values.regions}
-        if L.MESH_REGION_ID in regions:
-            self.mask = decode_brush(regions[L.MESH_REGION_ID]["value"]["rle"], self.width, self.height)
+        if L.EDGES_REGION_ID in regions:
+            # The default overlay draws the mesh's edges, silhouette included: a person sees the
+            # silhouette they outline (the fill they would see with "o=solid").
             self.edges = decode_brush(regions[L.EDGES_REGION_ID]["value"]["rle"], self.width, self.height)
+            r = render(self.dataset.cad.mesh(self.key.category, self.cad), self.pose(),
+                       self.width, self.height)
+            self.mask = r.full_mask
             self.mismatch = mismatch(self.photo, self.mask, self.edges)
 
     def _see_pose(self, numbers: dict[str, float], cad: int) -> None:

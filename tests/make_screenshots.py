@@ -22,7 +22,7 @@ from ls_admin.server import LabelStudioServer  # noqa: E402
 from ls_admin.backend_process import BackendProcess  # noqa: E402
 from pose6d.dataset import GROUND_TRUTH, Dataset, ObjectKey  # noqa: E402
 from pose6d.demo_dataset import make_demo_dataset  # noqa: E402
-from pose6d.tasks import iter_tasks  # noqa: E402
+from ls_admin.project import SetupOptions, setup_project  # noqa: E402
 
 CAR, CHAIR = "car/demo_car_0005_0", "chair/demo_chair_0002_0"
 
@@ -83,26 +83,19 @@ def main(argv: list[str] | None = None) -> int:
         backend = BackendProcess(root, log_path=tmp / "backend.log").start()
         try:
             client = server.client()
-            project = client.projects.create(title="pose6d demo",
-                                             label_config=(REPO / "labeling_config/pose6d.xml").read_text())
-            server.connect_local_files(project.id, root)
-            client.ml.create(project=project.id, url=backend.url, is_interactive=True, title="pose6d")
             keys = [ObjectKey.parse(CAR), ObjectKey.parse(CHAIR)]
-            client.projects.import_tasks(id=project.id, request=list(iter_tasks(
-                dataset, keys=keys, image_url_prefix=server.local_files_url(root) + "/",
-                predictions=False)))
-            client.actions.create(id="retrieve_tasks_predictions", project=project.id,
-                                  selected_items={"all": True, "excluded": []})
-            tasks = wait_for(lambda: [t for t in client.tasks.list(project=project.id, fields="all")
-                                      if t.predictions])
-            ids = {t.data["object_key"]: t.id for t in tasks}
+            # The admin's own setup: CAD pictures, tasks, the backend and its webhook.
+            report = setup_project(client, SetupOptions(root, backend.url, title="pose6d demo",
+                                                        keys=keys, progress=False), server.url)
+            project = client.projects.get(id=report.project_id)
+            ids = {t.data["object_key"]: t.id for t in client.tasks.list(project=project.id)}
             car_truth = dataset.read(keys[0], GROUND_TRUTH)
             car_box = dataset.read(keys[0]).bbox
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(**chromium_launch_kwargs())
                 page = browser.new_page(viewport={"width": 1366, "height": 768})
                 login(page, server)
-                page.goto(f"{server.url}/projects/{project.id}/data?labeling=1")
+                page.goto(f"{server.url}/projects/{project.id}/data?labeling=1")  # Label All Tasks
                 page.wait_for_selector("input[type=range][name=azimuth]", timeout=90000)
                 me = Page(page, args.out)
                 me.settle(2500)
@@ -131,18 +124,16 @@ def main(argv: list[str] | None = None) -> int:
                            f"t={truth['theta']:.0f}")
                 me.command("?")
                 me.shot("5_commands_and_help")
-                me.command(".")  # any command clears the box (here: render what is shown)
-                page.get_by_text("Object quality", exact=True).click()
-                page.keyboard.press("1")
-                page.keyboard.press("n")
-                me.settle(500)
-                me.shot("6_ready_to_submit")
+                me.command("o")  # the next overlay style: a faint fill
+                me.shot("6_overlay_tint")
+                me.command("o=edges q1 dn")  # back to edges; quality and dense from the box
+                me.shot("7_ready_to_submit")
                 page.goto(f"{server.url}/projects/{project.id}/data?task={ids[CHAIR]}")
                 page.wait_for_selector("input[type=range][name=azimuth]", timeout=90000)
                 me.settle(2500)
-                me.shot("7_facing_the_wrong_way")
+                me.shot("8_facing_the_wrong_way")
                 me.command("f")
-                me.shot("8_flipped")
+                me.shot("9_flipped")
                 browser.close()
         finally:
             backend.stop()
