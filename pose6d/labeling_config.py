@@ -80,10 +80,9 @@ SMALL = "font-size: 12px; line-height: 16px; margin: 0"
 SECTION_STYLE = "font-size: 13px; margin: 6px 0 0 0"
 HINT = "font-size: 11px; line-height: 13px; margin: 0 0 2px 0; font-weight: normal; color: #555"
 # The cheat sheet the annotator reads (README "Annotating" has the long form).
-HINT_TEXT = ("Enter runs (the box keeps the focus): a e t d x y + - fine, ++ -- coarse, a+7, "
-             "a=30; f flip; n p c3 model; q1-q4 quality; dn dy dense; o overlay; r reset; "
-             "u undo; ? help. Submit: Shift+Tab, then Ctrl+Enter. Photo: K, Ctrl+click = centre; "
-             "R, Ctrl+drag = box fit. Auto-Annotation + Auto-Accept on (once).")
+HINT_TEXT = ("Enter runs: a e t d x y + - ++ --, a+7, a=30; f flip; n p c3 model; q1-q4 quality; "
+             "dn dy dense; o overlay; r reset; u undo; ? help. Submit: Shift+Tab, Ctrl+Enter. "
+             "K, Ctrl+click: centre; R, Ctrl+drag: box fit.")
 # Page rules: the chosen CAD model's picture framed (visible at a glance), and the command
 # box's message lines kept to a short scrolling list so they never push the values away.
 PAGE_CSS = (".ant-radio-wrapper-checked img { outline: 3px solid #1677ff; border-radius: 4px } "

@@ -34,7 +34,7 @@ from pose6d.labels import CATEGORY_INSTRUCTIONS
 
 LOCAL_FILES_PREFIX = "/data/local-files/?d="  # Label Studio's local-files URL; d is root-relative
 PREDICTION_MODEL_VERSION = "initial-annotation"
-THUMBNAIL_STYLE = "height: 64px; display: block"
+THUMBNAIL_STYLE = "height: 56px; display: block"
 
 
 class TaskError(DataError):

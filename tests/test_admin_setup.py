@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
@@ -20,7 +21,7 @@ from ls_admin.project import ML_TITLE, SetupOptions, setup_project, webhook_url
 from ls_admin.backend_process import BackendProcess, free_port
 from pose6d.dataset import Dataset, ObjectKey
 from pose6d.demo_dataset import make_demo_dataset
-from pose6d.tasks import PREDICTION_MODEL_VERSION
+from pose6d import labeling as L
 
 pytestmark = pytest.mark.live
 REPO = Path(__file__).resolve().parents[1]
@@ -71,8 +72,14 @@ def test_setup_creates_project_and_rerun_adds_nothing(label_studio, data_root, b
 
     tasks = tasks_of(client, project_id)
     assert sorted(t.data["object_key"] for t in tasks) == [str(k) for k in Dataset(data_root).objects()]
-    assert all([p.model_version for p in t.predictions] == [PREDICTION_MODEL_VERSION] for t in tasks)
-    # annotators see the backend's prediction (pose + overlay), asked for when a task opens
+    # No imported prediction: Label Studio asks the backend (pose + overlay) when a task opens,
+    # from the stream or the Data Manager alike; each CAD option shows its picture.
+    assert all(not t.predictions for t in tasks)
+    for task in tasks:
+        prefix = task.data[L.DATA_IMAGE].split("images/")[0]  # the data root, as Label Studio serves it
+        for option in task.data[L.DATA_CAD_OPTIONS]:
+            src = re.search(r'<img src="([^"]+)"', option["html"]).group(1)
+            assert src.startswith(prefix) and (data_root / unquote(src[len(prefix):])).is_file()
     assert client.projects.get(id=project_id).model_version == ML_TITLE
     (ml,) = client.ml.list(project=project_id)
     assert ml.url == backend.url and ml.is_interactive

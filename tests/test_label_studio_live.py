@@ -49,7 +49,8 @@ def make_project(server, dataset, tmp_path: Path, title: str, *extra: str,
 
 
 def test_import_and_read_back(label_studio, tiny_dataset, tiny_keys, tmp_path):
-    project_id, tasks = make_project(label_studio, tiny_dataset, tmp_path, "pose6d import")
+    project_id, tasks = make_project(label_studio, tiny_dataset, tmp_path, "pose6d import",
+                                     "--predictions")
     client = label_studio.client()
     stored = sorted(client.tasks.list(project=project_id, fields="all"),
                     key=lambda t: t.data["object_key"])
@@ -74,17 +75,6 @@ def _photo(width: int, height: int) -> np.ndarray:
     img += (x / width * 40)[..., None]
     img[80:160, 100:220] = [60, 60, 70]
     return np.clip(img, 0, 255).astype(np.uint8)
-
-
-def _thumbnails(dataset) -> Path:
-    from pose6d.overlay import render_thumbnail
-
-    root = dataset.root / "thumbs"
-    for category in dataset.cad.categories():
-        for index in dataset.cad.indices(category):
-            write_image(root / category / f"{index}.png",
-                        render_thumbnail(dataset.cad.mesh(category, index), 96))
-    return root
 
 
 # Values off the fine steps but on the config's grid (min + k * 10^-decimals): Label Studio must
@@ -125,9 +115,8 @@ def test_labeling_page_in_chromium(label_studio, tiny_dataset, tiny_keys, tmp_pa
     from playwright.sync_api import sync_playwright
 
     write_image(tiny_dataset.image_path(tiny_keys[0]), _photo(320, 240))
-    thumbs = label_studio.local_files_url(_thumbnails(tiny_dataset))
     project_id, _ = make_project(label_studio, tiny_dataset, tmp_path, "pose6d page",
-                                 "--thumbnail-url-prefix", thumbs,
+                                 "--predictions",
                                  tweak=lambda tasks: _prepare(tasks[0], tiny_dataset))
     client = label_studio.client()
     task = next(t for t in client.tasks.list(project=project_id)
@@ -166,8 +155,8 @@ def test_labeling_page_in_chromium(label_studio, tiny_dataset, tiny_keys, tmp_pa
 
     assert {n: sliders[n] for n in POSE_NAMES} == pytest.approx(ODD_VALUES, abs=1e-9)
     # the CAD option's <img> survives Label Studio's sanitiser and loads
-    thumb_sizes = [w for src, w in images if src and "thumbs/car/" in src]
-    assert thumb_sizes and all(w == 96 for w in thumb_sizes), images
+    thumb_sizes = [w for src, w in images if src and "cad_thumbnails/car/" in src]
+    assert len(thumb_sizes) == 2 and all(w == 120 for w in thumb_sizes), images
     for text, box in visible.items():  # every control reachable without scrolling
         assert box is not None, text
         assert box["y"] + box["height"] <= VIEWPORT["height"] - BOTTOM_BAR_PX, (text, box)
