@@ -43,18 +43,18 @@ COARSE_PX, FINE_PX = 64.0, 128.0  # object extent targeted by the coarse / fine 
 REGION_MARGIN = 0.35  # the photo window is the object's box grown by this fraction of its size
 FLIP_MARGIN = 0.05  # score lead the 180-deg hypothesis needs over the pose given
 CANDIDATE_MARGIN = 0.02  # the same for azimuth neighbours and the caller's candidates
-NEIGHBOUR_DEG = (-20.0, 20.0)
+NEIGHBOUR_DEG: tuple[float, ...] = ()  # azimuth neighbours tried (measured: no gain)
 # Prior: penalty = PRIOR_WEIGHT * 0.5 * sum((delta / sigma)^2) over (azimuth deg, elevation deg,
 # theta deg, log distance, px / size, py / size).
 PRIOR_WEIGHT = 0.02
 # The last three values are nuisance stretches of the CAD model along its x, y, z axes (log):
 # the photographed object is another instance of the category, its proportions differ.
-PRIOR_SIGMA = np.array([12.0, 8.0, 6.0, 0.10, 0.08, 0.08, 0.2, 0.2, 0.2])
+PRIOR_SIGMA = np.array([5.4, 3.6, 2.7, 0.10, 0.08, 0.08, 0.2, 0.2, 0.2])
 # Pattern-search steps (same units; px/py as a fraction of the object's size).
 COARSE_STEPS = np.array([6.0, 3.0, 3.0, 0.04, 0.03, 0.03, 0.08, 0.08, 0.08])
 FINE_STEPS = np.array([1.5, 1.0, 1.0, 0.01, 0.008, 0.008, 0.02, 0.02, 0.02])
 MIN_STEPS = np.array([0.25, 0.25, 0.25, 0.002, 0.002, 0.002, 0.005, 0.005, 0.005])
-COARSE_EVALS, FINE_EVALS = 110, 140
+COARSE_EVALS, FINE_EVALS, SETTLE_EVALS = 90, 110, 30
 MIN_OUTLINE_PX = 12  # fewer outline pixels than this in a frame: not enough to judge
 ROTATION, TRANSLATION, SHAPE = (0, 1, 2), (3, 4, 5), (6, 7, 8)
 NX = 9
@@ -114,22 +114,31 @@ def frame_pose(pose: Pose, frame: Frame) -> Pose:
                         py=(pose.py - frame.y0 + 0.5) / k - 0.5)
 
 
-def corner_points(mesh: CadMesh, scale: np.ndarray | None = None) -> np.ndarray:
-    """The 8 corners (8, 3) of the mesh's axis-aligned bounding box (cached on the mesh)."""
+def hull_points(mesh: CadMesh, scale: np.ndarray | None = None) -> np.ndarray:
+    """Vertices (K, 3) of the mesh's convex hull (its projection bounds the silhouette), or the
+    8 bounding-box corners when the hull cannot be built. Cached on the mesh."""
     cache = mesh.__dict__.setdefault("_fit_cache", {})
-    if "corners" not in cache:
-        lo, hi = mesh.vertices.min(axis=0), mesh.vertices.max(axis=0)
-        cache["corners"] = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
-                                     for z in (lo[2], hi[2])])
-    return cache["corners"] if scale is None else cache["corners"] * scale
+    if "hull" not in cache:
+        try:
+            import open3d as o3d
+
+            legacy = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(mesh.vertices),
+                                               o3d.utility.Vector3iVector(mesh.faces))
+            _, idx = legacy.compute_convex_hull()
+            cache["hull"] = mesh.vertices[np.unique(np.asarray(idx))]
+        except Exception:  # degenerate (flat) meshes: qhull refuses them
+            lo, hi = mesh.vertices.min(axis=0), mesh.vertices.max(axis=0)
+            cache["hull"] = np.array([[x, y, z] for x in (lo[0], hi[0])
+                                      for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    return cache["hull"] if scale is None else cache["hull"] * scale
 
 
 def projected_extent(mesh: CadMesh, pose: Pose,
                      scale: np.ndarray | None = None) -> tuple[np.ndarray, float] | None:
-    """Box (x0, y0, x1, y1) of the projected bounding-box corners (not clipped) and its larger
-    side, pixels; None when a corner is behind the camera. scale: see render_silhouette."""
+    """Box (x0, y0, x1, y1) of the projected mesh (its hull's vertices; not clipped) and its
+    larger side, pixels; None when a vertex is behind the camera. scale: see render_silhouette."""
     k, r, t = opencv_camera(pose)
-    cam = corner_points(mesh, scale) @ r.T + t
+    cam = hull_points(mesh, scale) @ r.T + t
     if (cam[:, 2] <= 1e-6).any():
         return None
     uv = (cam @ k.T)[:, :2] / cam[:, 2:3]
@@ -141,7 +150,7 @@ def render_silhouette(mesh: CadMesh, pose: Pose, width: int, height: int, nthrea
                       scale: np.ndarray | None = None
                       ) -> tuple[tuple[int, int, int, int], np.ndarray]:
     """Silhouette of ``mesh`` at ``pose`` in a width x height image, cast only on the window the
-    mesh's bounding box can cover. Returns (x0, y0, x1, y1) and the window's (h, w) bool mask
+    mesh's hull can cover. Returns (x0, y0, x1, y1) and the window's (h, w) bool mask
     (pixel (col, row) sampled at formula coordinates, as pose6d.renderer does).
 
     scale: (3,) factors stretching the mesh along its x, y, z axes (None = as is). Rays are
@@ -157,22 +166,33 @@ def render_silhouette(mesh: CadMesh, pose: Pose, width: int, height: int, nthrea
         x1, y1 = min(width, int(math.ceil(b[2])) + 3), min(height, int(math.ceil(b[3])) + 3)
     if x1 - x0 <= 0 or y1 - y0 <= 0:
         return (0, 0, 0, 0), np.zeros((0, 0), bool)
-    k = intrinsics(pose, offset=0.5)
-    k[0, 2] -= x0
-    k[1, 2] -= y0
-    _, r, t = opencv_camera(pose)
-    extrinsic = np.eye(4)
-    extrinsic[:3, :3], extrinsic[:3, 3] = r, t
-    rays = o3d.t.geometry.RaycastingScene.create_rays_pinhole(
-        o3d.core.Tensor(k), o3d.core.Tensor(extrinsic), x1 - x0, y1 - y0)
-    if scale is not None:
-        arr = rays.numpy()
-        inv = (1.0 / np.asarray(scale, dtype=np.float32))
-        arr[..., :3] *= inv
-        arr[..., 3:] *= inv
-        rays = o3d.core.Tensor(arr)
-    mask = mesh.scene.test_occlusions(rays, nthreads=nthreads).numpy()
+    mask = mesh.scene.test_occlusions(o3d.core.Tensor.from_numpy(
+        pinhole_rays(pose, (x0, y0, x1, y1), scale)), nthreads=nthreads).numpy()
     return (x0, y0, x1, y1), mask
+
+
+def pinhole_rays(pose: Pose, window: tuple[int, int, int, int],
+                 scale: np.ndarray | None = None) -> np.ndarray:
+    """Rays (h, w, 6) float32 (origin, direction) in mesh coordinates through the pixels of
+    ``window`` (x0, y0, x1, y1): pixel (col, row) at formula coordinates, so the ray passes
+    through ((col - px) / Mf, (row - py) / Mf, 1) in the camera frame. With ``scale`` the rays
+    are mapped by diag(1 / scale), which is the same as stretching the mesh by ``scale``."""
+    x0, y0, x1, y1 = window
+    _, r, t = opencv_camera(pose)
+    m = r.T.copy()  # camera -> world directions
+    origin = -r.T @ t
+    if scale is not None:
+        inv = 1.0 / np.asarray(scale, dtype=np.float64)
+        m *= inv[:, None]
+        origin = origin * inv
+    f = pose.viewport * pose.focal
+    dx = ((np.arange(x0, x1) - pose.px) / f).astype(np.float32)
+    dy = ((np.arange(y0, y1) - pose.py) / f).astype(np.float32)
+    m = m.astype(np.float32)
+    rays = np.empty((y1 - y0, x1 - x0, 6), np.float32)
+    rays[..., :3] = origin.astype(np.float32)
+    rays[..., 3:] = dx[None, :, None] * m[:, 0] + dy[:, None, None] * m[:, 1] + m[:, 2]
+    return rays
 
 
 # --- The score -------------------------------------------------------------------------------
@@ -427,30 +447,35 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
     hyps += [(f"candidate{i}", as_pose(c), np.zeros(NX)) for i, c in enumerate(candidates or ())]
     coarse_results = []
     for name, centre, x0 in hyps:
-        x, fx, n = pattern_search(objective(setup.coarse, centre, COARSE_TOL), x0, COARSE_STEPS,
-                                  active, COARSE_EVALS)
-        evals += n
+        f = objective(setup.coarse, centre, COARSE_TOL)
+        # Distance and centre first (cheap, and what initial poses get most wrong), then all.
+        x, _, n1 = pattern_search(f, x0, COARSE_STEPS, TRANSLATION, COARSE_EVALS // 3)
+        x, fx, n2 = pattern_search(f, x, COARSE_STEPS / 2, active, COARSE_EVALS)
+        evals += n1 + n2
         coarse_results.append((name, centre, x, fx))
     # The given pose's group shares one prior: its best member goes on; the best alternative
-    # (flip or candidate) goes on too and must then win by a margin at the fine level.
+    # (flip or candidate) goes on too when it is at least as good at the coarse level, and must
+    # then win by a margin at the fine level.
     own = max((r for r in coarse_results if r[1] is start), key=lambda r: r[3])
     others = [r for r in coarse_results if r[1] is not start]
+    rival = max(others, key=lambda r: r[3]) if others else None
+    coarse_margin = own[3] - rival[3] if rival is not None else math.nan
     finals = []
-    for name, centre, x, _ in [own] + ([max(others, key=lambda r: r[3])] if others else []):
+    for name, centre, x, _ in [own] + ([rival] if rival and rival[3] >= own[3] else []):
         x, fx, n = pattern_search(objective(setup.fine, centre, OUTLINE_TOL), x, FINE_STEPS,
                                   active, FINE_EVALS)
         evals += n
         if stretch:  # the CAD model as it is: settle distance and centre without the stretch
             x[6:9] = 0.0
             x, fx, n = pattern_search(objective(setup.fine, centre, OUTLINE_TOL), x,
-                                      FINE_STEPS / 2, list(TRANSLATION), FINE_EVALS // 3)
+                                      FINE_STEPS / 2, list(TRANSLATION), SETTLE_EVALS)
             evals += n
         pose = apply_delta(centre, x, setup.size)
         finals.append((name, pose, score_pose(setup.fine, mesh, pose, setup.size,
                                               nthreads=nthreads)))
         evals += 1
     best = finals[0]
-    margin = math.nan
+    margin = coarse_margin
     if len(finals) == 2:
         lead = FLIP_MARGIN if finals[1][0] == "flip" else CANDIDATE_MARGIN
         if finals[1][2].total > best[2].total + lead:
