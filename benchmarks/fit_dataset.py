@@ -168,12 +168,16 @@ def initial_pose(rng: np.random.Generator, gt: Pose, size: float) -> tuple[Pose,
 
 
 def make_case(rng: np.random.Generator, key: str, category: str, source: str,
-              models: dict[int, CadMesh]) -> HardCase:
-    """One case: model A photographed, model B (another of the category) given to the fit."""
+              models: dict[int, CadMesh], render_index: int | None = None,
+              fit_index: int | None = None) -> HardCase:
+    """One case: model A photographed, model B (another of the category) given to the fit
+    (random unless render_index / fit_index say which)."""
     indices = sorted(models)
     a = int(rng.choice(indices))
+    a = a if render_index is None else int(render_index)
     library = {i: m for i, m in models.items() if i != a}
     b = int(rng.choice(sorted(library)))
+    b = b if fit_index is None else int(fit_index)
     mesh = models[a]
     lo, hi = ELEVATION_DEG
     view = (math.radians(rng.uniform(-180, 180)), math.radians(rng.uniform(lo, hi)),
@@ -227,4 +231,22 @@ def make_hard_set(count: int = 48, seed: int = 0, use_real: bool = True) -> list
         rng = np.random.default_rng([int(seed), i])
         models = (real if source == "real" else proc)[category]
         cases.append(make_case(rng, f"{source}/{category}_{i:03d}", category, source, models))
+    return cases
+
+
+def make_timing_set(count: int = 12, seed: int = 1) -> list[HardCase]:
+    """Cases whose fit mesh is a ~10k-triangle model (the interactive timing class): the
+    procedural tall mug (9.7k triangles; photographed: another mug) and, when ../shared exists,
+    the real car 03 (13.8k; photographed: car 04), alternating. 640x480 photos."""
+    proc = procedural_library()["mug"]
+    real = real_library().get("car", {})
+    cases = []
+    for i in range(count):
+        rng = np.random.default_rng([int(seed), 1000 + i])
+        if real and 3 in real and 4 in real and i % 2:
+            models, shot, source, cat = real, 4, "real", "car"
+        else:
+            models, shot, source, cat = proc, 1 + i % 4 // 2, "procedural", "mug"
+        cases.append(make_case(rng, f"timing/{cat}_{i:03d}", cat, source, models,
+                               render_index=shot, fit_index=3))
     return cases

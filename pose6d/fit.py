@@ -41,7 +41,10 @@ COARSE_TOL = 0.06  # a wider basin at the coarse level
 W_OUTLINE = 0.5
 COARSE_PX, FINE_PX = 64.0, 128.0  # object extent targeted by the coarse / fine frames
 REGION_MARGIN = 0.35  # the photo window is the object's box grown by this fraction of its size
-FLIP_MARGIN = 0.05  # score lead the 180-deg hypothesis needs over the pose given
+FLIP_MARGIN = 0.08  # score lead the 180-deg hypothesis needs over the pose given
+FLIP_MIN_SCORE = 0.75  # ... and explain the photo well: another instance of the category rarely
+# does, and then outlines tell front from back no better than chance (FIELD_NOTES §9)
+ALIKE_IOU = 0.9  # ... and its silhouette must differ (IoU below this): else outlines cannot tell
 CANDIDATE_MARGIN = 0.02  # the same for azimuth neighbours and the caller's candidates
 NEIGHBOUR_DEG: tuple[float, ...] = ()  # azimuth neighbours tried (measured: no gain)
 # Prior: penalty = PRIOR_WEIGHT * 0.5 * sum((delta / sigma)^2) over (azimuth deg, elevation deg,
@@ -54,8 +57,10 @@ PRIOR_SIGMA = np.array([5.4, 3.6, 2.7, 0.10, 0.08, 0.08, 0.2, 0.2, 0.2])
 COARSE_STEPS = np.array([6.0, 3.0, 3.0, 0.04, 0.03, 0.03, 0.08, 0.08, 0.08])
 FINE_STEPS = np.array([1.5, 1.0, 1.0, 0.01, 0.008, 0.008, 0.02, 0.02, 0.02])
 MIN_STEPS = np.array([0.25, 0.25, 0.25, 0.002, 0.002, 0.002, 0.005, 0.005, 0.005])
-COARSE_EVALS, FINE_EVALS, SETTLE_EVALS = 90, 110, 30
+COARSE_EVALS, FINE_EVALS, SETTLE_EVALS, STEP_BACK_EVALS = 90, 110, 30, 50
+STEP_BACK_FACTOR, STEP_BACK_GAIN = 0.1, 0.03
 MIN_OUTLINE_PX = 12  # fewer outline pixels than this in a frame: not enough to judge
+COMPENSATE = True  # rotation moves keep the silhouette's box in place (apply_delta)
 ROTATION, TRANSLATION, SHAPE = (0, 1, 2), (3, 4, 5), (6, 7, 8)
 NX = 9
 
@@ -242,14 +247,34 @@ def score_pose(level: EvidenceLevel, mesh: CadMesh, pose: Pose, size_px: float,
 
 # --- Search ----------------------------------------------------------------------------------
 
-def apply_delta(start: Pose, x: np.ndarray, size_px: float) -> Pose:
+def apply_delta(start: Pose, x: np.ndarray, size_px: float, mesh: CadMesh | None = None) -> Pose:
     """start moved by x = (d azimuth deg, d elevation deg, d theta deg, d log distance,
-    d px / size, d py / size)."""
+    d px / size, d py / size).
+
+    With ``mesh``, rotation moves are compensated: the distance and the centre are then adjusted
+    so that the projected mesh's box keeps the size and the centre it has without the rotation
+    move (its hull projected, no rendering). Rotation and position then act on the silhouette
+    separately, so the search can turn the object in place (a coupled move a coordinate search
+    cannot find otherwise)."""
+    base = start.replace(distance=start.distance * math.exp(x[3]), px=start.px + x[4] * size_px,
+                         py=start.py + x[5] * size_px)
+    if not (x[0] or x[1] or x[2]):
+        return base
     el = float(np.clip(start.elevation + math.radians(x[1]), -math.pi / 2, math.pi / 2))
-    return start.replace(azimuth=start.azimuth + math.radians(x[0]), elevation=el,
-                         theta=start.theta + math.radians(x[2]),
-                         distance=start.distance * math.exp(x[3]),
-                         px=start.px + x[4] * size_px, py=start.py + x[5] * size_px)
+    turned = base.replace(azimuth=start.azimuth + math.radians(x[0]), elevation=el,
+                          theta=start.theta + math.radians(x[2]))
+    if mesh is None:
+        return turned
+    b0, b1 = projected_extent(mesh, base), projected_extent(mesh, turned)
+    if b0 is None or b1 is None:
+        return turned
+    diag0, diag1 = math.hypot(*(b0[0][2:] - b0[0][:2])), math.hypot(*(b1[0][2:] - b1[0][:2]))
+    turned = turned.replace(distance=turned.distance * diag1 / diag0)
+    b1 = projected_extent(mesh, turned)
+    if b1 is None:
+        return turned
+    shift = (b0[0][:2] + b0[0][2:]) / 2 - (b1[0][:2] + b1[0][2:]) / 2
+    return turned.replace(px=turned.px + shift[0], py=turned.py + shift[1])
 
 
 def prior_penalty(x: np.ndarray, weight: float) -> float:
@@ -258,41 +283,68 @@ def prior_penalty(x: np.ndarray, weight: float) -> float:
 
 
 def pattern_search(objective, x0: np.ndarray, steps: np.ndarray, active: Sequence[int],
-                   max_evals: int) -> tuple[np.ndarray, float, int]:
+                   max_evals: int, seed: int = 0) -> tuple[np.ndarray, float, int]:
     """Maximise ``objective`` (x -> float) from x0 by compass search over the ``active``
-    coordinates: try +-step on each, move (and keep going the same way while it improves),
-    halve all steps after a sweep without a move; stop below MIN_STEPS or after max_evals.
-    Returns (x, objective(x), evaluations)."""
+    coordinates: try +-step on each, move (and keep going the same way while it improves).
+    When no coordinate move helps, try as many random directions (step-scaled, so coupled moves
+    of several values are found), and only then halve the steps; stop below MIN_STEPS or after
+    max_evals. Deterministic for a given seed. Returns (x, objective(x), evaluations)."""
+    rng = np.random.default_rng(seed)
     x = np.array(x0, dtype=np.float64)
     fx, evals = objective(x), 1
     step = np.array(steps, dtype=np.float64)
-    while evals < max_evals:
-        moved = False
+    active = list(active)
+
+    def directions():
         for i in active:
             for sign in (1.0, -1.0):
-                y = x.copy()
-                y[i] += sign * step[i]
-                fy = objective(y)
+                d = np.zeros_like(x)
+                d[i] = sign * step[i]
+                yield d
+
+    def random_directions():
+        for _ in range(len(active)):
+            d = np.zeros_like(x)
+            d[active] = rng.normal(size=len(active))
+            d[active] *= step[active] / max(1e-12, float(np.sqrt(np.mean(d[active] ** 2))))
+            yield d
+
+    while evals < max_evals:
+        moved = False
+        for candidates in (directions, random_directions):
+            for d in candidates():
+                fy = objective(x + d)
                 evals += 1
-                if fy <= fx + 1e-6:
-                    continue
-                x, fx, moved = y, fy, True
-                while evals < max_evals:  # keep going while it pays
-                    y = x.copy()
-                    y[i] += sign * step[i]
-                    fy = objective(y)
-                    evals += 1
-                    if fy <= fx + 1e-6:
-                        break
-                    x, fx = y, fy
-                break
-            if evals >= max_evals:
+                if fy > fx + 1e-6:
+                    x, fx, moved = x + d, fy, True
+                    while evals < max_evals:  # keep going while it pays
+                        fy = objective(x + d)
+                        evals += 1
+                        if fy <= fx + 1e-6:
+                            break
+                        x, fx = x + d, fy
+                if evals >= max_evals:
+                    break
+            if moved or evals >= max_evals:
                 break
         if not moved:
             step *= 0.5
             if all(step[i] < MIN_STEPS[i] for i in active):
                 break
     return x, fx, evals
+
+
+def silhouette_iou(mesh: CadMesh, a: Pose, b: Pose, frame: Frame) -> float:
+    """IoU of the silhouettes of two poses rendered into ``frame``."""
+    masks = []
+    for pose in (a, b):
+        (x0, y0, x1, y1), m = render_silhouette(mesh, frame_pose(pose, frame), frame.width,
+                                                frame.height)
+        full = np.zeros((frame.height, frame.width), bool)
+        full[y0:y1, x0:x1] = m
+        masks.append(full)
+    union = (masks[0] | masks[1]).sum()
+    return float((masks[0] & masks[1]).sum() / union) if union else 1.0
 
 
 # --- Symmetry --------------------------------------------------------------------------------
@@ -430,11 +482,11 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
         active += list(SHAPE)
     evals = 1
 
-    def objective(level: EvidenceLevel, centre: Pose, tol: float, x_fixed=None):
+    def objective(level: EvidenceLevel, centre: Pose, tol: float, weight: float = prior_weight):
         def f(x: np.ndarray) -> float:
-            s = score_pose(level, mesh, apply_delta(centre, x, setup.size), setup.size, tol,
+            s = score_pose(level, mesh, apply_delta(centre, x, setup.size, mesh if COMPENSATE else None), setup.size, tol,
                            nthreads, np.exp(x[6:9]) if stretch else None)
-            return s.total - prior_penalty(x, prior_weight)
+            return s.total - prior_penalty(x, weight)
         return f
 
     # Hypotheses: (name, prior centre, starting offset from it).
@@ -462,23 +514,37 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
     coarse_margin = own[3] - rival[3] if rival is not None else math.nan
     finals = []
     for name, centre, x, _ in [own] + ([rival] if rival and rival[3] >= own[3] else []):
-        x, fx, n = pattern_search(objective(setup.fine, centre, OUTLINE_TOL), x, FINE_STEPS,
-                                  active, FINE_EVALS)
+        f = objective(setup.fine, centre, OUTLINE_TOL)
+        x, fx, n = pattern_search(f, x, FINE_STEPS, active, FINE_EVALS)
         evals += n
         if stretch:  # the CAD model as it is: settle distance and centre without the stretch
             x[6:9] = 0.0
             x, fx, n = pattern_search(objective(setup.fine, centre, OUTLINE_TOL), x,
                                       FINE_STEPS / 2, list(TRANSLATION), SETTLE_EVALS)
             evals += n
-        pose = apply_delta(centre, x, setup.size)
-        finals.append((name, pose, score_pose(setup.fine, mesh, pose, setup.size,
-                                              nthreads=nthreads)))
+        pose = apply_delta(centre, x, setup.size, mesh if COMPENSATE else None)
+        score = score_pose(setup.fine, mesh, pose, setup.size, nthreads=nthreads)
         evals += 1
+        # The prior steps back when the photo clearly says more: a search with a tenth of the
+        # pull must gain STEP_BACK_GAIN of score (an exact CAD model does; another instance of
+        # the category rarely does, and then the pose stays near the start).
+        x2, _, n = pattern_search(objective(setup.fine, centre, OUTLINE_TOL,
+                                            prior_weight * STEP_BACK_FACTOR), x, FINE_STEPS / 2,
+                                  [i for i in active if i < 6], STEP_BACK_EVALS)
+        evals += n + 1
+        pose2 = apply_delta(centre, x2, setup.size, mesh if COMPENSATE else None)
+        score2 = score_pose(setup.fine, mesh, pose2, setup.size, nthreads=nthreads)
+        if score2.total >= score.total + STEP_BACK_GAIN:
+            pose, score = pose2, score2
+        finals.append((name, pose, score))
     best = finals[0]
     margin = coarse_margin
     if len(finals) == 2:
         lead = FLIP_MARGIN if finals[1][0] == "flip" else CANDIDATE_MARGIN
-        if finals[1][2].total > best[2].total + lead:
+        alike = silhouette_iou(mesh, finals[0][1], finals[1][1], setup.coarse.frame)
+        evals += 2
+        sure = finals[1][0] != "flip" or finals[1][2].total >= FLIP_MIN_SCORE
+        if finals[1][2].total > best[2].total + lead and alike < ALIKE_IOU and sure:
             best, margin = finals[1], finals[1][2].total - finals[0][2].total
         else:
             margin = best[2].total - finals[1][2].total
