@@ -39,7 +39,7 @@ from pose6d.image_evidence import (EvidenceLevel, Frame, ImageEvidence, directio
 OUTLINE_TOL = 0.03  # tau as a fraction of the object's size (its projected extent)
 COARSE_TOL = 0.06  # a wider basin at the coarse level
 W_OUTLINE = 0.5
-COARSE_PX, FINE_PX = 64.0, 128.0  # object extent targeted by the coarse / fine frames
+COARSE_PX, FINE_PX = 64.0, 100.0  # object extent targeted by the coarse / fine frames
 REGION_MARGIN = 0.35  # the photo window is the object's box grown by this fraction of its size
 FLIP_MARGIN = 0.08  # score lead the 180-deg hypothesis needs over the pose given
 FLIP_MIN_SCORE = 0.75  # ... and explain the photo well: another instance of the category rarely
@@ -57,8 +57,9 @@ PRIOR_SIGMA = np.array([5.4, 3.6, 2.7, 0.10, 0.08, 0.08, 0.2, 0.2, 0.2])
 COARSE_STEPS = np.array([6.0, 3.0, 3.0, 0.04, 0.03, 0.03, 0.08, 0.08, 0.08])
 FINE_STEPS = np.array([1.5, 1.0, 1.0, 0.01, 0.008, 0.008, 0.02, 0.02, 0.02])
 MIN_STEPS = np.array([0.25, 0.25, 0.25, 0.002, 0.002, 0.002, 0.005, 0.005, 0.005])
-COARSE_EVALS, FINE_EVALS, SETTLE_EVALS, STEP_BACK_EVALS = 90, 110, 30, 50
+COARSE_EVALS, FINE_EVALS, SETTLE_EVALS, STEP_BACK_EVALS = 75, 90, 25, 40
 STEP_BACK_FACTOR, STEP_BACK_GAIN = 0.1, 0.03
+COARSE_PRIOR_FACTOR = 1.0  # the coarse stage's share of the prior
 MIN_OUTLINE_PX = 12  # fewer outline pixels than this in a frame: not enough to judge
 COMPENSATE = True  # rotation moves keep the silhouette's box in place (apply_delta)
 ROTATION, TRANSLATION, SHAPE = (0, 1, 2), (3, 4, 5), (6, 7, 8)
@@ -499,7 +500,7 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
     hyps += [(f"candidate{i}", as_pose(c), np.zeros(NX)) for i, c in enumerate(candidates or ())]
     coarse_results = []
     for name, centre, x0 in hyps:
-        f = objective(setup.coarse, centre, COARSE_TOL)
+        f = objective(setup.coarse, centre, COARSE_TOL, prior_weight * COARSE_PRIOR_FACTOR)
         # Distance and centre first (cheap, and what initial poses get most wrong), then all.
         x, _, n1 = pattern_search(f, x0, COARSE_STEPS, TRANSLATION, COARSE_EVALS // 3)
         x, fx, n2 = pattern_search(f, x, COARSE_STEPS / 2, active, COARSE_EVALS)
@@ -526,8 +527,8 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
         score = score_pose(setup.fine, mesh, pose, setup.size, nthreads=nthreads)
         evals += 1
         # The prior steps back when the photo clearly says more: a search with a tenth of the
-        # pull must gain STEP_BACK_GAIN of score (an exact CAD model does; another instance of
-        # the category rarely does, and then the pose stays near the start).
+        # pull must gain STEP_BACK_GAIN of score (an exact CAD model often does; another instance
+        # of the category rarely does, and then the pose stays near the start).
         x2, _, n = pattern_search(objective(setup.fine, centre, OUTLINE_TOL,
                                             prior_weight * STEP_BACK_FACTOR), x, FINE_STEPS / 2,
                                   [i for i in active if i < 6], STEP_BACK_EVALS)
@@ -567,7 +568,8 @@ def fit_translation(photo, mesh: CadMesh, initial_pose, bbox=None, **kwargs) -> 
 
 
 def _wrap(a: float) -> float:
-    return float((a + math.pi) % (2.0 * math.pi) - math.pi)
+    """An angle in radians in [-pi, pi) (unchanged, bit for bit, when it already is)."""
+    return float(a) if -math.pi <= a < math.pi else float((a + math.pi) % (2.0 * math.pi) - math.pi)
 
 
 @dataclasses.dataclass
