@@ -100,7 +100,8 @@ def goals(f: dict) -> None:
     i, o = f["initial"], f["fitted"]
     rows = [
         ("median rotation error <= half the initial",
-         f"{o['median_deg']:.2f} vs {i['median_deg'] / 2:.2f}", o["median_deg"] <= i["median_deg"] / 2),
+         f"{o['median_deg']:.2f} vs {i['median_deg'] / 2:.2f}",
+         o["median_deg"] <= i["median_deg"] / 2),
         ("Acc@pi/18 up by >= 0.25", f"{o['acc_pi18'] - i['acc_pi18']:+.3f}",
          o["acc_pi18"] - i["acc_pi18"] >= 0.25),
         ("median centre error <= half the initial", f"{o['centre']:.2f} vs {i['centre'] / 2:.2f}",

@@ -81,7 +81,7 @@ NX = 9
 
 
 class FitError(ValueError):
-    """Inputs the fit cannot use: a photo, box, mesh or pose that is invalid (message says which)."""
+    """Inputs the fit cannot use: an invalid mesh or mode (the message says which)."""
 
 
 @dataclasses.dataclass
@@ -355,14 +355,16 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
     active = list(range(6)) if mode == "full" else list(TRANSLATION)
     if symmetry == "rotational" and mode == "full":
         active.remove(0)
-    if stretch:
+    if stretch and mode == "full":
         active += list(SHAPE)
+    stretch = stretch and mode == "full"
+    comp = mesh if COMPENSATE else None
     evals = 1
 
     def objective(level: EvidenceLevel, centre: Pose, tol: float, weight: float = prior_weight):
         def f(x: np.ndarray) -> float:
-            s = score_pose(level, mesh, apply_delta(centre, x, setup.size, mesh if COMPENSATE else None), setup.size, tol,
-                           nthreads, np.exp(x[6:9]) if stretch else None)
+            s = score_pose(level, mesh, apply_delta(centre, x, setup.size, comp), setup.size,
+                           tol, nthreads, np.exp(x[6:9]) if stretch else None)
             return s.total - prior_penalty(x, weight)
         return f
 
@@ -399,7 +401,7 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
             x, fx, n = pattern_search(objective(setup.fine, centre, OUTLINE_TOL), x,
                                       FINE_STEPS / 2, list(TRANSLATION), SETTLE_EVALS)
             evals += n
-        pose = apply_delta(centre, x, setup.size, mesh if COMPENSATE else None)
+        pose = apply_delta(centre, x, setup.size, comp)
         score = score_pose(setup.fine, mesh, pose, setup.size, nthreads=nthreads)
         evals += 1
         # The prior steps back when the photo clearly says more: a search with a tenth of the
@@ -409,7 +411,7 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
                                             prior_weight * STEP_BACK_FACTOR), x, FINE_STEPS / 2,
                                   [i for i in active if i < 6], STEP_BACK_EVALS)
         evals += n + 1
-        pose2 = apply_delta(centre, x2, setup.size, mesh if COMPENSATE else None)
+        pose2 = apply_delta(centre, x2, setup.size, comp)
         score2 = score_pose(setup.fine, mesh, pose2, setup.size, nthreads=nthreads)
         if score2.total >= score.total + STEP_BACK_GAIN:
             pose, score = pose2, score2
