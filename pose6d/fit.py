@@ -112,6 +112,8 @@ class FitResult:
 
     @property
     def changed(self) -> bool:
+        """True when the search's pose was returned; False when the initial pose was kept
+        (``message`` says why)."""
         return self.message == ""
 
 

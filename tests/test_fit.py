@@ -145,6 +145,37 @@ def test_the_score_prefers_the_true_pose(car):
     assert 0.7 < true.total <= 1.0 and 0.9 < true.silhouette <= 1.0
 
 
+def test_a_candidate_far_from_the_start_is_taken_when_it_explains_the_photo(car):
+    photo, mesh, gt, box = car
+    start = gt.replace(azimuth=gt.azimuth + math.radians(40.0), px=gt.px + 8.0)
+    result = fit_pose(photo, mesh, start, box, candidates=[gt.replace(px=gt.px + 3.0)],
+                      allow_flip=False)
+    assert _deg(result.pose, gt) < 3.0 and result.margin > 0.02
+
+
+def test_edges_of_a_rectangle_run_along_its_sides():
+    """Canny on a bright rectangle: edges on its border, gradient direction 0 (modulo pi) on
+    the left and right sides, pi / 2 on the top and bottom."""
+    from pose6d.image_evidence import oriented_distance, oriented_edges
+
+    image = np.zeros((120, 160, 3), np.uint8)
+    image[30:90, 40:120] = 200
+    edges, orientation = oriented_edges(image)
+    ys, xs = np.nonzero(edges)
+    assert len(ys) > 200
+    near_side = (np.abs(xs - 40) <= 2) | (np.abs(xs - 119) <= 2)
+    near_top = (np.abs(ys - 30) <= 2) | (np.abs(ys - 89) <= 2)
+    assert (near_side | near_top).all()
+    side = near_side & ~near_top
+    top = near_top & ~near_side
+    angle = orientation[ys, xs]
+    assert np.all(np.minimum(angle[side], np.pi - angle[side]) < 0.2)
+    assert np.all(np.abs(angle[top] - np.pi / 2) < 0.2)
+    dist = oriented_distance(edges, orientation)
+    assert dist[0, 60, 50] == pytest.approx(10.0, abs=1.5)  # 10 px right of the left side
+    assert dist[4, 60, 50] > 20.0  # the horizontal sides are 29 px away
+
+
 # --- Geometry ---------------------------------------------------------------------------------
 
 def test_frames_render_what_the_full_image_shows_downscaled():
