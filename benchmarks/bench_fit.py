@@ -122,7 +122,11 @@ def main(argv=None) -> int:
     p.add_argument("--timing", type=int, default=12, help="~10k-triangle timing fits")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-real", action="store_true", help="procedural models only")
+    p.add_argument("--quick", action="store_true",
+                   help="12 demo objects, 12 harder ones, 4 timing fits (for run_all.py)")
     args = p.parse_args(argv)
+    if args.quick:
+        args.demo_objects, args.hard, args.timing = 12, 12, 4
     import cv2
 
     cv2.setNumThreads(1)
@@ -141,7 +145,13 @@ def main(argv=None) -> int:
         p50, p95 = np.percentile(timing["seconds"], [50, 95])
         print(f"\n~10k-triangle mesh at 640x480, one core: fit time p50 {p50:.2f} s, "
               f"p95 {p95:.2f} s over {args.timing} fits (goal p95 <= 1.5 s)")
+        print(f"figure: fit p95, ~10k triangles | {p95 * 1000:.0f} ms | goal | 1500 ms")
     goals(hard)
+    i, o = hard["initial"], hard["fitted"]
+    print(f"figure: harder set median rotation error, fitted | {o['median_deg']:.2f} deg | "
+          f"initial | {i['median_deg']:.2f} deg")
+    print(f"figure: harder set median centre error, fitted | {o['centre']:.2f} px | "
+          f"initial | {i['centre']:.2f} px")
     return 0
 
 
