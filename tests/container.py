@@ -1,6 +1,6 @@
 """Build docker/Dockerfile and run the image with podman: no Docker engine, no container registry.
 
-What worked on Debian bookworm machines without a Docker engine (FIELD_NOTES.md §7), as flags:
+What worked on Debian bookworm machines without a Docker engine, as flags:
 
 - ``--runtime runc --cgroup-manager cgroupfs``: crun (podman's default) fails on cgroups v1 /
   hybrid hosts, and there may be no systemd to manage cgroups.

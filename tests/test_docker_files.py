@@ -412,7 +412,8 @@ def test_backend_requirements_cover_imports_and_skip_test_tools():
                if line.strip() and not line.startswith("#")}
     assert not backend & TEST_ONLY
     dist = {"PIL": "pillow", "open3d": "open3d-cpu", "psycopg2": "psycopg2-binary",
-            "label_studio_sdk": "label-studio-sdk", "werkzeug": "flask", "yaml": "pyyaml"}
+            "label_studio_sdk": "label-studio-sdk", "werkzeug": "flask", "yaml": "pyyaml",
+            "cv2": "opencv-python-headless"}
     imported = set()
     for folder in ("pose6d", "label_sync", "ml_backend"):
         for path in (REPO / folder).rglob("*.py"):

@@ -1,0 +1,495 @@
+"""Auto-fit: from an initial pose (the model's or the annotator's rough one), search the pose whose
+rendered silhouette best explains the photo (issue 11).
+
+The score (``score_pose``) of a pose is a number in [0, 1] a person can read:
+
+    score = W_OUTLINE * outline + (1 - W_OUTLINE) * silhouette      (with a box)
+    score = outline                                                  (no box)
+
+- outline: the mean, over the pixels of the rendered silhouette's outline, of
+  1 - min(d, tau) / tau, where d is the distance to the nearest photo edge running the same way
+  (within about +-34 deg) and tau is OUTLINE_TOL of the object's size. 1: the whole outline lies
+  on photo edges; 0.5: on average half tau away; 0: nowhere near an edge. Pixels where the
+  outline is cut by the photo's border do not count. Interior edges of the CAD model are not
+  used: a category-level mesh's creases are not the photographed object's (docs/fitting.md).
+- silhouette: the IoU of the rendered silhouette with GrabCut's foreground inside the box.
+
+The search (``fit_pose``) keeps the initial pose as a strong prior (docs/fitting.md): it
+maximises score - prior penalty (PRIOR_WEIGHT * 0.5 * sum((delta / PRIOR_SIGMA)^2), a quadratic
+pull towards the hypothesis it started from), coarse to fine: the photo window around the
+object shrunk so that the object is about COARSE_PX, then FINE_PX, pixels across (the camera is
+linear in viewport and px, py), rendering only the object's window.
+- Values searched: azimuth, elevation, theta, log distance, px, py, plus three nuisance
+  stretches of the CAD model along its axes (the photographed object is another instance of the
+  category; the final distance and centre are settled on the model as it is). Rotation moves
+  are compensated (the silhouette's box keeps its place and size), so turning and moving act on
+  the silhouette separately.
+- Pattern search: +-step on each value, random step-sized directions when none helps, halved
+  steps; distance and centre first at the coarse level.
+- Hypotheses: the pose given, and its azimuth turned by 180 deg (not for meshes whose half turn
+  looks the same). The flip is taken only when it explains the photo well (FLIP_MIN_SCORE),
+  clearly better (FLIP_MARGIN) and with a visibly different silhouette (ALIKE_IOU); the caller's
+  candidates need CANDIDATE_MARGIN.
+- The prior steps back (a tenth of its weight) only when that gains STEP_BACK_GAIN of score.
+- Never worse than the start: if the fitted pose scores below the initial one, the initial pose
+  is returned (``message`` says so). The result says how sure it is (``margin``: score lead over
+  the other hypothesis). Rotationally symmetric meshes (about z) keep their azimuth.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Mapping, Sequence
+
+import cv2
+import numpy as np
+
+from pose6d.cad_library import CadMesh
+from pose6d.errors import BadInput
+from pose6d.camera import InvalidPoseError, Pose
+from pose6d.image_evidence import EvidenceLevel, ImageEvidence, direction_bins
+from pose6d.silhouette import (frame_pose, mesh_symmetry, projected_extent, render_silhouette,
+                               silhouette_iou)
+
+OUTLINE_TOL = 0.03  # tau as a fraction of the object's size (its projected extent)
+COARSE_TOL = 0.06  # a wider basin at the coarse level
+W_OUTLINE = 0.5
+COARSE_PX, FINE_PX = 64.0, 100.0  # object extent targeted by the coarse / fine frames
+REGION_MARGIN = 0.35  # the photo window is the object's box grown by this fraction of its size
+FLIP_MARGIN = 0.08  # score lead the 180-deg hypothesis needs over the pose given
+FLIP_MIN_SCORE = 0.75  # ... and explain the photo well: another instance of the category rarely
+# does, and then outlines tell front from back no better than chance (docs/fitting.md)
+ALIKE_IOU = 0.9  # ... and its silhouette must differ (IoU below this): else outlines cannot tell
+CANDIDATE_MARGIN = 0.02  # the same for azimuth neighbours and the caller's candidates
+NEIGHBOUR_DEG: tuple[float, ...] = ()  # azimuth neighbours tried (measured: no gain)
+# Prior: penalty = PRIOR_WEIGHT * 0.5 * sum((delta / sigma)^2) over (azimuth deg, elevation deg,
+# theta deg, log distance, px / size, py / size).
+PRIOR_WEIGHT = 0.02
+# The last three values are nuisance stretches of the CAD model along its x, y, z axes (log):
+# the photographed object is another instance of the category, its proportions differ.
+PRIOR_SIGMA = np.array([5.4, 3.6, 2.7, 0.10, 0.08, 0.08, 0.2, 0.2, 0.2])
+# Pattern-search steps (same units; px/py as a fraction of the object's size).
+COARSE_STEPS = np.array([6.0, 3.0, 3.0, 0.04, 0.03, 0.03, 0.08, 0.08, 0.08])
+FINE_STEPS = np.array([1.5, 1.0, 1.0, 0.01, 0.008, 0.008, 0.02, 0.02, 0.02])
+MIN_STEPS = np.array([0.25, 0.25, 0.25, 0.002, 0.002, 0.002, 0.005, 0.005, 0.005])
+COARSE_EVALS, FINE_EVALS, SETTLE_EVALS, STEP_BACK_EVALS = 75, 90, 25, 40
+STEP_BACK_FACTOR, STEP_BACK_GAIN = 0.1, 0.03
+MIN_OUTLINE_PX = 12  # fewer outline pixels than this in a frame: not enough to judge
+COMPENSATE = True  # rotation moves keep the silhouette's box in place (apply_delta)
+ROTATION, TRANSLATION, SHAPE = (0, 1, 2), (3, 4, 5), (6, 7, 8)
+NX = 9
+
+
+class FitError(BadInput):
+    """Inputs the fit cannot use: an invalid mesh or mode (the message says which)."""
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What fit_pose found.
+
+    pose: the fitted pose (the initial one when nothing better was found). score, initial_score:
+    score_pose of the fitted and the initial pose at the fine level, in [0, 1]. outline,
+    silhouette: the two parts of ``score`` (silhouette NaN without a box). margin: score lead of
+    the chosen hypothesis over the best other one (small = unsure which way the object faces).
+    flip_considered / flip_taken: whether the 180-deg azimuth hypothesis was tried / chosen.
+    evaluations: renders scored. seconds: wall time. message: why the pose was kept, if it was.
+    """
+
+    pose: Pose
+    score: float
+    initial_score: float
+    outline: float
+    silhouette: float
+    evaluations: int
+    seconds: float
+    margin: float = math.nan
+    flip_considered: bool = False
+    flip_taken: bool = False
+    symmetry: str = "none"
+    mode: str = "full"
+    message: str = ""
+
+    @property
+    def changed(self) -> bool:
+        """True when the search's pose was returned; False when the initial pose was kept
+        (``message`` says why)."""
+        return self.message == ""
+
+
+@dataclasses.dataclass
+class Score:
+    """One pose's score (see the module docstring); ``n_outline`` outline pixels were used."""
+
+    total: float
+    outline: float
+    silhouette: float
+    n_outline: int
+
+
+# --- The score -------------------------------------------------------------------------------
+
+def outline_pixels(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, cols and normal directions (radians, modulo pi) of a window mask's outline pixels.
+
+    Pixels on the window's edge never count (the window is clipped only at the frame border,
+    where the outline is the border's, not the object's)."""
+    m = mask.astype(np.uint8)
+    inner = cv2.erode(m, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT,
+                      borderValue=1)
+    rows, cols = np.nonzero(m & (1 - inner))
+    f = cv2.GaussianBlur(m.astype(np.float32), (5, 5), 1.0)
+    gx = cv2.Sobel(f, cv2.CV_32F, 1, 0, ksize=3)[rows, cols]
+    gy = cv2.Sobel(f, cv2.CV_32F, 0, 1, ksize=3)[rows, cols]
+    return rows, cols, np.mod(np.arctan2(gy, gx), np.pi)
+
+
+def score_pose(level: EvidenceLevel, mesh: CadMesh, pose: Pose, size_px: float,
+               tol: float = OUTLINE_TOL, nthreads: int = 1,
+               scale: np.ndarray | None = None) -> Score:
+    """Score (module docstring) of ``pose`` (full-photo pixels) seen through ``level``'s frame.
+
+    size_px: the object's size in photo pixels (sets tau = tol * size). scale: the mesh
+    stretched along its axes (render_silhouette)."""
+    frame = level.frame
+    (x0, y0, x1, y1), mask = render_silhouette(mesh, frame_pose(pose, frame), frame.width,
+                                               frame.height, nthreads, scale)
+    if mask.size == 0 or not mask.any():
+        return Score(0.0, 0.0, 0.0 if level.foreground is not None else math.nan, 0)
+    rows, cols, normal = outline_pixels(mask)
+    tau = max(1.0, tol * size_px / frame.factor)
+    if rows.size:
+        d = level.dist[direction_bins(normal), rows + y0, cols + x0]
+        outline = float(np.mean(1.0 - np.minimum(d, tau) / tau))
+    else:
+        outline = 0.0
+    if level.foreground is None:
+        return Score(outline, outline, math.nan, int(rows.size))
+    inter = float(level.foreground[y0:y1, x0:x1][mask].sum())
+    union = float(mask.sum()) + level.fg_total - inter
+    silhouette = inter / union if union > 0 else 0.0
+    return Score(W_OUTLINE * outline + (1 - W_OUTLINE) * silhouette, outline, silhouette,
+                 int(rows.size))
+
+
+# --- Search ----------------------------------------------------------------------------------
+
+def apply_delta(start: Pose, x: np.ndarray, size_px: float, mesh: CadMesh | None = None) -> Pose:
+    """start moved by x = (d azimuth deg, d elevation deg, d theta deg, d log distance,
+    d px / size, d py / size).
+
+    With ``mesh``, rotation moves are compensated: the distance and the centre are then adjusted
+    so that the projected mesh's box keeps the size and the centre it has without the rotation
+    move (its hull projected, no rendering). Rotation and position then act on the silhouette
+    separately, so the search can turn the object in place (a coupled move a coordinate search
+    cannot find otherwise)."""
+    base = start.replace(distance=start.distance * math.exp(x[3]), px=start.px + x[4] * size_px,
+                         py=start.py + x[5] * size_px)
+    if not (x[0] or x[1] or x[2]):
+        return base
+    el = float(np.clip(start.elevation + math.radians(x[1]), -math.pi / 2, math.pi / 2))
+    turned = base.replace(azimuth=start.azimuth + math.radians(x[0]), elevation=el,
+                          theta=start.theta + math.radians(x[2]))
+    if mesh is None:
+        return turned
+    b0, b1 = projected_extent(mesh, base), projected_extent(mesh, turned)
+    if b0 is None or b1 is None:
+        return turned
+    diag0, diag1 = math.hypot(*(b0[0][2:] - b0[0][:2])), math.hypot(*(b1[0][2:] - b1[0][:2]))
+    turned = turned.replace(distance=turned.distance * diag1 / diag0)
+    b1 = projected_extent(mesh, turned)
+    if b1 is None:
+        return turned
+    shift = (b0[0][:2] + b0[0][2:]) / 2 - (b1[0][:2] + b1[0][2:]) / 2
+    return turned.replace(px=turned.px + shift[0], py=turned.py + shift[1])
+
+
+def prior_penalty(x: np.ndarray, weight: float) -> float:
+    """weight * 0.5 * sum((x / PRIOR_SIGMA)^2): the pull towards the hypothesis' start."""
+    return float(weight * 0.5 * np.sum((np.asarray(x) / PRIOR_SIGMA) ** 2))
+
+
+def pattern_search(objective, x0: np.ndarray, steps: np.ndarray, active: Sequence[int],
+                   max_evals: int, seed: int = 0) -> tuple[np.ndarray, float, int]:
+    """Maximise ``objective`` (x -> float) from x0 by compass search over the ``active``
+    coordinates: try +-step on each, move (and keep going the same way while it improves).
+    When no coordinate move helps, try as many random directions (step-scaled, so coupled moves
+    of several values are found), and only then halve the steps; stop below MIN_STEPS or after
+    max_evals. Deterministic for a given seed. Returns (x, objective(x), evaluations)."""
+    rng = np.random.default_rng(seed)
+    x = np.array(x0, dtype=np.float64)
+    fx, evals = objective(x), 1
+    step = np.array(steps, dtype=np.float64)
+    active = list(active)
+
+    def directions():
+        for i in active:
+            for sign in (1.0, -1.0):
+                d = np.zeros_like(x)
+                d[i] = sign * step[i]
+                yield d
+
+    def random_directions():
+        for _ in range(len(active)):
+            d = np.zeros_like(x)
+            d[active] = rng.normal(size=len(active))
+            d[active] *= step[active] / max(1e-12, float(np.sqrt(np.mean(d[active] ** 2))))
+            yield d
+
+    while evals < max_evals:
+        moved = False
+        for candidates in (directions, random_directions):
+            for d in candidates():
+                fy = objective(x + d)
+                evals += 1
+                if fy > fx + 1e-6:
+                    x, fx, moved = x + d, fy, True
+                    while evals < max_evals:  # keep going while it pays
+                        fy = objective(x + d)
+                        evals += 1
+                        if fy <= fx + 1e-6:
+                            break
+                        x, fx = x + d, fy
+                if evals >= max_evals:
+                    break
+            if moved or evals >= max_evals:
+                break
+        if not moved:
+            step *= 0.5
+            if all(step[i] < MIN_STEPS[i] for i in active):
+                break
+    return x, fx, evals
+
+
+# --- The fit ---------------------------------------------------------------------------------
+
+def as_pose(pose) -> Pose:
+    """A Pose, or a mapping with the six values in radians (InvalidPoseError otherwise)."""
+    if isinstance(pose, Pose):
+        return pose
+    if isinstance(pose, Mapping):
+        return Pose.from_mapping(pose, degrees=False)
+    raise InvalidPoseError(f"initial pose must be a Pose or a mapping, got {type(pose).__name__}")
+
+
+@dataclasses.dataclass
+class _Setup:
+    """What one object's fit works on: the start, its size and the coarse / fine evidence."""
+
+    start: Pose
+    size: float
+    coarse: EvidenceLevel
+    fine: EvidenceLevel
+
+
+def _setup(evidence: ImageEvidence, mesh: CadMesh, start: Pose,
+           region: tuple | None = None) -> _Setup | str:
+    """The coarse and fine evidence levels for this object, or why it cannot be fitted."""
+    ext = projected_extent(mesh, start)
+    if ext is None:
+        return "the initial pose puts part of the object behind the camera"
+    box, size = ext
+    if box[2] < 0 or box[3] < 0 or box[0] >= evidence.width or box[1] >= evidence.height:
+        return "the initial pose puts the object outside the photo"
+    if size < 8:
+        return f"the object is only {size:.1f} px across at the initial pose"
+    if region is None:
+        region = object_region(evidence, box, size)
+    coarse = evidence.level(evidence.frame(region, max(1, int(size // COARSE_PX))))
+    fine = evidence.level(evidence.frame(region, max(1, int(size // FINE_PX))))
+    return _Setup(start, size, coarse, fine)
+
+
+def object_region(evidence: ImageEvidence, box: np.ndarray, size: float) -> tuple:
+    """The photo window searched: the projected box (and the given box) grown by
+    REGION_MARGIN of the object's size."""
+    if evidence.bbox is not None:
+        box = np.concatenate([np.minimum(box[:2], evidence.bbox[:2]),
+                              np.maximum(box[2:], evidence.bbox[2:])])
+    m = REGION_MARGIN * size
+    return (box[0] - m, box[1] - m, box[2] + m, box[3] + m)
+
+
+def _unchanged(start: Pose, score: Score | None, t0: float, evals: int, message: str,
+               mode: str, symmetry: str = "none") -> FitResult:
+    s = score or Score(0.0, 0.0, math.nan, 0)
+    return FitResult(start, s.total, s.total, s.outline, s.silhouette, evals,
+                     time.perf_counter() - t0, symmetry=symmetry, mode=mode, message=message)
+
+
+def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full",
+             candidates: Sequence[Pose] | None = None, allow_flip: bool = True,
+             prior_weight: float = PRIOR_WEIGHT, nthreads: int = 1, stretch: bool = True,
+             region: tuple | None = None) -> FitResult:
+    """Fit ``mesh``'s pose to ``photo`` starting from ``initial_pose``.
+
+    photo: (H, W, 3) uint8 RGB, or an ImageEvidence (reused across meshes / calls; then
+    ``bbox`` is ignored: the evidence's own box counts). mesh: the CAD model. initial_pose:
+    Pose (or a mapping of the six values, angles in radians). bbox: (x1, y1, x2, y2) pixels of
+    the object or None (no foreground term then). mode: "full" (six values) or "translation"
+    (distance and centre only, rotation kept). candidates: more starting poses (e.g. the
+    annotator's), taken only with a margin. prior_weight: strength of the pull towards the
+    start (0 = none). nthreads: ray-casting threads (1 = one core). stretch: let the search
+    stretch the model along its axes (a nuisance: the photographed object is another instance;
+    the final distance and centre are settled on the model as it is).
+
+    Returns a FitResult; the pose is unchanged (with ``message`` saying why) for a blank photo,
+    an object outside the photo or with too little outline to judge. Raises FitError /
+    ValueError (InvalidPoseError, EvidenceError) for unusable inputs.
+    """
+    t0 = time.perf_counter()
+    if mode not in ("full", "translation"):
+        raise FitError(f"mode must be 'full' or 'translation', got {mode!r}")
+    start = as_pose(initial_pose)
+    if not isinstance(mesh, CadMesh) or len(mesh.faces) == 0:
+        raise FitError("mesh must be a CadMesh with faces")
+    evidence = photo if isinstance(photo, ImageEvidence) else ImageEvidence(photo, bbox)
+    symmetry = mesh_symmetry(mesh)
+    setup = _setup(evidence, mesh, start, region)
+    if isinstance(setup, str):
+        return _unchanged(start, None, t0, 0, setup, mode, symmetry)
+    initial = score_pose(setup.fine, mesh, start, setup.size, nthreads=nthreads)
+    if evidence.blank:
+        return _unchanged(start, initial, t0, 1, "blank photo: no edges to fit to", mode, symmetry)
+    if initial.n_outline < MIN_OUTLINE_PX:
+        return _unchanged(start, initial, t0, 1, "too little of the outline inside the photo",
+                          mode, symmetry)
+    active = list(range(6)) if mode == "full" else list(TRANSLATION)
+    if symmetry == "rotational" and mode == "full":
+        active.remove(0)
+    if stretch and mode == "full":
+        active += list(SHAPE)
+    stretch = stretch and mode == "full"
+    comp = mesh if COMPENSATE else None
+    evals = 1
+
+    def objective(level: EvidenceLevel, centre: Pose, tol: float, weight: float = prior_weight):
+        def f(x: np.ndarray) -> float:
+            s = score_pose(level, mesh, apply_delta(centre, x, setup.size, comp), setup.size,
+                           tol, nthreads, np.exp(x[6:9]) if stretch else None)
+            return s.total - prior_penalty(x, weight)
+        return f
+
+    # Hypotheses: (name, prior centre, starting offset from it).
+    hyps = [("given", start, np.zeros(NX))]
+    if mode == "full" and symmetry != "rotational":
+        hyps += [(f"azimuth{d:+.0f}", start, np.eye(NX)[0] * d) for d in NEIGHBOUR_DEG]
+    flip_considered = mode == "full" and allow_flip and symmetry == "none"
+    if flip_considered:
+        hyps.append(("flip", start.replace(azimuth=start.azimuth + math.pi), np.zeros(NX)))
+    hyps += [(f"candidate{i}", as_pose(c), np.zeros(NX)) for i, c in enumerate(candidates or ())]
+    coarse_results = []
+    for name, centre, x0 in hyps:
+        f = objective(setup.coarse, centre, COARSE_TOL)
+        # Distance and centre first (cheap, and what initial poses get most wrong), then all.
+        x, _, n1 = pattern_search(f, x0, COARSE_STEPS, TRANSLATION, COARSE_EVALS // 3)
+        x, fx, n2 = pattern_search(f, x, COARSE_STEPS / 2, active, COARSE_EVALS)
+        evals += n1 + n2
+        coarse_results.append((name, centre, x, fx))
+    # The given pose's group shares one prior: its best member goes on; the best alternative
+    # (flip or candidate) goes on too when it is at least as good at the coarse level, and must
+    # then win by a margin at the fine level.
+    own = max((r for r in coarse_results if r[1] is start), key=lambda r: r[3])
+    others = [r for r in coarse_results if r[1] is not start]
+    rival = max(others, key=lambda r: r[3]) if others else None
+    coarse_margin = own[3] - rival[3] if rival is not None else math.nan
+    finals = []
+    for name, centre, x, _ in [own] + ([rival] if rival and rival[3] >= own[3] else []):
+        f = objective(setup.fine, centre, OUTLINE_TOL)
+        x, fx, n = pattern_search(f, x, FINE_STEPS, active, FINE_EVALS)
+        evals += n
+        if stretch:  # the CAD model as it is: settle distance and centre without the stretch
+            x[6:9] = 0.0
+            x, fx, n = pattern_search(objective(setup.fine, centre, OUTLINE_TOL), x,
+                                      FINE_STEPS / 2, list(TRANSLATION), SETTLE_EVALS)
+            evals += n
+        pose = apply_delta(centre, x, setup.size, comp)
+        score = score_pose(setup.fine, mesh, pose, setup.size, nthreads=nthreads)
+        evals += 1
+        # The prior steps back when the photo clearly says more: a search with a tenth of the
+        # pull must gain STEP_BACK_GAIN of score (an exact CAD model often does; another instance
+        # of the category rarely does, and then the pose stays near the start).
+        x2, _, n = pattern_search(objective(setup.fine, centre, OUTLINE_TOL,
+                                            prior_weight * STEP_BACK_FACTOR), x, FINE_STEPS / 2,
+                                  [i for i in active if i < 6], STEP_BACK_EVALS)
+        evals += n + 1
+        pose2 = apply_delta(centre, x2, setup.size, comp)
+        score2 = score_pose(setup.fine, mesh, pose2, setup.size, nthreads=nthreads)
+        if score2.total >= score.total + STEP_BACK_GAIN:
+            pose, score = pose2, score2
+        finals.append((name, pose, score))
+    best = finals[0]
+    margin = coarse_margin
+    if len(finals) == 2:
+        lead = FLIP_MARGIN if finals[1][0] == "flip" else CANDIDATE_MARGIN
+        alike = silhouette_iou(mesh, finals[0][1], finals[1][1], setup.coarse.frame)
+        evals += 2
+        sure = finals[1][0] != "flip" or finals[1][2].total >= FLIP_MIN_SCORE
+        if finals[1][2].total > best[2].total + lead and alike < ALIKE_IOU and sure:
+            best, margin = finals[1], finals[1][2].total - finals[0][2].total
+        else:
+            margin = best[2].total - finals[1][2].total
+    name, pose, score = best
+    if score.total < initial.total:
+        return dataclasses.replace(
+            _unchanged(start, initial, t0, evals, "no pose found that explains the photo better",
+                       mode, symmetry), margin=margin, flip_considered=flip_considered)
+    if mode == "full" and symmetry == "rotational":
+        pose = pose.replace(azimuth=start.azimuth)
+    pose = pose.replace(azimuth=_wrap(pose.azimuth), theta=_wrap(pose.theta))
+    return FitResult(pose, score.total, initial.total, score.outline, score.silhouette, evals,
+                     time.perf_counter() - t0, margin, flip_considered, name == "flip",
+                     symmetry, mode)
+
+
+def fit_translation(photo, mesh: CadMesh, initial_pose, bbox=None, **kwargs) -> FitResult:
+    """fit_pose with the rotation kept: only distance and the centre (px, py) move."""
+    return fit_pose(photo, mesh, initial_pose, bbox, mode="translation", **kwargs)
+
+
+def _wrap(a: float) -> float:
+    """An angle in radians in [-pi, pi) (unchanged, bit for bit, when it already is)."""
+    return float(a) if -math.pi <= a < math.pi else float((a + math.pi) % (2.0 * math.pi) - math.pi)
+
+
+@dataclasses.dataclass
+class CadFitResult:
+    """fit_cad's answer: every model's FitResult, the suggested model and how sure that is.
+
+    best_index: the highest-scoring model. suggested_index: best_index when it beats the
+    initial model by ``switch_margin`` (or there is no initial model), else the initial model.
+    margin: best score minus the second best."""
+
+    results: dict[int, FitResult]
+    best_index: int
+    suggested_index: int
+    margin: float
+
+    @property
+    def scores(self) -> dict[int, float]:
+        return {i: r.score for i, r in self.results.items()}
+
+
+CAD_SWITCH_MARGIN = 0.03
+
+
+def fit_cad(photo, meshes: Mapping[int, CadMesh], initial_pose, bbox=None, *,
+            initial_index: int | None = None, switch_margin: float = CAD_SWITCH_MARGIN,
+            **kwargs) -> CadFitResult:
+    """Fit every CAD model of the category (meshes: cad_index -> CadMesh) from the same initial
+    pose on the same image evidence; suggest the best one only when it leads the initial model
+    by ``switch_margin`` (outlines of category-level models differ little, docs/fitting.md).
+    kwargs go to fit_pose."""
+    if not meshes:
+        raise FitError("fit_cad needs at least one mesh")
+    evidence = photo if isinstance(photo, ImageEvidence) else ImageEvidence(photo, bbox)
+    results = {int(i): fit_pose(evidence, m, initial_pose, **kwargs) for i, m in meshes.items()}
+    ranked = sorted(results, key=lambda i: results[i].score, reverse=True)
+    best = ranked[0]
+    margin = results[best].score - results[ranked[1]].score if len(ranked) > 1 else math.nan
+    suggested = best
+    if initial_index is not None and int(initial_index) in results and best != initial_index:
+        if results[best].score < results[int(initial_index)].score + switch_margin:
+            suggested = int(initial_index)
+    return CadFitResult(results, best, suggested, margin)
