@@ -9,6 +9,8 @@ Tokens run left to right, separated by spaces or commas:
   q1 .. q4        object quality: good, partially visible, barely visible, bad quality - no object
   dn  dy          dense scene: no / yes
   o  o=tint       next overlay style (edges, tint, solid, off), or that one
+  fit             auto-fit the pose shown to the photo (last on its line; u undoes it)
+  fitxy  fitcad   the same keeping the rotation (centre and distance only) / trying every model
   r               reset to the model's initial pose and CAD model
   u               undo the last change (repeatable)
   .               re-render at the values shown (after clicking a model in the gallery)
@@ -39,6 +41,7 @@ CHEAT_SHEET = (
     f"a e t d x y: a+ a- fine ({_A.fine:g} deg, {_D.fine:g}, {_X.fine:g} px), a++ a-- coarse "
     f"({_A.coarse:g} deg, {_D.coarse:g}, {_X.coarse:g} px), a+7, a=30",
     "f flip / n p c3 model / q1-q4 quality / dn dy dense / o overlay / r reset / u undo",
+    "fit: auto-fit to the photo (fitxy: centre and distance only, fitcad: every model)",
     "submit: Shift+Tab, then Ctrl+Enter",
 )
 
@@ -46,6 +49,7 @@ _STEP = re.compile(r"^([aetdxy])(\+\+|--|\+|-)$")
 _DELTA = re.compile(r"^([aetdxy])([+-]\d+(?:\.\d*)?|[+-]\.\d+)$")
 _SET = re.compile(r"^([aetdxy])=(-?\d+(?:\.\d*)?|-?\.\d+)$")
 _CAD = re.compile(r"^c=?(\d{1,6})$")  # a CAD index, not a number that overflows int()
+FIT_MODES = {"fit": "full", "fitxy": "translation", "fitcad": "cad"}
 _QUALITY = re.compile(r"^q([1-%d])$" % len(QUALITY_VALUES))
 _OVERLAY = re.compile(r"^o=(\w+)$")
 
@@ -57,8 +61,8 @@ class CommandError(BadInput):
 @dataclasses.dataclass(frozen=True)
 class Command:
     """kind: add | set | flip | cad_next | cad_prev | cad_set | reset | undo | refresh | help |
-    quality | dense | overlay. name: the pose value (add / set), the label (quality / dense) or
-    the overlay style ("" = the next one)."""
+    quality | dense | overlay | fit. name: the pose value (add / set), the label (quality /
+    dense), the overlay style ("" = the next one) or the fit's mode (full, translation, cad)."""
 
     kind: str
     name: str = ""
@@ -96,6 +100,8 @@ def _parse_token(tok: str) -> Command:
         return Command("dense", DENSE_VALUES[tok == "dy"])
     if tok == "o":
         return Command("overlay")
+    if tok in FIT_MODES:
+        return Command("fit", FIT_MODES[tok])
     if m := _OVERLAY.match(tok):
         if m.group(1) not in OVERLAY_STYLES:
             raise CommandError(f"unknown overlay style {m.group(1)!r} "

@@ -29,6 +29,7 @@ from ml_backend.settings import Settings
 log = logging.getLogger("ml_backend")
 
 RETRY_FAILED_S = 60.0
+EVIDENCE_CACHE = 16  # photos kept ready for auto-fit (a few MB each), per worker
 
 
 class Pose6DModel:
@@ -50,6 +51,7 @@ class Pose6DModel:
         self._open_lock = threading.Lock()
         self._last_retry = time.monotonic()
         self._image_size = functools.lru_cache(maxsize=65536)(self._read_image_size)
+        self._evidence = functools.lru_cache(maxsize=EVIDENCE_CACHE)(self._read_evidence)
         self.refinement = Refinement(self, self._open_refinement_store)
 
     @property
@@ -158,6 +160,17 @@ class Pose6DModel:
         if bbox is not None:
             results.append(box_region(bbox, width, height))
         return results + (extra or [])
+
+    def photo_evidence(self, key: ObjectKey):
+        """The object's photo and box for auto-fit, cached per object (the edges and the
+        foreground are computed once per photo)."""
+        return self._evidence(key)
+
+    def _read_evidence(self, key: ObjectKey):
+        from pose6d.image_evidence import ImageEvidence
+        from pose6d.inout import read_image
+
+        return ImageEvidence(read_image(self.dataset.image_path(key)), self.dataset.read(key).bbox)
 
     def predict_task(self, task: dict) -> dict:
         t0 = time.perf_counter()

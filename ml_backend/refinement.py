@@ -32,7 +32,9 @@ from pose6d.box_fit import fit_pose_to_box
 from pose6d.cad_library import CadError, CadLibrary
 from pose6d.camera import InvalidPoseError, Pose
 from pose6d.dataset import ObjectKey
-from pose6d.errors import BadInput
+from pose6d.errors import BadInput, DataError
+from pose6d.fit import fit_cad, fit_pose, fit_translation
+from pose6d.image_evidence import ImageEvidence
 from pose6d.labeling import (AnnotationValues, BOX_TYPES, NUMBER_SPECS, POINT_TYPES,
                              choice_result, command_result, read_results, region_box_pixels,
                              region_point_pixels, shown_pose)
@@ -61,6 +63,9 @@ class RefinementHost(Protocol):
                         bbox=None, extra: list[dict] | None = None,
                         style: str = DEFAULT_STYLE) -> list[dict]:
         """The results that show ``pose`` (Numbers, CAD choice, overlay); TaskError."""
+
+    def photo_evidence(self, key: ObjectKey) -> ImageEvidence:
+        """The object's photo with its box, for auto-fit (cached); DataError when unreadable."""
 
 
 class Refinement:
@@ -121,13 +126,23 @@ class Refinement:
                     chain.show(saved)
             try:
                 shown, notes = self._shown_state(values, chain, initial_state)
-                new, more, choices = self._apply(values, shown, chain, initial_state, key,
-                                                 (width, height), ranges, record)
+                new, more, choices, fit_mode = self._apply(values, shown, chain, initial_state,
+                                                           key, (width, height), ranges, record)
             except BadInput as exc:  # CommandError, InvalidPoseError: nothing changes
                 return self._error(str(exc))
             except CadError as exc:
                 return self._error(f"the CAD model cannot be used: {exc}")
             style = record.style or DEFAULT_STYLE
+        if fit_mode:  # seconds of search: outside the chain's lock, then one more undo step
+            try:
+                new, fit_notes = self._fit(key, new, fit_mode, ranges)
+            except (BadInput, DataError) as exc:
+                return self._error(f"auto-fit cannot run here: {exc}")
+            more.append(fit_notes)
+            with self._chains.open(_task_id(task), hint, user) as record:
+                chain = Chain(record.states)
+                if not chain.states or new.key() != chain.current.key():
+                    chain.push(new)
         # Rendering happens outside the chain's lock: other calls need not wait for it.
         lines = "\n".join(f"{INFO_MARK} {n}" for n in notes + more) or None
         try:
@@ -161,15 +176,17 @@ class Refinement:
 
     def _apply(self, values: AnnotationValues, current: State, chain: Chain, initial: State,
                key: ObjectKey, size: tuple[int, int], ranges: dict[str, tuple[float, float]],
-               record: Any) -> tuple[State, list[str], list[dict]]:
+               record: Any) -> tuple[State, list[str], list[dict], str]:
         """(the new state, already on the chain for undo; notes for the box; Choices results
-        that commands set). BadInput when a value leaves its range: nothing changes then."""
+        that commands set; the auto-fit mode a final ``fit`` asks for, or ""). BadInput when a
+        value leaves its range: nothing changes then."""
         points = [r for r in values.regions if r.get("type") in POINT_TYPES]
         boxes = [r for r in values.regions if r.get("type") in BOX_TYPES
                  and r.get("id") != labeling.BOX_REGION_ID]
         text = values.text.get(labeling.COMMAND)
         notes: list[str] = []
         choices: list[dict] = []
+        fit_mode = ""
         if points:  # the newest point is the last (Label Studio sends them in drawing order)
             x, y = _region_pixels(region_point_pixels, points[-1])
             new = State(current.pose.replace(px=x, py=y), current.cad_index)
@@ -181,8 +198,13 @@ class Refinement:
         elif text is not None:
             cads = self.host.cad.indices(key.category)
             new = current
-            for command in parse_commands(text):  # one call (one Enter) is one undo step
-                if command.kind == "undo":
+            commands = parse_commands(text)
+            for i, command in enumerate(commands):  # one call (one Enter) is one undo step
+                if command.kind == "fit":
+                    if i != len(commands) - 1:
+                        raise CommandError("fit must be the last command on its line")
+                    fit_mode = command.name
+                elif command.kind == "undo":
                     changed = new.key() != chain.current.key()
                     new = chain.current if changed else chain.undo()
                 elif command.kind == "help":
@@ -199,12 +221,40 @@ class Refinement:
                     if command.kind == "reset":
                         notes.append(f"reset to the model's pose and CAD model {initial.cad_index}")
         else:
-            return current, notes, choices
+            return current, notes, choices, fit_mode
         new = State(shown_pose(new.pose), new.cad_index)
         check_ranges(new.pose, ranges)  # a click or box far outside: refused, not clamped
         if new.key() != chain.current.key():  # after an undo the chain's end moved
             chain.push(new)
-        return new, notes, choices
+        return new, notes, choices, fit_mode
+
+    def _fit(self, key: ObjectKey, state: State, mode: str,
+             ranges: dict[str, tuple[float, float]]) -> tuple[State, str]:
+        """Auto-fit from ``state``: (the fitted state, a note saying how it went). Only a pose
+        that scores better replaces the one shown; another model needs a clear lead."""
+        evidence = self.host.photo_evidence(key)
+        if mode == "cad":
+            meshes = {i: self.host.cad.mesh(key.category, i)
+                      for i in self.host.cad.indices(key.category)}
+            found = fit_cad(evidence, meshes, state.pose, initial_index=state.cad_index)
+            cad, result = found.suggested_index, found.results[found.suggested_index]
+            which = (f"; model {cad} explains the photo best (by {found.margin:.2f})"
+                     if cad != state.cad_index else f"; model {cad} stays (no clear better one)")
+        else:
+            mesh = self.host.cad.mesh(key.category, state.cad_index)
+            cad, which = state.cad_index, ""
+            result = (fit_translation if mode == "translation" else fit_pose)(
+                evidence, mesh, state.pose)
+        fitted = State(shown_pose(result.pose), cad)
+        try:
+            check_ranges(fitted.pose, ranges)
+        except CommandError:
+            return state, "fit: the best pose found leaves the allowed ranges; kept the pose"
+        if not result.changed and cad == state.cad_index:
+            return state, f"fit: pose kept ({result.message or 'nothing explains the photo better'})"
+        flip = "; turned round (180 deg)" if result.flip_taken else ""
+        return fitted, (f"fit: score {result.initial_score:.2f} -> {result.score:.2f} "
+                        f"in {result.seconds:.1f} s{flip}{which}; u undoes it")
 
     def _error(self, message: str) -> dict:
         return {"result": [command_result(f"{ERROR_MARK} {message}")],

@@ -1,0 +1,68 @@
+"""The command box's auto-fit (`fit`, `fitxy`, `fitcad`) through the HTTP contract, on the demo
+dataset (photos with a known true pose): one Enter fits, one `u` undoes it."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from backend_helpers import (command_context, interactive_body, make_client, numbers_of,
+                             results_by_name, task_for)
+from pose6d import labeling
+from pose6d.camera import Pose
+from pose6d.dataset import GROUND_TRUTH, Dataset, ObjectKey
+from pose6d.pose_error import pose_rotation_error
+
+KEY = ObjectKey.parse("car/demo_car_0009_0")  # whole, in view, its true CAD model given
+INFO, ERROR = "\u2139", "\u26a0"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Dataset:
+    from pose6d.demo_dataset import make_demo_dataset
+
+    root = tmp_path_factory.mktemp("fitcmd") / "demo"
+    make_demo_dataset(root, objects=16, seed=0, progress=False)
+    return Dataset(root)
+
+
+def errors(numbers: dict[str, float], truth: Pose) -> tuple[float, float]:
+    pose = Pose.from_degrees(**numbers, viewport=truth.viewport)
+    return (math.degrees(pose_rotation_error(pose, truth)),
+            math.hypot(pose.px - truth.px, pose.py - truth.py))
+
+
+def test_fit_moves_a_perturbed_pose_towards_the_photo_and_u_undoes_it(demo):
+    truth = demo.read(KEY, GROUND_TRUTH)
+    client = make_client(demo)
+    task = task_for(demo, KEY, 3)
+    task["data"]["cad_index"] = truth.cad_index
+    deg = truth.pose.as_degrees()
+    start = {n: round(v, labeling.NUMBER_SPECS[n].decimals) for n, v in dict(
+        deg, azimuth=deg["azimuth"] + 6, elevation=deg["elevation"] - 4, px=deg["px"] + 9,
+        py=deg["py"] - 6, distance=deg["distance"] * 1.08).items()}
+
+    def send(numbers, command):
+        res = client.post("/predict", json=interactive_body(
+            task, command_context(numbers, truth.cad_index, command, "boxF")))
+        assert res.status_code == 200, res.json
+        result = res.json["results"][0]["result"]
+        return numbers_of(result), results_by_name(result)
+
+    shown, _ = send(start, ".")
+    fitted, by = send(shown, "fit")
+    (line,) = by[labeling.COMMAND]["value"]["text"]
+    assert line.startswith(f"{INFO} fit: score ") and "u undoes it" in line
+    before, after = (float(s) for s in line.split("score ")[1].split(" in ")[0].split(" -> "))
+    assert after > before
+    rot0, centre0 = errors(shown, truth.pose)
+    rot1, centre1 = errors(fitted, truth.pose)
+    assert rot1 < rot0 and centre1 < centre0 / 2, (rot0, rot1, centre0, centre1)
+    back, _ = send(fitted, "u")
+    assert back == pytest.approx(shown)
+    kept, _ = send(back, "fitxy")  # centre and distance only: the rotation stays as it was
+    assert {n: kept[n] for n in ("azimuth", "elevation", "theta")} == pytest.approx(
+        {n: back[n] for n in ("azimuth", "elevation", "theta")})
+    assert errors(kept, truth.pose)[1] < centre0
+    _, by = send(back, "fit a+")
+    assert by[labeling.COMMAND]["value"]["text"][0].startswith(ERROR)
