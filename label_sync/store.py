@@ -30,7 +30,7 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS pose6d_sync_version_object ON pose6d_sync_version (object_key)",
     "CREATE INDEX IF NOT EXISTS pose6d_sync_version_task ON pose6d_sync_version (task_id)",
     """CREATE TABLE IF NOT EXISTS pose6d_sync_deleted (
-        annotation_id BIGINT PRIMARY KEY, deleted_at TEXT NOT NULL)""",
+        annotation_id BIGINT PRIMARY KEY, deleted_at TEXT NOT NULL, project_id BIGINT)""",
     """CREATE TABLE IF NOT EXISTS pose6d_sync_journal (
         id {serial} PRIMARY KEY, received_at TEXT NOT NULL, action TEXT NOT NULL,
         payload TEXT NOT NULL, status TEXT NOT NULL, reason TEXT, attempts INTEGER NOT NULL,
@@ -140,19 +140,43 @@ class SyncTx(Tx):
             "SELECT DISTINCT annotation_id FROM pose6d_sync_version WHERE task_id = ?",
             (task_id,)))
 
-    def is_deleted(self, annotation_id: int) -> bool:
-        return bool(self.run("SELECT 1 FROM pose6d_sync_deleted WHERE annotation_id = ?",
-                             (annotation_id,)))
+    def annotation_projects(self, annotation_id: int) -> set[int | None]:
+        """The project ids the stored versions of one annotation carry (empty: none stored)."""
+        return {None if r[0] is None else int(r[0]) for r in self.run(
+            "SELECT DISTINCT project_id FROM pose6d_sync_version WHERE annotation_id = ?",
+            (annotation_id,))}
 
-    def mark_deleted(self, annotation_id: int) -> bool:
-        """Tombstone an annotation (also before any version arrived). True if it is new."""
+    def is_deleted(self, annotation_id: int, project_id: int | None = None) -> bool:
+        """A tombstone for the annotation (in ``project_id`` when given; a tombstone made before
+        tombstones named their project counts for every project)."""
+        if project_id is None:
+            return bool(self.run("SELECT 1 FROM pose6d_sync_deleted WHERE annotation_id = ?",
+                                 (annotation_id,)))
+        return bool(self.run("SELECT 1 FROM pose6d_sync_deleted WHERE annotation_id = ? AND "
+                             "(project_id = ? OR project_id IS NULL)", (annotation_id, project_id)))
+
+    def mark_deleted(self, annotation_id: int, project_id: int) -> bool:
+        """Tombstone an annotation of ``project_id`` (also before any version arrived): only its
+        versions of that project stop counting. True if the tombstone is new."""
         fresh = not self.is_deleted(annotation_id)
         if fresh:
-            self.run("INSERT INTO pose6d_sync_deleted (annotation_id, deleted_at) VALUES (?, ?)",
-                     (annotation_id, utc_now()))
-        self.run("UPDATE pose6d_sync_version SET deleted = 1 WHERE annotation_id = ?",
-                 (annotation_id,))
+            self.run("INSERT INTO pose6d_sync_deleted (annotation_id, deleted_at, project_id) "
+                     "VALUES (?, ?, ?)", (annotation_id, utc_now(), project_id))
+        self.run("UPDATE pose6d_sync_version SET deleted = 1 WHERE annotation_id = ? "
+                 "AND project_id = ?", (annotation_id, project_id))
         return fresh
+
+    def unmark_deleted(self, annotation_id: int) -> bool:
+        """Lift an annotation's tombstone (Label Studio still has it); True if there was one."""
+        had = self.is_deleted(annotation_id)
+        self.run("DELETE FROM pose6d_sync_deleted WHERE annotation_id = ?", (annotation_id,))
+        self.run("UPDATE pose6d_sync_version SET deleted = 0 WHERE annotation_id = ?",
+                 (annotation_id,))
+        return had
+
+    def deleted_ids(self) -> set[int]:
+        """Every tombstoned annotation id."""
+        return {int(r[0]) for r in self.run("SELECT annotation_id FROM pose6d_sync_deleted")}
 
     # --- event journal ---
 
@@ -171,6 +195,14 @@ class SyncTx(Tx):
         return [(int(r[0]), r[1], r[2]) for r in self.run(
             "SELECT id, action, payload FROM pose6d_sync_journal WHERE status = 'failed' "
             "OR (status = 'received' AND received_at < ?) ORDER BY id", (stuck_before,))]
+
+    def journal_compact(self, finished_before: str) -> int:
+        """Drop the payloads of events that finished (any status but failed / received) before
+        ``finished_before``: nothing retries them. Returns how many rows were emptied."""
+        rows = self.run("UPDATE pose6d_sync_journal SET payload = '' WHERE finished_at < ? AND "
+                        "status NOT IN ('failed', 'received') AND payload <> '' RETURNING id",
+                        (finished_before,))
+        return len(rows)
 
     def journal_counts(self) -> dict[str, int]:
         return {r[0]: int(r[1]) for r in self.run(
@@ -200,3 +232,5 @@ class SyncStore(Database):
                    "AND reason LIKE '%was_cancelled%'")
         if "annotator" not in have:
             tx.run("ALTER TABLE pose6d_sync_version ADD COLUMN annotator TEXT")
+        if "project_id" not in tx.columns("pose6d_sync_deleted"):  # tombstones before issue 12
+            tx.run("ALTER TABLE pose6d_sync_deleted ADD COLUMN project_id BIGINT")
