@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import zlib
 from pathlib import Path
 from typing import Iterable
 
@@ -36,6 +37,12 @@ SCHEMA = (
         payload TEXT NOT NULL, status TEXT NOT NULL, reason TEXT, attempts INTEGER NOT NULL,
         finished_at TEXT)""",
     "CREATE INDEX IF NOT EXISTS pose6d_sync_journal_status ON pose6d_sync_journal (status)",
+    # The events' bodies (journaled()'s JSON, zlib-compressed), apart from the journal rows:
+    # finishing an event updates only its small row (PostgreSQL copies a row on UPDATE), and
+    # compaction drops bodies without touching the outcomes. The journal's own payload column
+    # holds '' for new events (older stores kept the text there).
+    """CREATE TABLE IF NOT EXISTS pose6d_sync_payload (
+        event_id BIGINT PRIMARY KEY, body {blob} NOT NULL)""",
 )
 LOCK_ANNOTATION, LOCK_OBJECT = 1, 2
 VERSION_COLUMNS = ("annotation_id, updated_us, content_hash, object_key, task_id, project_id, "
@@ -182,9 +189,12 @@ class SyncTx(Tx):
 
     def journal_add(self, action: str, payload: str, status: str = "received") -> int:
         rows = self.run("INSERT INTO pose6d_sync_journal (received_at, action, payload, status, "
-                        "attempts) VALUES (?, ?, ?, ?, 0) RETURNING id",
-                        (utc_now(), action, payload, status))
-        return int(rows[0][0])
+                        "attempts) VALUES (?, ?, '', ?, 0) RETURNING id",
+                        (utc_now(), action, status))
+        event_id = int(rows[0][0])
+        self.run("INSERT INTO pose6d_sync_payload (event_id, body) VALUES (?, ?)",
+                 (event_id, zlib.compress(payload.encode(), 9)))
+        return event_id
 
     def journal_finish(self, event_id: int, status: str, reason: str | None) -> None:
         self.run("UPDATE pose6d_sync_journal SET status = ?, reason = ?, attempts = attempts + 1, "
@@ -192,17 +202,21 @@ class SyncTx(Tx):
 
     def journal_pending(self, stuck_before: str) -> list[tuple[int, str, str]]:
         """(id, action, payload) of failed events and of events left 'received' by a crash."""
-        return [(int(r[0]), r[1], r[2]) for r in self.run(
-            "SELECT id, action, payload FROM pose6d_sync_journal WHERE status = 'failed' "
-            "OR (status = 'received' AND received_at < ?) ORDER BY id", (stuck_before,))]
+        return [(int(r[0]), r[1], _payload(r[2], r[3])) for r in self.run(
+            "SELECT j.id, j.action, p.body, j.payload FROM pose6d_sync_journal j "
+            "LEFT JOIN pose6d_sync_payload p ON p.event_id = j.id WHERE j.status = 'failed' "
+            "OR (j.status = 'received' AND j.received_at < ?) ORDER BY j.id", (stuck_before,))]
 
     def journal_compact(self, finished_before: str) -> int:
         """Drop the payloads of events that finished (any status but failed / received) before
-        ``finished_before``: nothing retries them. Returns how many rows were emptied."""
-        rows = self.run("UPDATE pose6d_sync_journal SET payload = '' WHERE finished_at < ? AND "
-                        "status NOT IN ('failed', 'received') AND payload <> '' RETURNING id",
-                        (finished_before,))
-        return len(rows)
+        ``finished_before``: nothing retries them. Returns how many events lost theirs."""
+        done = ("SELECT id FROM pose6d_sync_journal WHERE finished_at < ? "
+                "AND status NOT IN ('failed', 'received')")
+        bodies = self.run(f"DELETE FROM pose6d_sync_payload WHERE event_id IN ({done}) "
+                          "RETURNING event_id", (finished_before,))
+        old = self.run(f"UPDATE pose6d_sync_journal SET payload = '' WHERE id IN ({done}) "
+                       "AND payload <> '' RETURNING id", (finished_before,))
+        return len({r[0] for r in bodies} | {r[0] for r in old})
 
     def journal_counts(self) -> dict[str, int]:
         return {r[0]: int(r[1]) for r in self.run(
@@ -210,10 +224,18 @@ class SyncTx(Tx):
 
     def journal(self, limit: int = 100) -> list[dict]:
         """The newest journal entries, newest first (for tests and the admin page)."""
-        rows = self.run("SELECT id, received_at, action, status, reason, attempts, payload "
-                        "FROM pose6d_sync_journal ORDER BY id DESC LIMIT ?", (limit,))
-        names = ("id", "received_at", "action", "status", "reason", "attempts", "payload")
-        return [dict(zip(names, r)) for r in rows]
+        rows = self.run("SELECT j.id, j.received_at, j.action, j.status, j.reason, j.attempts, "
+                        "p.body, j.payload FROM pose6d_sync_journal j LEFT JOIN "
+                        "pose6d_sync_payload p ON p.event_id = j.id ORDER BY j.id DESC LIMIT ?",
+                        (limit,))
+        names = ("id", "received_at", "action", "status", "reason", "attempts")
+        return [dict(zip(names, r[:6]), payload=_payload(r[6], r[7])) for r in rows]
+
+
+def _payload(body: bytes | memoryview | None, legacy: str) -> str:
+    """An event's journaled JSON: its compressed body, else the journal's own column ('' once
+    compacted)."""
+    return legacy if body is None else zlib.decompress(bytes(body)).decode()
 
 
 class SyncStore(Database):
