@@ -165,10 +165,13 @@ class SyncTx(Tx):
     def mark_deleted(self, annotation_id: int, project_id: int) -> bool:
         """Tombstone an annotation of ``project_id`` (also before any version arrived): only its
         versions of that project stop counting. True if the tombstone is new."""
-        fresh = not self.is_deleted(annotation_id)
-        if fresh:
+        fresh = not self.is_deleted(annotation_id, project_id)
+        if not self.is_deleted(annotation_id):
             self.run("INSERT INTO pose6d_sync_deleted (annotation_id, deleted_at, project_id) "
                      "VALUES (?, ?, ?)", (annotation_id, utc_now(), project_id))
+        elif fresh:  # a tombstone some other project's event left: this project's deletion
+            self.run("UPDATE pose6d_sync_deleted SET project_id = ?, deleted_at = ? "
+                     "WHERE annotation_id = ?", (project_id, utc_now(), annotation_id))
         self.run("UPDATE pose6d_sync_version SET deleted = 1 WHERE annotation_id = ? "
                  "AND project_id = ?", (annotation_id, project_id))
         return fresh
