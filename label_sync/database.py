@@ -59,6 +59,7 @@ def sqlite_path(url: str) -> Path:
 class _SQLite:
     name, param, errors = "sqlite", "?", (sqlite3.Error,)
     serial = "INTEGER"  # an INTEGER PRIMARY KEY is the rowid: auto-assigned
+    blob = "BLOB"
 
     def __init__(self, path: Path, busy_timeout: float):
         self.path, self.busy_timeout = Path(path), busy_timeout
@@ -83,7 +84,7 @@ class _SQLite:
 
 
 class _Postgres:
-    name, param, serial = "postgresql", "%s", "BIGSERIAL"
+    name, param, serial, blob = "postgresql", "%s", "BIGSERIAL", "BYTEA"
 
     def __init__(self, url: str):
         import psycopg2
@@ -138,7 +139,8 @@ class Tx:
 class Database:
     """Connections (one per thread) and transactions over one store URL.
 
-    schema: CREATE statements (``{serial}`` stands for the dialect's auto-increment type), run
+    schema: CREATE statements (``{serial}`` stands for the dialect's auto-increment type,
+    ``{blob}`` for its bytes type), run
     once on open under a lock; ``migrate(tx)`` then brings older tables up to date.
     """
 
@@ -154,7 +156,7 @@ class Database:
         with self.transaction() as tx:
             self.dialect.lock(tx.cur, LOCK_SCHEMA, 0)  # concurrent CREATE TABLE races in PostgreSQL
             for statement in self.schema:
-                tx.run(statement.format(serial=self.dialect.serial))
+                tx.run(statement.format(serial=self.dialect.serial, blob=self.dialect.blob))
             self.migrate(tx)
 
     def migrate(self, tx: Tx) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import errno
 import hashlib
 import json
 import logging
@@ -18,10 +19,11 @@ from typing import Any, Iterable
 
 from pose6d.dataset import INITIAL, SYNCED, Dataset, ObjectKey
 from pose6d.errors import DataError, StoreFailure
-from pose6d.inout import load_npz
+from pose6d.inout import load_npz, remove_stale_temp_files
+from pose6d.labeling import REGION_TYPES
 from label_sync.database import canonical_json
-from label_sync.records import (MalformedEvent, SyncRejected, annotation_record, annotator_of,
-                                file_matches, is_id, is_skipped, ls_id, object_key_of,
+from label_sync.records import (ANNOTATOR_EMAIL, POSE_RENDERED, MalformedEvent, SyncRejected,
+                                annotation_record, annotator_of, file_matches, is_id, is_skipped, ls_id, object_key_of,
                                 parse_updated_at, record_fields, record_from_fields)
 from label_sync.store import SyncStore, SyncTx, Version, default_store_url
 
@@ -31,6 +33,16 @@ UPSERT_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREAT
 # Worst first: an event touching several annotations reports its worst outcome.
 STATUS_RANK = ("failed", "rejected", "applied", "stale", "duplicate", "ignored")
 STUCK_AFTER = dt.timedelta(minutes=5)  # a 'received' event this old was cut off by a crash
+# Finished events keep their payload this long (for inspection), then only their outcome.
+JOURNAL_PAYLOAD_DAYS = 7
+# An atomic write's temporary file this old belongs to a writer that died (a young one may be
+# being written by another process right now).
+STALE_TEMP_AFTER_S = 60.0
+# Result types the record never reads (the overlay and the drawn regions): not journaled.
+REGION_RESULT_TYPES = frozenset(REGION_TYPES) | {"brush"}
+TASK_DATA_KEPT = ("object_key", "category", "viewport", "cad_index", "bbox", "width", "height")
+ANNOTATION_KEPT = ("id", "was_cancelled", "completed_by", "updated_at", "project", "task",
+                   POSE_RENDERED, ANNOTATOR_EMAIL)
 
 
 # --- The service. ---
@@ -55,6 +67,7 @@ class SyncService:
     def __init__(self, dataset: Dataset, store_url: str | None = None):
         self.dataset = dataset
         self.store = SyncStore(default_store_url(dataset.root, store_url))
+        self.remove_stale_temp_files()  # left by a writer killed mid-write
 
     def handle_event(self, payload: dict) -> dict:
         """Journal and apply one webhook payload; returns {action, status, reason, written,
@@ -62,7 +75,7 @@ class SyncService:
         failure is journaled as 'failed' (retry_failed) and reported in the summary."""
         action = payload.get("action") if isinstance(payload, dict) else None
         with self.store.transaction() as tx:
-            event_id = tx.journal_add(str(action), canonical_json(_slim(payload)))
+            event_id = tx.journal_add(str(action), canonical_json(journaled(payload)))
         return self._run(event_id, payload)
 
     def apply_annotation(self, annotation: dict, task: dict) -> dict:
@@ -94,10 +107,52 @@ class SyncService:
             done += summary["status"] != "failed"
         return done
 
-    def delete_annotation(self, annotation_id: int, project_id: int | None = None) -> dict:
+    def delete_annotation(self, annotation_id: int, project_id: int) -> dict:
         """Apply a confirmed deletion as the webhook would (for reconcile)."""
         return self.handle_event({"action": "ANNOTATIONS_DELETED", "annotations": [{"id": annotation_id}],
                                   "project": {"id": project_id}})
+
+    def deleted_annotations(self) -> set[int]:
+        """Ids of the annotations the store holds as deleted (tombstoned)."""
+        with self.store.transaction() as tx:
+            return tx.deleted_ids()
+
+    def restore_annotation(self, annotation: dict, task: dict) -> dict:
+        """Lift a tombstone Label Studio contradicts (it still has the annotation: the deletion
+        event was forged or wrong), then apply the annotation as ``apply_annotation`` does; the
+        annotation's objects are synced again either way."""
+        annotation_id = _id_of(annotation, "annotation")
+        with self.store.transaction() as tx:
+            tx.lock_annotation(annotation_id)
+            lifted = tx.unmark_deleted(annotation_id)
+            keys = tx.object_keys_of(annotation_id)
+        written, removed = [], []
+        for key in keys:  # older versions count again even if the current one is refused
+            with self.store.transaction() as tx:
+                tx.lock_objects([key])
+                w, r = self._sync_object(tx, ObjectKey.parse(key))
+            written, removed = written + w, removed + r
+        try:
+            summary = self.apply_annotation(annotation, task)
+        except SyncRejected as exc:
+            if exc.summary is not None:
+                exc.summary.update(restored=lifted, written=written + exc.summary["written"],
+                                   removed=removed + exc.summary["removed"])
+            raise
+        return dict(summary, restored=lifted, written=written + summary["written"],
+                    removed=removed + summary["removed"])
+
+    def remove_stale_temp_files(self, older_than_s: float = STALE_TEMP_AFTER_S) -> list[str]:
+        """Delete atomic-write temporary files in annotations_new/ older than ``older_than_s``
+        (a writer killed between creating and renaming its file); returns their paths."""
+        return [str(p) for p in remove_stale_temp_files(self.dataset.root / SYNCED, older_than_s)]
+
+    def compact_journal(self, days: float = JOURNAL_PAYLOAD_DAYS) -> int:
+        """Empty the payloads of events finished more than ``days`` ago, whatever their outcome
+        but failed / received (those are retried and keep theirs); returns how many."""
+        before = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days)
+        with self.store.transaction() as tx:
+            return tx.journal_compact(before.isoformat(timespec="microseconds"))
 
     def check_annotation(self, annotation: dict, task: dict) -> ObjectKey:
         """What ``apply_annotation`` would decide, without storing or writing anything: the
@@ -172,6 +227,9 @@ class SyncService:
         except (OSError, DataError, StoreFailure) as exc:
             outcome = Outcome("failed", f"{type(exc).__name__}: {exc}")
             log.error("sync event %s (%s) failed, kept for retry: %s", event_id, action, exc)
+        except Exception as exc:  # noqa: BLE001 - a poison event: refused for good, never a 500
+            log.exception("sync event %s (%s) cannot be applied; refused", event_id, action)
+            outcome = Outcome("rejected", f"cannot be applied: {type(exc).__name__}")
         self._finish(event_id, outcome.status, outcome.reason)
         summary = {"action": action, "status": outcome.status, "reason": outcome.reason,
                    "written": outcome.written, "removed": outcome.removed, "event_id": event_id}
@@ -194,13 +252,19 @@ class SyncService:
                                   for a in _list(annotations, "annotation"))
             return self._upsert(annotations, tasks, payload.get("project"))
         if action == "ANNOTATIONS_DELETED":
-            return self._each(self._delete(_id_of(a, "annotation"))
-                              for a in _list(payload.get("annotations"), "annotations"))
+            ids = [_id_of(a, "annotation") for a in _list(payload.get("annotations"), "annotations")]
+            project_id = ls_id(payload.get("project"))
+            if project_id < 0:  # Label Studio always names the project
+                return Outcome("ignored", "a deletion without a project deletes nothing")
+            return self._each(self._delete(a, project_id) for a in ids)
         if action == "TASKS_DELETED":
             task_ids = [_id_of(t, "task") for t in _list(payload.get("tasks"), "tasks")]
+            project_id = ls_id(payload.get("project"))
+            if project_id < 0:
+                return Outcome("ignored", "a deletion without a project deletes nothing")
             with self.store.transaction() as tx:
                 ids = sorted({a for t in task_ids for a in tx.annotations_of_task(t)})
-            return self._each(self._delete(a) for a in ids)
+            return self._each(self._delete(a, project_id) for a in ids)
         return Outcome("ignored", f"action {action} is not synced")
 
     @staticmethod
@@ -257,6 +321,8 @@ class SyncService:
             return Outcome("rejected", f"unknown object {task['data'].get('object_key')!r}: "
                                        "no initial record")
         except OSError as io_error:
+            if io_error.errno == errno.ENAMETOOLONG:  # no retry makes the name shorter
+                return Outcome("rejected", f"no initial record can be used for {key}: {io_error}")
             return Outcome("failed", f"cannot read the initial record of {key}: {io_error}")
         return Outcome("rejected", f"no initial record can be used for {key}: {exc}")
 
@@ -264,7 +330,7 @@ class SyncService:
     def _store_version(tx: SyncTx, version: Version) -> tuple[str, str | None]:
         """Keep the version, also a late older one: the record depends only on the set of
         versions seen, never on their arrival order. Returns (status, note)."""
-        if tx.is_deleted(version.annotation_id):
+        if tx.is_deleted(version.annotation_id, version.project_id):
             return "stale", "annotation was deleted"
         seen = tx.version_keys(version.annotation_id)
         if (version.updated_us, version.content_hash) in seen:
@@ -274,10 +340,16 @@ class SyncService:
             return "stale", "a newer version of this annotation was already synced"
         return "applied", None
 
-    def _delete(self, annotation_id: int) -> Outcome:
+    def _delete(self, annotation_id: int, project_id: int) -> Outcome:
+        """Tombstone one annotation of ``project_id``; one the store holds for other projects
+        only is not that project's to delete (a forged or misdirected event)."""
         with self.store.transaction() as tx:
             tx.lock_annotation(annotation_id)
-            fresh = tx.mark_deleted(annotation_id)
+            projects = tx.annotation_projects(annotation_id)
+            if projects and project_id not in projects:
+                return Outcome("ignored", f"annotation {annotation_id} is not of project "
+                                          f"{project_id}; not deleted")
+            fresh = tx.mark_deleted(annotation_id, project_id)
             keys = tx.object_keys_of(annotation_id)
             tx.lock_objects(keys)
             written, removed = [], []
@@ -323,8 +395,63 @@ def _task_of(annotation: Any, tasks: Any) -> Any:
                 None)
 
 
-def _slim(payload: Any) -> Any:
-    """The payload as journaled: the project reduced to its id (its label config is large)."""
-    if isinstance(payload, dict) and isinstance(payload.get("project"), dict):
-        return dict(payload, project={"id": payload["project"].get("id")})
-    return payload
+def journaled(payload: Any) -> Any:
+    """The payload as journaled: only what the record (records.annotation_record) and a retry
+    read. Label Studio sends whole objects (the project's label config, the task's fields, the
+    overlay's brush regions: tens of KB an event); keeping them all grew the store by the body
+    size per event. Annotation events keep the annotation's id, non-region results,
+    was_cancelled, completed_by, updated_at, project, task and the service's marks, and the
+    task's id and the data fields the record reads; deletions keep ids and the project; other
+    actions nothing. A payload that is not an object is kept as it came (it is refused)."""
+    if not isinstance(payload, dict):
+        return payload
+    action = payload.get("action")
+    out: dict[str, Any] = {"action": action}
+    if "project" in payload:
+        project = payload["project"]
+        out["project"] = {"id": project.get("id")} if isinstance(project, dict) else project
+    if action in UPSERT_ACTIONS:
+        for name, slim in (("annotation", _journaled_annotation), ("task", _journaled_task)):
+            if name in payload:
+                value = payload[name]
+                out[name] = [slim(v) for v in value] if isinstance(value, list) else slim(value)
+    elif action == "ANNOTATIONS_DELETED" or action == "TASKS_DELETED":
+        name = "annotations" if action == "ANNOTATIONS_DELETED" else "tasks"
+        value = payload.get(name)
+        out[name] = [{"id": v.get("id")} if isinstance(v, dict) else v for v in value] \
+            if isinstance(value, list) else value
+    return out
+
+
+def _journaled_annotation(annotation: Any) -> Any:
+    if not isinstance(annotation, dict):
+        return annotation
+    out = {k: annotation[k] for k in ANNOTATION_KEPT if k in annotation}
+    user = out.get("completed_by")
+    if isinstance(user, dict):
+        out["completed_by"] = {k: user[k] for k in ("id", "email") if k in user}
+    result = annotation.get("result")
+    if isinstance(result, list):
+        out["result"] = [_journaled_item(item) for item in result
+                         if not (isinstance(item, dict) and item.get("type") in REGION_RESULT_TYPES)]
+    elif "result" in annotation:
+        out["result"] = result
+    return out
+
+
+def _journaled_item(item: Any) -> Any:
+    if not isinstance(item, dict):
+        return item
+    return {k: item[k] for k in ("from_name", "type", "value") if k in item}
+
+
+def _journaled_task(task: Any) -> Any:
+    if not isinstance(task, dict):
+        return task
+    out = {k: task[k] for k in ("id", "project") if k in task}
+    data = task.get("data")
+    if isinstance(data, dict):
+        out["data"] = {k: data[k] for k in TASK_DATA_KEPT if k in data}
+    elif "data" in task:
+        out["data"] = data
+    return out

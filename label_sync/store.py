@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import zlib
 from pathlib import Path
 from typing import Iterable
 
@@ -30,12 +31,18 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS pose6d_sync_version_object ON pose6d_sync_version (object_key)",
     "CREATE INDEX IF NOT EXISTS pose6d_sync_version_task ON pose6d_sync_version (task_id)",
     """CREATE TABLE IF NOT EXISTS pose6d_sync_deleted (
-        annotation_id BIGINT PRIMARY KEY, deleted_at TEXT NOT NULL)""",
+        annotation_id BIGINT PRIMARY KEY, deleted_at TEXT NOT NULL, project_id BIGINT)""",
     """CREATE TABLE IF NOT EXISTS pose6d_sync_journal (
         id {serial} PRIMARY KEY, received_at TEXT NOT NULL, action TEXT NOT NULL,
         payload TEXT NOT NULL, status TEXT NOT NULL, reason TEXT, attempts INTEGER NOT NULL,
         finished_at TEXT)""",
     "CREATE INDEX IF NOT EXISTS pose6d_sync_journal_status ON pose6d_sync_journal (status)",
+    # The events' bodies (journaled()'s JSON, zlib-compressed), apart from the journal rows:
+    # finishing an event updates only its small row (PostgreSQL copies a row on UPDATE), and
+    # compaction drops bodies without touching the outcomes. The journal's own payload column
+    # holds '' for new events (older stores kept the text there).
+    """CREATE TABLE IF NOT EXISTS pose6d_sync_payload (
+        event_id BIGINT PRIMARY KEY, body {blob} NOT NULL)""",
 )
 LOCK_ANNOTATION, LOCK_OBJECT = 1, 2
 VERSION_COLUMNS = ("annotation_id, updated_us, content_hash, object_key, task_id, project_id, "
@@ -140,27 +147,57 @@ class SyncTx(Tx):
             "SELECT DISTINCT annotation_id FROM pose6d_sync_version WHERE task_id = ?",
             (task_id,)))
 
-    def is_deleted(self, annotation_id: int) -> bool:
-        return bool(self.run("SELECT 1 FROM pose6d_sync_deleted WHERE annotation_id = ?",
-                             (annotation_id,)))
+    def annotation_projects(self, annotation_id: int) -> set[int | None]:
+        """The project ids the stored versions of one annotation carry (empty: none stored)."""
+        return {None if r[0] is None else int(r[0]) for r in self.run(
+            "SELECT DISTINCT project_id FROM pose6d_sync_version WHERE annotation_id = ?",
+            (annotation_id,))}
 
-    def mark_deleted(self, annotation_id: int) -> bool:
-        """Tombstone an annotation (also before any version arrived). True if it is new."""
-        fresh = not self.is_deleted(annotation_id)
-        if fresh:
-            self.run("INSERT INTO pose6d_sync_deleted (annotation_id, deleted_at) VALUES (?, ?)",
-                     (annotation_id, utc_now()))
-        self.run("UPDATE pose6d_sync_version SET deleted = 1 WHERE annotation_id = ?",
-                 (annotation_id,))
+    def is_deleted(self, annotation_id: int, project_id: int | None = None) -> bool:
+        """A tombstone for the annotation (in ``project_id`` when given; a tombstone made before
+        tombstones named their project counts for every project)."""
+        if project_id is None:
+            return bool(self.run("SELECT 1 FROM pose6d_sync_deleted WHERE annotation_id = ?",
+                                 (annotation_id,)))
+        return bool(self.run("SELECT 1 FROM pose6d_sync_deleted WHERE annotation_id = ? AND "
+                             "(project_id = ? OR project_id IS NULL)", (annotation_id, project_id)))
+
+    def mark_deleted(self, annotation_id: int, project_id: int) -> bool:
+        """Tombstone an annotation of ``project_id`` (also before any version arrived): only its
+        versions of that project stop counting. True if the tombstone is new."""
+        fresh = not self.is_deleted(annotation_id, project_id)
+        if not self.is_deleted(annotation_id):
+            self.run("INSERT INTO pose6d_sync_deleted (annotation_id, deleted_at, project_id) "
+                     "VALUES (?, ?, ?)", (annotation_id, utc_now(), project_id))
+        elif fresh:  # a tombstone some other project's event left: this project's deletion
+            self.run("UPDATE pose6d_sync_deleted SET project_id = ?, deleted_at = ? "
+                     "WHERE annotation_id = ?", (project_id, utc_now(), annotation_id))
+        self.run("UPDATE pose6d_sync_version SET deleted = 1 WHERE annotation_id = ? "
+                 "AND project_id = ?", (annotation_id, project_id))
         return fresh
+
+    def unmark_deleted(self, annotation_id: int) -> bool:
+        """Lift an annotation's tombstone (Label Studio still has it); True if there was one."""
+        had = self.is_deleted(annotation_id)
+        self.run("DELETE FROM pose6d_sync_deleted WHERE annotation_id = ?", (annotation_id,))
+        self.run("UPDATE pose6d_sync_version SET deleted = 0 WHERE annotation_id = ?",
+                 (annotation_id,))
+        return had
+
+    def deleted_ids(self) -> set[int]:
+        """Every tombstoned annotation id."""
+        return {int(r[0]) for r in self.run("SELECT annotation_id FROM pose6d_sync_deleted")}
 
     # --- event journal ---
 
     def journal_add(self, action: str, payload: str, status: str = "received") -> int:
         rows = self.run("INSERT INTO pose6d_sync_journal (received_at, action, payload, status, "
-                        "attempts) VALUES (?, ?, ?, ?, 0) RETURNING id",
-                        (utc_now(), action, payload, status))
-        return int(rows[0][0])
+                        "attempts) VALUES (?, ?, '', ?, 0) RETURNING id",
+                        (utc_now(), action, status))
+        event_id = int(rows[0][0])
+        self.run("INSERT INTO pose6d_sync_payload (event_id, body) VALUES (?, ?)",
+                 (event_id, zlib.compress(payload.encode(), 9)))
+        return event_id
 
     def journal_finish(self, event_id: int, status: str, reason: str | None) -> None:
         self.run("UPDATE pose6d_sync_journal SET status = ?, reason = ?, attempts = attempts + 1, "
@@ -168,9 +205,21 @@ class SyncTx(Tx):
 
     def journal_pending(self, stuck_before: str) -> list[tuple[int, str, str]]:
         """(id, action, payload) of failed events and of events left 'received' by a crash."""
-        return [(int(r[0]), r[1], r[2]) for r in self.run(
-            "SELECT id, action, payload FROM pose6d_sync_journal WHERE status = 'failed' "
-            "OR (status = 'received' AND received_at < ?) ORDER BY id", (stuck_before,))]
+        return [(int(r[0]), r[1], _payload(r[2], r[3])) for r in self.run(
+            "SELECT j.id, j.action, p.body, j.payload FROM pose6d_sync_journal j "
+            "LEFT JOIN pose6d_sync_payload p ON p.event_id = j.id WHERE j.status = 'failed' "
+            "OR (j.status = 'received' AND j.received_at < ?) ORDER BY j.id", (stuck_before,))]
+
+    def journal_compact(self, finished_before: str) -> int:
+        """Drop the payloads of events that finished (any status but failed / received) before
+        ``finished_before``: nothing retries them. Returns how many events lost theirs."""
+        done = ("SELECT id FROM pose6d_sync_journal WHERE finished_at < ? "
+                "AND status NOT IN ('failed', 'received')")
+        bodies = self.run(f"DELETE FROM pose6d_sync_payload WHERE event_id IN ({done}) "
+                          "RETURNING event_id", (finished_before,))
+        old = self.run(f"UPDATE pose6d_sync_journal SET payload = '' WHERE id IN ({done}) "
+                       "AND payload <> '' RETURNING id", (finished_before,))
+        return len({r[0] for r in bodies} | {r[0] for r in old})
 
     def journal_counts(self) -> dict[str, int]:
         return {r[0]: int(r[1]) for r in self.run(
@@ -178,10 +227,18 @@ class SyncTx(Tx):
 
     def journal(self, limit: int = 100) -> list[dict]:
         """The newest journal entries, newest first (for tests and the admin page)."""
-        rows = self.run("SELECT id, received_at, action, status, reason, attempts, payload "
-                        "FROM pose6d_sync_journal ORDER BY id DESC LIMIT ?", (limit,))
-        names = ("id", "received_at", "action", "status", "reason", "attempts", "payload")
-        return [dict(zip(names, r)) for r in rows]
+        rows = self.run("SELECT j.id, j.received_at, j.action, j.status, j.reason, j.attempts, "
+                        "p.body, j.payload FROM pose6d_sync_journal j LEFT JOIN "
+                        "pose6d_sync_payload p ON p.event_id = j.id ORDER BY j.id DESC LIMIT ?",
+                        (limit,))
+        names = ("id", "received_at", "action", "status", "reason", "attempts")
+        return [dict(zip(names, r[:6]), payload=_payload(r[6], r[7])) for r in rows]
+
+
+def _payload(body: bytes | memoryview | None, legacy: str) -> str:
+    """An event's journaled JSON: its compressed body, else the journal's own column ('' once
+    compacted)."""
+    return legacy if body is None else zlib.decompress(bytes(body)).decode()
 
 
 class SyncStore(Database):
@@ -200,3 +257,5 @@ class SyncStore(Database):
                    "AND reason LIKE '%was_cancelled%'")
         if "annotator" not in have:
             tx.run("ALTER TABLE pose6d_sync_version ADD COLUMN annotator TEXT")
+        if "project_id" not in tx.columns("pose6d_sync_deleted"):  # tombstones before issue 12
+            tx.run("ALTER TABLE pose6d_sync_deleted ADD COLUMN project_id BIGINT")

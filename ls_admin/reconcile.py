@@ -12,10 +12,14 @@
    (deleted while the backend was down), as an ANNOTATIONS_DELETED event. A deletion is
    permanent (a tombstone), so each is confirmed first: Label Studio must answer 404 for the
    annotation. One it still has is re-read through its task; any other answer leaves the
-   annotation alone and reports it;
+   annotation alone and reports it. The other way round, an annotation Label Studio lists that
+   the store holds as deleted (a forged or misdirected deletion event) is restored
+   (``SyncService.restore_annotation``);
 4. makes every synced file of the project match the sync store again (a file removed, edited
    or left behind by hand is rewritten or removed).
-A second run finds nothing to do. ``dry_run`` reports the same plan without writing anything.
+It also deletes the temporary files of writes killed midway (older than a minute) and drops
+the payloads of journal events finished more than a week ago. A second run finds nothing to do.
+``dry_run`` reports the same plan without writing anything.
 """
 from __future__ import annotations
 
@@ -145,11 +149,18 @@ def synced_versions(sync: SyncService, project_id: int) -> dict[int, set[int]]:
 # --- The steps. ---
 
 
-def _apply(sync: SyncService, annotation: dict, task: dict, report: ReconcileReport) -> set[str]:
+def _apply(sync: SyncService, annotation: dict, task: dict, report: ReconcileReport,
+           tombstoned: set[int]) -> set[str]:
     """Step 2 for one annotation; returns the object keys it touched."""
     aid, key = annotation.get("id"), (task.get("data") or {}).get("object_key")
+    restore = aid in tombstoned
     try:
-        summary = sync.apply_annotation(annotation, task)
+        if restore:
+            summary = sync.restore_annotation(annotation, task)
+            report.changes.append(f"restored annotation {aid} ({key}): the store held it as "
+                                  "deleted but Label Studio has it")
+        else:
+            summary = sync.apply_annotation(annotation, task)
     except SyncRejected as exc:
         report.rejected.append(f"annotation {aid} ({key}): {exc.reason}")
         summary = exc.summary or {}
@@ -159,16 +170,20 @@ def _apply(sync: SyncService, annotation: dict, task: dict, report: ReconcileRep
     touched = set(summary.get("written", [])) | set(summary.get("removed", []))
     if summary.get("status") == "failed":
         raise AdminError(f"applying annotation {aid} ({key}) failed: {summary.get('reason')}")
-    if summary.get("status") == "applied" or touched:
+    if (summary.get("status") == "applied" or touched) and not restore:
         files = ", ".join(f"wrote {k}" for k in summary.get("written", []))
         report.changes.append(f"applied annotation {aid} ({key})" + (f": {files}" if files else ""))
     return touched
 
 
 def _plan(sync: SyncService, annotation: dict, task: dict, known: dict[int, set[int]],
-          report: ReconcileReport) -> set[str]:
+          report: ReconcileReport, tombstoned: set[int]) -> set[str]:
     """Step 2 of a dry run: is this version new to the store, and would it be synced?"""
     aid = annotation.get("id")
+    if aid in tombstoned:
+        report.changes.append(f"would restore annotation {aid} (the store holds it as deleted "
+                              "but Label Studio has it)")
+        return set(sync.annotation_objects(aid))
     try:
         _, updated_us = parse_updated_at(annotation.get("updated_at"))
         if updated_us in known.get(aid, set()):
@@ -213,7 +228,12 @@ def reconcile(client: LabelStudio, dataset: Dataset, project_id: int, store_url:
         report.retried = len(sync.pending_events())
         if report.retried and not dry_run:
             report.retry_ok = sync.retry_failed()
+        if not dry_run:
+            report.changes += [f"removed {path} (a write killed midway)"
+                               for path in sync.remove_stale_temp_files()]
+            sync.compact_journal()
         known = synced_versions(sync, project_id)
+        tombstoned = sync.deleted_annotations()
         seen: set[int] = set()
         seen_tasks: set[int] = set()
         touched: set[str] = set()
@@ -227,9 +247,9 @@ def reconcile(client: LabelStudio, dataset: Dataset, project_id: int, store_url:
                 report.annotations += 1
                 seen.add(annotation.get("id"))
                 if dry_run:
-                    touched |= _plan(sync, annotation, task, known, report)
+                    touched |= _plan(sync, annotation, task, known, report, tombstoned)
                 else:
-                    touched |= _apply(sync, annotation, task, report)
+                    touched |= _apply(sync, annotation, task, report, tombstoned)
 
         take(tqdm(fetch_annotations(client, project_id), desc="annotations", unit="ann",
                   file=sys.stderr, disable=not progress))

@@ -26,7 +26,9 @@ from ml_backend.model import Pose6DModel
 from ml_backend.settings import Settings
 
 log = logging.getLogger("ml_backend")
-PUBLIC_PREFIXES = ("/health", "/cad/")  # docker health checks and <img> thumbnails carry no auth
+PUBLIC_PREFIXES = ("/health", "/cad/")
+# Label Studio's bodies nest about 8 deep (a brush region's value in a result in an annotation).
+MAX_JSON_DEPTH = 64  # docker health checks and <img> thumbnails carry no auth
 
 
 class BadRequest(BadInput):
@@ -158,10 +160,27 @@ def _json_body() -> dict:
     if request.content_length is None and limit and len(request.get_data(cache=True)) >= limit:
         # A streamed (chunked) body: Werkzeug stops reading at the limit instead of refusing it.
         raise RequestEntityTooLarge()
-    body = request.get_json(silent=True, force=True)
+    try:
+        body = request.get_json(silent=True, force=True)
+    except RecursionError:  # JSON nested deeper than the parser's recursion limit
+        raise BadRequest("the request body is nested too deeply") from None
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")
+    if _depth_over(body, MAX_JSON_DEPTH):  # later recursion (journal, hashing) would fail on it
+        raise BadRequest(f"the request body is nested deeper than {MAX_JSON_DEPTH} levels")
     return body
+
+
+def _depth_over(value, limit: int) -> bool:
+    """True if ``value`` nests lists / objects more than ``limit`` deep (iterative: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return False
 
 
 @functools.lru_cache(maxsize=1024)

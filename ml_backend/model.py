@@ -13,7 +13,7 @@ from label_sync.store import default_store_url
 from pose6d.cad_library import CadError, CadLibrary
 from pose6d.camera import InvalidPoseError, Pose
 from pose6d.dataset import Dataset, ObjectKey
-from pose6d.errors import DataError
+from pose6d.errors import DataError, StoreFailure
 from pose6d.inout import image_size
 from pose6d import labeling
 from pose6d.labeling import box_region, choice_result, pose_results, shown_pose
@@ -81,14 +81,24 @@ class Pose6DModel:
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs) -> list[Any]:
         """One entry per task: a prediction dict, or [] for a task that failed (logged)."""
         if context is not None:
-            return [self.refinement.handle(tasks[0], context, kwargs.get("label_config"))] + \
-                [[] for _ in tasks[1:]]
+            try:
+                first = self.refinement.handle(tasks[0], context, kwargs.get("label_config"))
+            except StoreFailure:
+                raise  # 503: the refinement store is down, the annotator may try again
+            except Exception:  # noqa: BLE001 - a poison task: nothing changes, never a 500
+                log.exception("interactive predict: task %s cannot be refined",
+                              str(tasks[0].get("id"))[:40])
+                first = {"result": [], "model_version": self.model_version}
+            return [first] + [[] for _ in tasks[1:]]
         out: list[Any] = []
         for task in tasks:
             try:
                 out.append(self.predict_task(task))
             except TaskError as exc:
                 log.warning("predict: task %s skipped: %s", str(task.get("id"))[:40], exc)
+                out.append([])
+            except Exception:  # noqa: BLE001 - one poison task must not fail the batch
+                log.exception("predict: task %s failed", str(task.get("id"))[:40])
                 out.append([])
         return out
 
@@ -104,8 +114,15 @@ class Pose6DModel:
         single = event in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED") \
             and isinstance(annotation, dict) and isinstance(task, dict)
         if single:  # what the refinement knows of it, journaled with the event
-            known = {POSE_RENDERED: self.refinement.was_shown(task, annotation),
-                     ANNOTATOR_EMAIL: self.refinement.annotator_of(task, annotation)}
+            try:
+                known = {POSE_RENDERED: self.refinement.was_shown(task, annotation),
+                         ANNOTATOR_EMAIL: self.refinement.annotator_of(task, annotation)}
+            except StoreFailure:
+                raise  # 503: Label Studio's webhook is not resent, but reconcile repairs it
+            except Exception:  # noqa: BLE001 - a poison task: the sync journals and refuses it
+                log.exception("webhook: what was shown for task %s is unknown",
+                              str(task.get("id"))[:40])
+                known = {}
             data = dict(data, annotation=dict(annotation, **{k: v for k, v in known.items()
                                                              if v is not None}))
         try:
@@ -113,7 +130,11 @@ class Pose6DModel:
         finally:
             task_id = _task_id_of(data)
             if single and task_id is not None:
-                self.refinement.forget(task_id, annotation)
+                try:
+                    self.refinement.forget(task_id, annotation)
+                except Exception:  # noqa: BLE001 - a chain left behind expires on its own
+                    log.exception("webhook: the refinement chain of task %s was not ended",
+                                  str(task_id)[:40])
             self._retry_failed_if_due()
 
     def _retry_failed_if_due(self) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 import ast
 import io
 import os
+import re
 import secrets
+import time
 import struct
 import zipfile
 from pathlib import Path
@@ -41,6 +43,32 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+# The temporary files atomic_write_bytes makes: ".<name>.<8 hex digits>.tmp" beside <name>.
+TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
+
+
+def remove_stale_temp_files(folder: Path, older_than_s: float) -> list[Path]:
+    """Delete the temporary files of atomic writes under ``folder`` (recursively) not modified
+    for ``older_than_s`` seconds: left by a writer killed between writing and renaming. A
+    younger one may belong to a writer in another process that is still at work. Returns the
+    deleted paths (a file that vanished meanwhile is skipped)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    cutoff = time.time() - older_than_s
+    removed = []
+    for path in folder.rglob(".*.tmp"):
+        if not TEMP_NAME.match(path.name):
+            continue
+        try:
+            if path.is_file() and not path.is_symlink() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed.append(path)
+        except FileNotFoundError:
+            continue
+    return removed
 
 
 def _create_temp(path: Path) -> tuple[int, str]:
