@@ -396,6 +396,13 @@ def ours(me: Annotator) -> None:
                   "finer": ["a+0.5", "e+0.5", "t+0.5", "d+0.1"]})
 
 
+def with_fit(me: Annotator) -> None:
+    """One Enter of auto-fit trying every model (``fitcad``), then the same way of working as
+    ``ours`` for whatever is left."""
+    me.command("fitcad")
+    ours(me)
+
+
 def original(me: Annotator) -> None:
     def align() -> None:
         for axis, v in zip("xy", perceived_offset(me)):  # one click per 30 or 5 px
@@ -450,9 +457,9 @@ def quantiles(values: list[float]) -> tuple[float, float, float]:
 
 def run_all(backend: Backend, dataset: Dataset, keys: list[ObjectKey], budget: int,
             verbose: bool) -> dict[str, list[dict]]:
-    rows: dict[str, list[dict]] = {"ours": [], "original": []}
+    rows: dict[str, list[dict]] = {"fit": [], "ours": [], "original": []}
     for key in keys:
-        for name, strategy in (("ours", ours), ("original", original)):
+        for name, strategy in (("fit", with_fit), ("ours", ours), ("original", original)):
             row = simulate(backend, dataset, key, strategy, budget)
             rows[name].append(row)
             if verbose:
@@ -470,7 +477,8 @@ def report(rows: dict[str, list[dict]]) -> None:
           f"centre < {CENTRE_OK_PX:g} px, right CAD")
     print(f"actions per object{'':16s} {'done':>6s} {'median':>7s} {'p90':>6s}   "
           f"{'median, done ones':>17s}   (given-up objects count the actions they spent)")
-    for name, label in (("ours", "ours (commands, click, box, flip)"),
+    for name, label in (("fit", "ours with fitcad first"),
+                        ("ours", "ours (commands, click, box, flip)"),
                         ("original", "original tool (buttons only)")):
         actions = [r["actions"] for r in rows[name]]
         finished = [r["actions"] for r in rows[name] if r["outcome"] == "done"]
@@ -485,6 +493,9 @@ def report(rows: dict[str, list[dict]]) -> None:
         print(f"objects both finished: {len(both)}; of them {len(hard)} needed more than 3 actions: "
               f"median ours {statistics.median(a for a, _ in hard) if hard else 0:.0f}, original "
               f"{statistics.median(b for _, b in hard) if hard else 0:.0f}")
+    print(f"figure: actions per object with fit, median | {medians['fit']:.1f} | without fit | "
+          f"{medians['ours']:.1f}")
+    print(f"figure: objects done with fit | {done['fit']}/{n} | without fit | {done['ours']}/{n}")
     print(f"figure: actions per object, median | {medians['ours']:.1f} | original tool's buttons | "
           f"{medians['original']:.1f}")
     print(f"figure: objects done | {done['ours']}/{n} | original tool's buttons | {done['original']}/{n}")

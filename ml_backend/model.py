@@ -132,7 +132,7 @@ class Pose6DModel:
             if single and task_id is not None:
                 try:
                     self.refinement.forget(task_id, annotation)
-                except Exception:  # noqa: BLE001 - a chain left behind expires on its own
+                except Exception:  # noqa: BLE001 - a chain left behind only keeps its row
                     log.exception("webhook: the refinement chain of task %s was not ended",
                                   str(task_id)[:40])
             self._retry_failed_if_due()
