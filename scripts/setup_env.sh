@@ -44,7 +44,8 @@ make_venv() {  # make_venv DIR "PIP ARGS" [FILES THE STAMP COVERS...]
 # editable, from this checkout: a venv made for another checkout is pointed here again.
 make_venv "$home/venv" "-r $repo/requirements-backend.txt -r $repo/requirements-dev.txt" \
   "$repo/requirements-backend.txt" "$repo/requirements-dev.txt"
-if [ "$("$home/venv/bin/python" -c 'import pose6d, pathlib; print(pathlib.Path(pose6d.__file__).resolve().parents[1])' 2>/dev/null)" != "$repo" ] \
+# (Asked from / so that the current folder's pose6d cannot answer for the installed one.)
+if [ "$(cd / && "$home/venv/bin/python" -c 'import pose6d, pathlib; print(pathlib.Path(pose6d.__file__).resolve().parents[1])' 2>/dev/null)" != "$repo" ] \
    || ! cmp -s "$repo/pyproject.toml" "$home/venv/.pyproject"; then
   "$home/venv/bin/pip" install -q "setuptools>=68" wheel >>"$log" 2>&1 \
     && "$home/venv/bin/pip" install -q --no-deps --no-build-isolation -e "$repo" >>"$log" 2>&1 \
