@@ -69,6 +69,17 @@ def open_task(page, server, project: dict, key: str) -> None:
     page.wait_for_timeout(1000)
 
 
+def annotator_on(browser, server, project: dict, key: str, email: str | None = None,
+                 password: str | None = None) -> Annotator:
+    """A logged-in page of its own (the admin by default) with ``key``'s task open."""
+    page = browser.new_context(viewport=VIEWPORT).new_page()
+    answers = Answers()
+    page.on("response", answers.on_response)
+    login(page, server, email=email, password=password)
+    open_task(page, server, project, key)
+    return Annotator(page, project["dataset"], ObjectKey.parse(key), answers)
+
+
 def switched_on(box) -> bool:
     """Turn a bottom-bar toggle on; True once it is. The bar is re-rendered while a task
     loads, and a click in that moment may not take: the caller tries again."""
@@ -107,12 +118,8 @@ def test_the_annotators_loop(label_studio, project):
     with sync_playwright() as pw:
         browser = pw.chromium.launch(**chromium_launch_kwargs())
         try:
-            page = browser.new_page(viewport=VIEWPORT)
-            answers = Answers()
-            page.on("response", answers.on_response)
-            login(page, label_studio)
-            open_task(page, label_studio, project, WHOLE)
-            me = Annotator(page, dataset, key, answers)
+            me = annotator_on(browser, label_studio, project, WHOLE)
+            page = me.page
 
             # Opened from the Data Manager: the backend's pose with its overlay (no import).
             shown, cad, regions = me.shown()
@@ -217,20 +224,11 @@ def test_two_annotators_keep_their_own_undo(label_studio, project):
     """The issue's walk: B a+10, A e+, B u: B is back at its own pose, not A's."""
     from playwright.sync_api import sync_playwright
 
-    dataset = project["dataset"]
-    key = ObjectKey.parse(OTHER)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(**chromium_launch_kwargs())
         try:
-            people = {}
-            for name, email, password in (("A", None, None), ("B", B_EMAIL, B_PASSWORD)):
-                page = browser.new_context(viewport=VIEWPORT).new_page()
-                answers = Answers()
-                page.on("response", answers.on_response)
-                login(page, label_studio, email=email, password=password)
-                open_task(page, label_studio, project, OTHER)
-                people[name] = Annotator(page, dataset, key, answers)
-            a, b = people["A"], people["B"]
+            a = annotator_on(browser, label_studio, project, OTHER)
+            b = annotator_on(browser, label_studio, project, OTHER, B_EMAIL, B_PASSWORD)
             start_b = {n: b.sliders()[n] for n in POSE_NAMES}
             start_a = {n: a.sliders()[n] for n in POSE_NAMES}
             b_moved, _ = _numbers(b.command("a+10"))
@@ -259,14 +257,9 @@ def test_a_box_around_an_object_cut_by_the_border(label_studio, project):
     with sync_playwright() as pw:
         browser = pw.chromium.launch(**chromium_launch_kwargs())
         try:
-            page = browser.new_page(viewport=VIEWPORT)
-            answers = Answers()
-            page.on("response", answers.on_response)
-            login(page, label_studio)
-            open_task(page, label_studio, project, BORDER)
-            me = Annotator(page, dataset, key, answers)
+            me = annotator_on(browser, label_studio, project, BORDER)
             numbers, cad = _numbers(me.box_drag(x1, y1, x2 - 1, y2 - 1))
-            page.screenshot(path=str(SCREENSHOTS / "loop_8_border_box_fit.png"))
+            me.page.screenshot(path=str(SCREENSHOTS / "loop_8_border_box_fit.png"))
         finally:
             browser.close()
     mesh = dataset.cad.mesh(key.category, cad)

@@ -358,5 +358,9 @@ def test_auto_fit_script(tiny_demo, tmp_path, capsys):
     assert script.main(["--data-root", str(tiny_demo.root), "--out", str(out), "--keys", key,
                         "--quiet"]) == 0
     assert json.loads(out.read_text())["object_key"] == key
-    assert script.main(["--data-root", str(tmp_path / "missing"), "--out", str(out)]) == 2
-    assert "not a folder" in capsys.readouterr().err
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:  # one line, exit 2 (pose6d.cli.fail)
+        script.main(["--data-root", str(tmp_path / "missing"), "--out", str(out)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "not a folder" in err and err.startswith("error: ") and len(err.strip().splitlines()) == 1

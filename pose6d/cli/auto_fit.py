@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pose6d.cli import fail
 from pose6d.fit_batch import fit_dataset
 
 
@@ -43,18 +44,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.workers < 1:
-        print("error: --workers must be at least 1", file=sys.stderr)
-        return 2
+        fail("--workers must be at least 1")
     try:
         summary = fit_dataset(args.data_root, args.out, keys=args.keys,
                               categories=args.categories, workers=args.workers,
                               all_cads=args.all_cads, progress=not args.quiet)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        fail(str(exc))
     except OSError as exc:
-        print(f"error: cannot write {args.out}: {exc}", file=sys.stderr)
-        return 1
+        fail(f"cannot write {args.out}: {exc}", code=1)
     print(f"fitted {summary['fitted']} of {summary['objects']} objects "
           f"({summary['errors']} errors) in {summary['seconds']:.1f} s -> {summary['out']}",
           file=sys.stderr)
