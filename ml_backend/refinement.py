@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from label_sync.database import Database
 from pose6d import labeling
@@ -33,8 +33,6 @@ from pose6d.cad_library import CadError, CadLibrary
 from pose6d.camera import InvalidPoseError, Pose
 from pose6d.dataset import ObjectKey
 from pose6d.errors import BadInput, DataError
-from pose6d.fit import fit_cad, fit_pose, fit_translation
-from pose6d.image_evidence import ImageEvidence
 from pose6d.labeling import (AnnotationValues, BOX_TYPES, NUMBER_SPECS, POINT_TYPES,
                              choice_result, command_result, read_results, region_box_pixels,
                              region_point_pixels, shown_pose)
@@ -47,7 +45,12 @@ from ml_backend.overlay_regions import DEFAULT_STYLE, OVERLAY_STYLES
 from ml_backend.pose_source import TaskContext
 from ml_backend.refinement_state import Chains
 
+if TYPE_CHECKING:
+    from pose6d.image_evidence import ImageEvidence
+
 log = logging.getLogger("ml_backend.refinement")
+NO_AUTOFIT = ("auto-fit is not installed here: it needs opencv-python-headless (the Docker "
+              "image leaves it out to stay small; docker/requirements-image.txt says how to add it)")
 
 
 class RefinementHost(Protocol):
@@ -64,7 +67,7 @@ class RefinementHost(Protocol):
                         style: str = DEFAULT_STYLE) -> list[dict]:
         """The results that show ``pose`` (Numbers, CAD choice, overlay); TaskError."""
 
-    def photo_evidence(self, key: ObjectKey) -> ImageEvidence:
+    def photo_evidence(self, key: ObjectKey) -> "ImageEvidence":
         """The object's photo with its box, for auto-fit (cached); DataError when unreadable."""
 
 
@@ -136,6 +139,8 @@ class Refinement:
         if fit_mode:  # seconds of search: outside the chain's lock, then one more undo step
             try:
                 new, fit_notes = self._fit(key, new, fit_mode, ranges)
+            except CommandError as exc:
+                return self._error(str(exc))
             except (BadInput, DataError) as exc:
                 return self._error(f"auto-fit cannot run here: {exc}")
             more.append(fit_notes)
@@ -232,6 +237,10 @@ class Refinement:
              ranges: dict[str, tuple[float, float]]) -> tuple[State, str]:
         """Auto-fit from ``state``: (the fitted state, a note saying how it went). Only a pose
         that scores better replaces the one shown; another model needs a clear lead."""
+        try:  # OpenCV is optional: the Docker image leaves it out
+            from pose6d.fit import fit_cad, fit_pose, fit_translation
+        except ImportError:
+            raise CommandError(NO_AUTOFIT) from None
         evidence = self.host.photo_evidence(key)
         if mode == "cad":
             meshes = {i: self.host.cad.mesh(key.category, i)

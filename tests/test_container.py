@@ -34,8 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.container
 CONTAINER_PREFIX = "pose6d-test-"  # + the test process's pid
 MAX_IMAGE_MB = 825  # half of the 1.65 GB the image was with every declared dependency
-UNUSED = ("pandas", "IPython", "ipywidgets", "nbformat", "sklearn", "matplotlib")
-IMPORTS = ("import ml_backend._wsgi, ml_backend.__main__, label_sync.engine, pose6d.fit, gunicorn.app.base; "
+UNUSED = ("pandas", "cv2", "IPython", "ipywidgets", "nbformat", "sklearn", "matplotlib")
+IMPORTS = ("import ml_backend._wsgi, ml_backend.__main__, label_sync.engine, gunicorn.app.base; "
            "import open3d.t.geometry; from label_studio_sdk.label_interface import LabelInterface")
 
 

@@ -3,6 +3,7 @@ dataset (photos with a known true pose): one Enter fits, one `u` undoes it."""
 from __future__ import annotations
 
 import math
+import sys
 
 import pytest
 
@@ -66,3 +67,18 @@ def test_fit_moves_a_perturbed_pose_towards_the_photo_and_u_undoes_it(demo):
     assert errors(kept, truth.pose)[1] < centre0
     _, by = send(back, "fit a+")
     assert by[labeling.COMMAND]["value"]["text"][0].startswith(ERROR)
+
+
+def test_without_opencv_fit_says_so_and_changes_nothing(demo, monkeypatch):
+    """The Docker image leaves OpenCV out: `fit` is then an error line naming what is missing."""
+    monkeypatch.setitem(sys.modules, "pose6d.fit", None)  # import pose6d.fit -> ImportError
+    client = make_client(demo)
+    task = task_for(demo, KEY, 4)
+    numbers = {n: round(v, labeling.NUMBER_SPECS[n].decimals)
+               for n, v in demo.read(KEY).pose.as_degrees().items()}
+    res = client.post("/predict", json=interactive_body(
+        task, command_context(numbers, task["data"]["cad_index"], "fit", "boxG")))
+    by = results_by_name(res.json["results"][0]["result"])
+    (line,) = by[labeling.COMMAND]["value"]["text"]
+    assert line.startswith(ERROR) and "opencv-python-headless" in line
+    assert labeling.MESH_REGION_ID not in by and not numbers_of(res.json["results"][0]["result"])
