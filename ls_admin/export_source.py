@@ -23,6 +23,7 @@ import dataclasses
 import os
 import shutil
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -311,6 +312,7 @@ def staged_output(out: Path, overwrite: bool = False) -> Iterator[Path]:
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise ExportError(f"{out} is not empty (use --overwrite to replace it)")
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_stages(out)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         yield stage
@@ -324,6 +326,23 @@ def staged_output(out: Path, overwrite: bool = False) -> Iterator[Path]:
     os.replace(stage, out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+STALE_STAGE_S = 60.0  # a staging folder untouched this long belongs to an export that died
+
+
+def remove_stale_stages(out: Path, now: float | None = None) -> None:
+    """Clean what an export killed midway left beside ``out``: its hidden staging folder
+    (``.<name>.partial-*``: never taken for an output) is removed; a complete earlier output it
+    had moved aside (``.<name>.old-*/x``) while swapping is put back when ``out`` is missing."""
+    now = time.time() if now is None else now
+    for folder in out.parent.glob(f".{out.name}.*-*"):
+        kind = folder.name[len(out.name) + 2:].split("-", 1)[0]
+        if kind not in ("partial", "old") or now - folder.stat().st_mtime < STALE_STAGE_S:
+            continue
+        if kind == "old" and (folder / "x").is_dir() and not out.exists():
+            os.replace(folder / "x", out)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def parallel_writes(jobs: Sequence[Any], write: Callable[[Any], Any], workers: int = 8,
