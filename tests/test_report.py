@@ -136,3 +136,23 @@ def test_report_script_on_a_synced_dataset(tiny_dataset, tmp_path):
     # initial azimuth 30 (tiny dataset), final 45: error 15 deg
     assert figures["model"]["overall"]["median_deg"] == pytest.approx(15.0)
     assert math.isclose(np.mean(figures["model"]["errors_deg"]), 15.0)
+
+
+def test_poses_submitted_without_being_drawn_are_listed(inputs):
+    """Labels whose record says pose_rendered False are listed by object, annotator (its email
+    when the record has one) and annotation; True and unknown (absent) are not."""
+    from ls_admin.report import emails_of
+
+    drawn, unseen, unknown = (lab(i, 0.0, "7", 9) for i in range(3))
+    drawn.record.extra["pose_rendered"] = True
+    unseen.record.extra.update(pose_rendered=False, annotator_email="seven@example.com")
+    inputs.labels = [drawn, unseen, unknown]
+    inputs.names = emails_of(inputs.labels)
+    report = build_report(inputs)
+    assert report["unseen"] == [{"object": str(KEYS[1]), "annotator": "seven@example.com",
+                                 "annotation": 901}]
+    text = format_summary(report)
+    assert "poses submitted without being drawn for the annotator: 1" in text
+    assert f"{KEYS[1]}" in text.split("without being drawn")[1]
+    page = render_html(report)
+    assert "Poses submitted without being drawn" in page and "seven@example.com" in page
