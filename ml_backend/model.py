@@ -115,8 +115,8 @@ class Pose6DModel:
             and isinstance(annotation, dict) and isinstance(task, dict)
         if single:  # what the refinement knows of it, journaled with the event
             try:
-                known = {POSE_RENDERED: self.refinement.was_shown(task, annotation),
-                         ANNOTATOR_EMAIL: self.refinement.annotator_of(task, annotation)}
+                shown, email = self.refinement.submitted(task, annotation)
+                known = {POSE_RENDERED: shown, ANNOTATOR_EMAIL: email}
             except StoreFailure:
                 raise  # 503: Label Studio's webhook is not resent, but reconcile repairs it
             except Exception:  # noqa: BLE001 - a poison task: the sync journals and refuses it

@@ -16,7 +16,7 @@ What Label Studio 1.23.2 sends and does (docs/label_studio_notes.md):
 Each annotation being edited has its chain of poses shown (refinement_state.py): undo never
 brings back another annotator's pose. A call whose Numbers show an earlier pose of the chain (its
 predecessor's answer was never applied) cuts the chain back to it. A submitted annotation is
-checked against its chain: was its pose drawn for the annotator (``was_shown``)?
+checked against its chain: was its pose drawn for the annotator (``submitted``)?
 
 The refinement needs only a narrow host (``RefinementHost``); the model (model.py) is one.
 """
@@ -86,26 +86,24 @@ class Refinement:
         hint = command_box_id(annotation.get("result")) if isinstance(annotation, dict) else None
         self._chains.forget(task_id, hint)
 
-    def annotator_of(self, task: dict, annotation: dict) -> str | None:
-        """The email of the annotator whose chain the annotation is, when a call named it."""
+    def submitted(self, task: dict, annotation: dict) -> tuple[bool | None, str | None]:
+        """What the annotation's chain knows of a submitted annotation (one read of it):
+        (was its pose and CAD model drawn for the annotator: one of the chain's poses, or the
+        initial one, the prediction shown when the task opened; the annotator's email when a
+        call named it). None for what cannot be told (no readable pose, no task context)."""
         chain = self._chains.chain_of(_task_id(task), command_box_id(annotation.get("result")))
-        return chain.user if chain is not None else None
-
-    def was_shown(self, task: dict, annotation: dict) -> bool | None:
-        """Was the submitted pose and CAD model drawn for its annotator: one of the poses of the
-        annotation's chain, or the initial one (the prediction shown when the task opened)?
-        None when the annotation has no readable pose or the task no context."""
+        user = chain.user if chain is not None else None
         try:
             context = self.host.task_context(task)
             values = read_results(annotation.get("result"))
             submitted = State(values.pose(context.initial.pose.viewport),
                               _cad_choice(values, context.initial.cad_index))
         except (TaskError, InvalidPoseError):
-            return None
+            return None, user
         initial = State(context.initial.pose, context.initial.cad_index)
-        chain = self._chains.chain_of(_task_id(task), command_box_id(annotation.get("result")))
-        return submitted.key() == initial.key() or Chain(chain.states if chain else []).has_shown(
-            submitted)
+        shown = submitted.key() == initial.key() \
+            or Chain(chain.states if chain else []).has_shown(submitted)
+        return shown, user
 
     def handle(self, task: dict, context: dict, label_config: str | None = None) -> dict:
         values = read_results(context.get("result"))

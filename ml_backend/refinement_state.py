@@ -181,11 +181,8 @@ class Chains:
             if tx is not None:
                 yield _StoreRows(tx, self._make_state)
                 return
-            with self._guard:
+            with self._guard:  # one small lock per task touched while the store is down
                 lock = self._locks[task_id]
-                if len(self._locks) > MAX_MEMORY_CHAINS:
-                    self._locks.clear()
-                    lock = self._locks[task_id] = lock
             with lock:
                 yield _MemoryRows(self._memory_chains, self._memory_styles)
 
