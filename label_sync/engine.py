@@ -191,14 +191,13 @@ class SyncService:
         left behind by hand); says what (would have) changed, None when nothing."""
         with self.store.transaction() as tx:
             tx.lock_objects([str(key)])  # the webhook may be writing the same object right now
-            winner = tx.winner(str(key))
             written, removed = self._sync_object(tx, key, dry_run)
+            source = tx.winner(str(key)).annotation_id if written else None  # only to say so
         would = "would " if dry_run else ""
         if removed:
             return f"{would}remove{'' if dry_run else 'd'} {key} (no annotation of it left)"
         if written:
-            return (f"{would}rewr{'ite' if dry_run else 'ote'} {key} from annotation "
-                    f"{winner.annotation_id}")
+            return f"{would}rewr{'ite' if dry_run else 'ote'} {key} from annotation {source}"
         return None
 
     def stats(self) -> dict:
