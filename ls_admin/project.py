@@ -8,7 +8,9 @@
 4. Label Studio can show the photos: a local-files import storage on the data root (never
    synced: that would turn every file into a task) or image URLs with a prefix;
 5. every selected object not yet in the project is imported as one task with its initial pose as
-   a prediction, in batches; objects already there (by ``data.object_key``) are left alone.
+   a prediction, in batches; objects already there (by ``data.object_key``) are left alone;
+6. with ``prefill_fit``, the new objects are fitted ahead and sorted by fit score in a Data
+   Manager view (ls_admin.prefill).
 """
 from __future__ import annotations
 
@@ -57,6 +59,8 @@ class SetupOptions:
     pictures: bool = True  # the CAD choice shows the models' pictures (pose6d.cad_gallery)
     progress: bool = True
     backend_auth: tuple[str, str] | None = None  # (user, password) when the backend uses basic auth
+    prefill_fit: bool = False  # fit the poses ahead, data.fit_score, a view sorted by it
+    fit_workers: int = 1
 
 
 @dataclasses.dataclass
@@ -281,11 +285,13 @@ def parse_keys(text: str) -> list[ObjectKey]:
 
 def new_tasks(dataset: Dataset, keys: Iterable[ObjectKey], present: set[str],
               limit: int | None, report: SetupReport, task_kwargs: dict[str, Any],
-              tick: Callable[[], None] = lambda: None) -> Iterator[dict[str, Any]]:
+              tick: Callable[[], None] = lambda: None,
+              fit_scores: dict[str, float] | None = None) -> Iterator[dict[str, Any]]:
     """Tasks of the objects among the first ``limit`` selected ones that are not ``present``.
 
     Objects already in the project count towards the limit (so a re-run with the same limit
     adds nothing); objects that cannot become tasks do not, and are reported as skipped.
+    fit_scores: {object key: prefill fit score} for ``data.fit_score``.
     """
     selected = 0
     for key in keys:
@@ -297,7 +303,8 @@ def new_tasks(dataset: Dataset, keys: Iterable[ObjectKey], present: set[str],
             selected += 1
             continue
         try:
-            task = object_task(dataset, key, **task_kwargs)
+            task = object_task(dataset, key, **task_kwargs,
+                               fit_score=(fit_scores or {}).get(str(key)))
         except TaskError as exc:
             report.skipped.append((str(key), str(exc).removeprefix(f"{key}: ")))
             continue
@@ -384,11 +391,14 @@ def setup_project(client: LabelStudio, options: SetupOptions, base_url: str) -> 
         report.steps.append(f"CAD pictures: {written} written under {dataset.root / THUMBNAILS}")
 
     present = existing_object_keys(client, project.id)
+    fit_scores = _prefill(client, project.id, dataset, keys, present, options, report) \
+        if options.prefill_fit else None
     total = len(keys) if options.limit is None else min(len(keys), options.limit)
     bar = tqdm(total=total, desc="import", unit="obj", file=sys.stderr, disable=not options.progress)
     kwargs = {"image_url_prefix": prefix, "predictions": options.predictions,
               "pictures": options.pictures}
-    tasks = new_tasks(dataset, keys, present, options.limit, report, kwargs, lambda: bar.update())
+    tasks = new_tasks(dataset, keys, present, options.limit, report, kwargs, lambda: bar.update(),
+                      fit_scores)
     start = time.perf_counter()
     try:
         report.imported = import_batches(client, project.id, tasks, options.batch_size)
@@ -399,3 +409,22 @@ def setup_project(client: LabelStudio, options: SetupOptions, base_url: str) -> 
     # (the pose plus the rendered overlay) over imported ones, which lack the overlay.
     set_prediction_version(client, project, ml.title)
     return report
+
+
+def _prefill(client: LabelStudio, project_id: int, dataset: Dataset, keys: list[ObjectKey],
+             present: set[str], options: SetupOptions, report: SetupReport) -> dict[str, float]:
+    """Step 6 before the import: fit the objects to import, the view; their fit scores."""
+    from ls_admin.prefill import backend_prefills, ensure_fit_view, prefill_fits
+
+    todo = [k for k in keys[:options.limit] if str(k) not in present]
+    scores, failed = prefill_fits(dataset, todo, options.fit_workers, options.progress)
+    report.steps.append(f"prefill fit: {len(scores)} objects fitted ahead, {len(failed)} could not "
+                        "be (they show the model's pose)")
+    report.steps += [f"  not fitted {key}: {why}" for key, why in failed]
+    report.steps.append(ensure_fit_view(client, project_id))
+    if backend_prefills(options.backend_url, auth_headers(options.backend_auth)) is False:
+        report.steps.append("WARNING: the backend does not fit at prefill, so tasks show the "
+                            "model's pose while the view sorts by fit score: start it with "
+                            "--prefill-fit (POSE6D_PREFILL_FIT=1)")
+    return scores
+

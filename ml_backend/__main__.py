@@ -13,6 +13,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     from ml_backend._wsgi import create_app
+    from ml_backend.model import NO_PREFILL_FIT, autofit_installed
+
+    if settings.prefill_fit and not autofit_installed():
+        print(f"error: {NO_PREFILL_FIT}", file=sys.stderr)
+        return 2
 
     if getattr(settings, "dev", False):
         create_app(settings).run(host=settings.host, port=settings.port, threaded=True)

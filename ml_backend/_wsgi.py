@@ -83,7 +83,10 @@ def create_app(settings: Settings, model: Pose6DModel | None = None) -> Flask:
     @app.get("/health")
     @app.get("/")
     def health():
-        return jsonify(status="UP", model_class=type(model).__name__, model_version=model.model_version)
+        # prefill_fit: setup_project --prefill-fit warns when the poses shown would not be fitted
+        return jsonify(status="UP", model_class=type(model).__name__,
+                       model_version=model.model_version,
+                       prefill_fit=bool(model.settings.prefill_fit))
 
     @app.post("/setup")
     def setup():

@@ -29,6 +29,8 @@ from ml_backend.settings import Settings
 log = logging.getLogger("ml_backend")
 
 RETRY_FAILED_S = 60.0
+NO_PREFILL_FIT = ("--prefill-fit needs auto-fit, which needs OpenCV: pip install "
+                  "opencv-python-headless (the Docker image leaves it out)")
 EVIDENCE_CACHE = 16  # photos kept ready for auto-fit (a few MB each), per worker
 
 
@@ -44,14 +46,18 @@ class Pose6DModel:
         """Open the dataset and the pose source (once per process); the stores open lazily."""
         self.dataset = Dataset(self.settings.data_root)
         self.cad: CadLibrary = self.dataset.cad
-        self.pose_source = make_pose_source(self.settings.pose_source, self.dataset)
+        self._image_size = functools.lru_cache(maxsize=65536)(self._read_image_size)
+        self._evidence = functools.lru_cache(maxsize=EVIDENCE_CACHE)(self._read_evidence)
+        if self.settings.prefill_fit and not autofit_installed():
+            raise DataError(NO_PREFILL_FIT)
+        self.pose_source = make_pose_source(
+            self.settings.pose_source, self.dataset,
+            fit_evidence=self.photo_evidence if self.settings.prefill_fit else None)
         self.model_version = f"{self.settings.model_version}:{self.pose_source.name}"
         self._sync: SyncService | None = None
         self._refinement_store: RefinementStore | None = None
         self._open_lock = threading.Lock()
         self._last_retry = time.monotonic()
-        self._image_size = functools.lru_cache(maxsize=65536)(self._read_image_size)
-        self._evidence = functools.lru_cache(maxsize=EVIDENCE_CACHE)(self._read_evidence)
         self.refinement = Refinement(self, self._open_refinement_store)
 
     @property
@@ -206,6 +212,15 @@ class Pose6DModel:
         for store in (self._sync, self._refinement_store):
             if store is not None:
                 store.close()
+
+
+def autofit_installed() -> bool:
+    """Whether pose6d.fit can be imported here (it needs OpenCV, an optional dependency)."""
+    try:
+        import pose6d.fit  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _task_id_of(data: dict) -> str | None:

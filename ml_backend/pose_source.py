@@ -6,12 +6,16 @@ import dataclasses
 import functools
 import importlib
 import json
+import logging
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import Any, Callable, NamedTuple, Protocol
 
 from pose6d.camera import Pose
 from pose6d.dataset import Dataset, ObjectKey
 from pose6d.errors import DataError
+from pose6d.fit_cache import FitCache
+
+log = logging.getLogger("ml_backend")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +58,44 @@ class DatasetPoseSource:
         return InitialPose(record.pose, record.cad_index, score, self.name)
 
 
+class FittedPoseSource:
+    """Another source's pose fitted to the photo (pose6d.fit) before it is shown: the prefill
+    option (``--prefill-fit``). The score is the fit's (0-1, see pose6d.fit), the CAD model the
+    source's. Fits are kept in the dataset's FitCache (``setup_project --prefill-fit`` fills it
+    ahead), so a task opens at the speed of a file read; one missing there is fitted on the
+    spot (about a second) and kept. An object the fit cannot use keeps the source's pose.
+    """
+
+    def __init__(self, base: PoseSource, dataset: Dataset,
+                 evidence: Callable[[ObjectKey], Any], memo_size: int = 4096):
+        self.base = base
+        self.dataset = dataset
+        self.evidence = evidence  # the object's ImageEvidence (the host caches photos)
+        self.name = f"{base.name}+fit"
+        self.cache = FitCache(dataset.root)
+        # Refinement asks for the initial pose on every call: the file is read once per start.
+        self._fitted = functools.lru_cache(maxsize=memo_size)(self._fit)
+
+    def initial(self, key: ObjectKey) -> InitialPose:
+        start = self.base.initial(key)
+        return self._fitted(key, start)
+
+    def _fit(self, key: ObjectKey, start: InitialPose) -> InitialPose:
+        line = self.cache.get(key, start.pose, start.cad_index)
+        if line is None:
+            from pose6d.fit_batch import fit_start  # OpenCV: only when fits are used
+
+            try:
+                line = fit_start(self.evidence(key), self.dataset.cad, key, start.pose,
+                                 start.cad_index)
+            except (ValueError, OSError) as exc:  # no photo, no box, a degenerate pose...
+                log.warning("prefill fit of %s failed, showing the source's pose: %s", key, exc)
+                return start
+            self.cache.put(key, start.pose, start.cad_index, line)
+        pose = Pose.from_mapping(line, degrees=True, viewport=start.pose.viewport)
+        return InitialPose(pose, int(line["cad_index"]), float(line["score"]), self.name)
+
+
 class PredictionsFilePoseSource:
     """A JSON (object) or JSON-lines file of predictions, keyed by object key:
 
@@ -77,7 +119,8 @@ class PredictionsFilePoseSource:
         except json.JSONDecodeError as exc:
             raise DataError(f"predictions file {self.path} is not JSON / JSON lines: {exc}") from None
         for row in rows:
-            self.entries[str(row["object_key"])] = row
+            if isinstance(row, dict) and "object_key" in row and "error" not in row:
+                self.entries[str(row["object_key"])] = row  # auto_fit's error lines: fallback
 
     def initial(self, key: ObjectKey) -> InitialPose:
         row = self.entries.get(str(key))
@@ -97,12 +140,19 @@ def _is_number(value) -> bool:
         return False
 
 
-def make_pose_source(spec: str, dataset: Dataset) -> PoseSource:
+def make_pose_source(spec: str, dataset: Dataset,
+                     fit_evidence: Callable[[ObjectKey], Any] | None = None) -> PoseSource:
     """Build a pose source from its setting: ``dataset``, ``file:PATH`` or ``python:module:attr``.
 
     ``python:module:attr`` names a callable taking the Dataset and returning a PoseSource; this is
-    how a real pose estimator (loaded from local weights) plugs in.
+    how a real pose estimator (loaded from local weights) plugs in. ``fit_evidence`` (the
+    object's ImageEvidence): fit the source's poses to the photos before showing them.
     """
+    source = _base_source(spec, dataset)
+    return source if fit_evidence is None else FittedPoseSource(source, dataset, fit_evidence)
+
+
+def _base_source(spec: str, dataset: Dataset) -> PoseSource:
     base = DatasetPoseSource(dataset)
     if spec in ("", "dataset"):
         return base

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from pose6d.defaults import ENV_PREFIX
+from pose6d.fit_cache import FIT_CACHE
 
 
 
@@ -27,6 +28,10 @@ class Settings:
                            "postgresql://user:password@host/db URL (several replicas)", secret=True)
     pose_source: str = _opt("dataset", "initial poses: dataset | file:PATH (JSON / JSON lines) | "
                             "python:module:callable")
+    prefill_fit: bool = _opt(False, "fit each initial pose to its photo before the task is shown "
+                             "(auto-fit; the fit score becomes the prediction's score; fits are "
+                             f"cached in {FIT_CACHE}, setup_project --prefill-fit fills them "
+                             "ahead)")
     edge_width: int = _opt(2, "px: edges are drawn this wide, so they survive Label Studio's scaling")
     max_request_mb: float = _opt(32.0, "larger request bodies are refused (413)")
     model_version: str = _opt("pose6d-0.1", "model version reported to Label Studio")
@@ -37,10 +42,17 @@ class Settings:
         return bool(self.basic_auth_user or self.basic_auth_password)
 
 
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
 def _env(name: str, default):
     raw = os.environ.get(ENV_PREFIX + name.upper())
     if raw is None:
         return default
+    if isinstance(default, bool):  # bool("false") is True: spell the words out
+        if raw.strip().lower() not in TRUE + FALSE:
+            raise ValueError(raw)
+        return raw.strip().lower() in TRUE
     return type(default)(raw) if not isinstance(default, Path) else Path(raw)
 
 
@@ -66,8 +78,12 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         flag = "--" + field.name.replace("_", "-")
         kind = type(getattr(defaults, field.name))
         shown = ("(set)" if default else "(not set)") if field.metadata.get("secret") else repr(default)
-        p.add_argument(flag, type=kind, default=default,
-                       help=f"{field.metadata.get('help', '')} (env {env_name}; now {shown})")
+        help_text = f"{field.metadata.get('help', '')} (env {env_name}; now {shown})"
+        if kind is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
+                           help=help_text)
+        else:
+            p.add_argument(flag, type=kind, default=default, help=help_text)
     p.add_argument("--dev", action="store_true",
                    help="serve with Flask's development server instead of gunicorn")
     args = p.parse_args(argv)

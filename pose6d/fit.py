@@ -81,6 +81,10 @@ ROTATION, TRANSLATION, SHAPE = (0, 1, 2), (3, 4, 5), (6, 7, 8)
 NX = 9
 
 
+# Bump when the score or the search changes: fits cached on disk (pose6d.fit_cache) are redone.
+FIT_VERSION = "2026.12.1"
+
+
 class FitError(BadInput):
     """Inputs the fit cannot use: an invalid mesh or mode (the message says which)."""
 

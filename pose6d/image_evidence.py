@@ -31,6 +31,7 @@ EDGE_FLOOR = (20.0, 50.0)  # minimum Canny thresholds (3x3 Sobel units; a 12-lev
 EDGE_PERCENTILE = 85.0  # the high Canny threshold adapts to the frame's gradient magnitudes
 GRABCUT_SIDE = 160  # GrabCut runs on the box's window shrunk to at most this many pixels
 GRABCUT_ITERS = 4
+GRABCUT_SEED = 0
 MIN_BOX_PX = 8.0
 
 
@@ -182,6 +183,9 @@ def grabcut_foreground(photo: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, 
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     rect = (rect_x0, rect_y0, rect_x1 - rect_x0, rect_y1 - rect_y0)
     try:
+        # GrabCut seeds its colour models with k-means on OpenCV's random generator, whose state
+        # carries over between calls: seeded, the same photo always gives the same foreground.
+        cv2.setRNGSeed(GRABCUT_SEED)
         cv2.grabCut(small, mask, rect, bgd, fgd, GRABCUT_ITERS, cv2.GC_INIT_WITH_RECT)
     except cv2.error:
         return box_only, (wx0, wy0, wx1, wy1)

@@ -217,6 +217,7 @@ DENSE_VALUES = tuple(lab.value for lab in DENSE_LABELS)
 
 # Task data fields the config reads ($image, ...); pose6d/tasks.py writes them.
 DATA_IMAGE, DATA_CAD_OPTIONS, DATA_INSTRUCTIONS = "image", "cad_options", "instructions"
+DATA_FIT_SCORE = "fit_score"  # auto-fit at prefill: the fitted pose's score (Data Manager sort)
 
 
 def number_step(spec: NumberSpec) -> float:

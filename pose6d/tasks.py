@@ -86,8 +86,12 @@ def _bbox(extra_bbox, width: int, height: int) -> list[float] | None:
 
 
 def object_task(dataset: Dataset, key: ObjectKey, image_url_prefix: str | None = None,
-                pictures: bool = True, predictions: bool = False) -> dict[str, Any]:
+                pictures: bool = True, predictions: bool = False,
+                fit_score: float | None = None) -> dict[str, Any]:
     """The Label Studio task of one object (``{"data": ..., "predictions": [...]}``).
+
+    fit_score: the score of the object's pose fitted at prefill (ls_admin.prefill), kept as
+    ``data.fit_score`` for the Data Manager to sort by; None: no such field.
 
     Raises TaskError naming the object when its photo is missing or unreadable, its CAD category
     or initial CAD model is missing, or its record is malformed.
@@ -119,6 +123,8 @@ def object_task(dataset: Dataset, key: ObjectKey, image_url_prefix: str | None =
         L.DATA_CAD_OPTIONS: options,
         L.DATA_INSTRUCTIONS: CATEGORY_INSTRUCTIONS.get(key.category, ""),
     }
+    if fit_score is not None:
+        data[L.DATA_FIT_SCORE] = float(fit_score)
     task: dict[str, Any] = {"data": data}
     if predictions:
         result = pose_result + [L.choice_result(L.CAD, str(record.cad_index))]

@@ -60,6 +60,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-pictures", action="store_true",
                    help="CAD choice by name only (default: the models' pictures, written to "
                         "<data root>/cad_thumbnails/ and served by Label Studio like the photos)")
+    p.add_argument("--prefill-fit", action="store_true",
+                   help="fit every new object's pose to its photo ahead (auto-fit; about 1 s per "
+                        "object and worker), store the fit score as data.fit_score and add a "
+                        "Data Manager view sorted by it, hardest first. The backend shows the "
+                        "fitted poses when started with --prefill-fit (it reads these fits)")
+    p.add_argument("--fit-workers", type=int, default=1,
+                   help="processes for --prefill-fit (default: %(default)s; each uses a core)")
     p.add_argument("--retries", type=int, default=4,
                    help="connection retries with exponential backoff (default: %(default)s)")
     user_env, password_env = ENV_PREFIX + "BASIC_AUTH_USER", ENV_PREFIX + "BASIC_AUTH_PASSWORD"
@@ -73,6 +80,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--limit must be >= 0")
     if args.batch_size < 1:
         p.error("--batch-size must be >= 1")
+    if args.fit_workers < 1:
+        p.error("--fit-workers must be >= 1")
     return args
 
 
@@ -90,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             keys=parse_keys(args.keys) if args.keys else None, limit=args.limit,
             batch_size=args.batch_size, image_url_prefix=args.image_url_prefix,
             predictions=args.predictions, pictures=not args.no_pictures, progress=not args.quiet,
+            prefill_fit=args.prefill_fit, fit_workers=args.fit_workers,
             backend_auth=(args.backend_user, args.backend_password)
             if args.backend_user or args.backend_password else None)
         client = connect(args.url, args.api_key, retries=args.retries)
