@@ -3,6 +3,9 @@
 the overlay render alone for the same task, measured in the same run.
 
 Goal: the request adds less than 30% over rendering. Prints p50 / p95 of both and the overhead.
+
+Then auto-fit at prefill (--prefill-fit): the first open of each object (fitted on the spot)
+and later opens (the fit read from annotations_new/.fits), next to the plain /predict above.
 """
 from __future__ import annotations
 
@@ -75,6 +78,7 @@ def main(argv=None) -> int:
             res = http.post(backend.url + "/predict", json=body)
             request_ms.append((time.perf_counter() - t0) * 1000)
             res.raise_for_status()
+    cold, warm = prefill_opens(dataset, args.repeats)
     r50, r95 = quantiles(alone)
     g50, g95 = quantiles(regions)
     q50, q95 = quantiles(request_ms)
@@ -86,7 +90,32 @@ def main(argv=None) -> int:
     print(f"{'/predict over HTTP':22s} {q50:7.1f}ms {q95:7.1f}ms")
     print(f"request overhead over rendering: p50 {100 * (q50 / r50 - 1):.0f}%, "
           f"over the overlay regions: p50 {100 * (q50 / g50 - 1):.0f}%  (goal < 30%)")
+    c50, c95 = quantiles(cold)
+    w50, w95 = quantiles(warm)
+    print(f"\nwith --prefill-fit ({len(cold)} objects): first open (fitted then) p50 {c50:.0f}ms "
+          f"p95 {c95:.0f}ms; later opens (cached fit) p50 {w50:.1f}ms p95 {w95:.1f}ms, "
+          f"against /predict without it p50 {q50:.1f}ms p95 {q95:.1f}ms")
     return 0
+
+
+def prefill_opens(dataset: Dataset, repeats: int) -> tuple[list[float], list[float]]:
+    """/predict times (ms) of a --prefill-fit backend: each object's first open, then ``repeats``
+    opens spread over the objects (their fits cached)."""
+    import requests
+
+    keys = dataset.objects()
+    with BackendProcess(dataset.root, args=["--prefill-fit"]) as backend:
+        http = requests.Session()
+
+        def open_ms(key) -> float:
+            t0 = time.perf_counter()
+            res = http.post(backend.url + "/predict", json={"tasks": [task_of(dataset, key)]})
+            res.raise_for_status()
+            return (time.perf_counter() - t0) * 1000
+
+        cold = [open_ms(key) for key in keys]
+        warm = [open_ms(keys[i % len(keys)]) for i in range(repeats)]
+    return cold, warm
 
 
 if __name__ == "__main__":

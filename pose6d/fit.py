@@ -45,6 +45,7 @@ from typing import Mapping, Sequence
 import cv2
 import numpy as np
 
+from pose6d.box_fit import fit_pose_to_box
 from pose6d.cad_library import CadMesh
 from pose6d.errors import BadInput
 from pose6d.camera import InvalidPoseError, Pose
@@ -75,6 +76,11 @@ FINE_STEPS = np.array([1.5, 1.0, 1.0, 0.01, 0.008, 0.008, 0.02, 0.02, 0.02])
 MIN_STEPS = np.array([0.25, 0.25, 0.25, 0.002, 0.002, 0.002, 0.005, 0.005, 0.005])
 COARSE_EVALS, FINE_EVALS, SETTLE_EVALS, STEP_BACK_EVALS = 75, 90, 25, 40
 STEP_BACK_FACTOR, STEP_BACK_GAIN = 0.1, 0.03
+# When the fitted outline lies on the photo's edges no better than this (another instance of the
+# category, the usual case), the distance and centre that make the model span the object's box
+# place it better than the outline does (docs/fitting.md: harder set, median centre error
+# 12.5 -> 7.3 px); above it (the photographed model itself) the outline places it best.
+BOX_OUTLINE = 0.8
 MIN_OUTLINE_PX = 12  # fewer outline pixels than this in a frame: not enough to judge
 COMPENSATE = True  # rotation moves keep the silhouette's box in place (apply_delta)
 ROTATION, TRANSLATION, SHAPE = (0, 1, 2), (3, 4, 5), (6, 7, 8)
@@ -325,7 +331,7 @@ def _unchanged(start: Pose, score: Score | None, t0: float, evals: int, message:
 def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full",
              candidates: Sequence[Pose] | None = None, allow_flip: bool = True,
              prior_weight: float = PRIOR_WEIGHT, nthreads: int = 1, stretch: bool = True,
-             region: tuple | None = None) -> FitResult:
+             region: tuple | None = None, settle_box: bool = True) -> FitResult:
     """Fit ``mesh``'s pose to ``photo`` starting from ``initial_pose``.
 
     photo: (H, W, 3) uint8 RGB, or an ImageEvidence (reused across meshes / calls; then
@@ -336,7 +342,9 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
     annotator's), taken only with a margin. prior_weight: strength of the pull towards the
     start (0 = none). nthreads: ray-casting threads (1 = one core). stretch: let the search
     stretch the model along its axes (a nuisance: the photographed object is another instance;
-    the final distance and centre are settled on the model as it is).
+    the final distance and centre are settled on the model as it is). settle_box: with a box,
+    end on the placement that makes the model span it (when the outline fits only roughly:
+    BOX_OUTLINE).
 
     Returns a FitResult; the pose is unchanged (with ``message`` saying why) for a blank photo,
     an object outside the photo or with too little outline to judge. Raises FitError /
@@ -435,6 +443,10 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
         else:
             margin = best[2].total - finals[1][2].total
     name, pose, score = best
+    if settle_box and evidence.bbox is not None and score.outline < BOX_OUTLINE:
+        pose, score, n = _settle_on_box(setup.fine, mesh, pose, score, evidence, nthreads,
+                                        floor=initial.total, size_px=setup.size)
+        evals += n
     if score.total < initial.total:
         return dataclasses.replace(
             _unchanged(start, initial, t0, evals, "no pose found that explains the photo better",
@@ -445,6 +457,28 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
     return FitResult(pose, score.total, initial.total, score.outline, score.silhouette, evals,
                      time.perf_counter() - t0, margin, flip_considered, name == "flip",
                      symmetry, mode)
+
+
+def _settle_on_box(level: EvidenceLevel, mesh: CadMesh, pose: Pose, score: Score,
+                   evidence: ImageEvidence, nthreads: int, floor: float,
+                   size_px: float | None = None) -> tuple[Pose, Score, int]:
+    """``pose`` with the distance and centre that make ``mesh`` span the evidence's box (sides on
+    the photo's border left free; rotation kept), unless that scores below ``floor`` (the
+    starting pose's score: the fit never ends worse than it started; an occluded object's box is
+    too small and often fails this); else ``pose`` as it was. Returns (pose, its score, renders
+    scored)."""
+    try:
+        boxed = fit_pose_to_box(mesh.vertices, pose, tuple(evidence.bbox),
+                                (evidence.width, evidence.height))
+    except (BadInput, InvalidPoseError):
+        return pose, score, 0
+    ext = projected_extent(mesh, boxed)
+    if ext is None:
+        return pose, score, 0
+    boxed_score = score_pose(level, mesh, boxed, size_px or ext[1], nthreads=nthreads)
+    if boxed_score.total >= floor:
+        return boxed, boxed_score, 1
+    return pose, score, 1
 
 
 def fit_translation(photo, mesh: CadMesh, initial_pose, bbox=None, **kwargs) -> FitResult:
