@@ -19,7 +19,15 @@ CAD = "cad"
 QUALITY = "quality"
 DENSE = "dense"
 COMMAND = "command"  # one-line TextArea: interactive pose commands (issue 4)
-OVERLAY = "overlay"  # BrushLabels: the rendered mesh over the photo
+# The rendered mesh over the photo: brush regions (an RLE mask each) held by a per-region
+# Taxonomy, not by BrushLabels, so that Label Studio draws them but never stores them in a draft
+# or a submitted annotation (the overlay is re-rendered from the six values whenever needed):
+# Label Studio 1.23.2 serialises a per-region result only while its control's visibleWhen
+# condition holds, and OVERLAY_NEVER_CHOICE is no choice of DENSE, so it never holds
+# (docs/label_studio_notes.md, "What is stored").
+OVERLAY = "overlay"
+OVERLAY_TYPE = "taxonomy"
+OVERLAY_NEVER_CHOICE = "overlay-never-stored"
 # Label-less smart-only tools: Label Studio's own tool keys select them (K key point, R
 # rectangle) and a click draws at once; a *Labels control would also need a label picked first.
 BOX = "box"  # Rectangle: the object's box; drawing one fits distance and centre
@@ -33,7 +41,8 @@ MESH_REGION_ID, EDGES_REGION_ID, BOX_REGION_ID = "pose6d_mesh", "pose6d_edges", 
 # Result types of the regions an annotator draws or the backend returns (with and without labels).
 POINT_TYPES = ("keypoint", "keypointlabels")
 BOX_TYPES = ("rectangle", "rectanglelabels")
-REGION_TYPES = POINT_TYPES + BOX_TYPES + ("brushlabels",)
+# "brushlabels": the overlay of annotations made before it moved to OVERLAY_TYPE.
+REGION_TYPES = POINT_TYPES + BOX_TYPES + (OVERLAY_TYPE, "brushlabels")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,12 +133,14 @@ def _region(region_id: str, from_name: str, kind: str, width: int, height: int, 
 
 def mask_region(region_id: str, label: str, mask: np.ndarray, readonly: bool = False,
                 alpha: int = 255) -> dict:
-    """A brush region (full-image (H, W) bool mask) with a fixed id; ``readonly``: Label Studio
-    lets nobody move, erase or relabel it (a returned region with its id still replaces it);
-    ``alpha`` (1..255): how opaque Label Studio paints it (docs/label_studio_notes.md)."""
+    """An overlay brush region (full-image (H, W) bool mask) with a fixed id, painted in
+    ``label``'s colour (LABEL_COLOURS); ``readonly``: Label Studio lets nobody move, erase or
+    relabel it (a returned region with its id still replaces it); ``alpha`` (1..255): how
+    opaque Label Studio paints it (docs/label_studio_notes.md). Its value holds the RLE (which
+    makes Label Studio draw a brush region) and the OVERLAY Taxonomy's path ``[[label]]``."""
     h, w = mask.shape
-    return _region(region_id, OVERLAY, "brushlabels", w, h,
-                   {"format": "rle", "rle": mask_to_rle(mask, alpha), "brushlabels": [label]},
+    return _region(region_id, OVERLAY, OVERLAY_TYPE, w, h,
+                   {"format": "rle", "rle": mask_to_rle(mask, alpha), OVERLAY_TYPE: [[label]]},
                    readonly=readonly)
 
 
@@ -250,7 +261,6 @@ BOX_COLOUR, CENTRE_COLOUR = "#FF6D00", "#FF00E5"
 QUALITY_HOTKEYS = dict(zip(QUALITY_VALUES, ("1", "2", "3", "4")))
 # Dense on 5 / 6 (after quality's 1-4), not n / y: "n" is "next CAD model" in the command box.
 DENSE_HOTKEYS = dict(zip(DENSE_VALUES, ("5", "6")))
-LABEL_HOTKEYS = {MESH_LABEL: "7", EDGES_LABEL: "8"}
 NUMBER_HOTKEYS = {spec.name: f"f{13 + i}" for i, spec in enumerate(NUMBERS)}
 CAD_HOTKEYS = ("9", "0", "q", "t", "a", "s", "d", "f", "g", "z", "x", "c", "i", "j", "l")
 assert DENSE_VALUES == ("no", "yes") and len(QUALITY_HOTKEYS) == len(QUALITY_VALUES)

@@ -105,11 +105,15 @@ def _section(parent: ET.Element, text: str) -> None:
     _el(parent, "Header", value=text, size="6", style=SECTION_STYLE)
 
 
-def _labels(parent: ET.Element, tag: str, name: str, labels: list[str], **attrs: str) -> None:
-    group = _el(parent, tag, name=name, toName=L.IMAGE, **attrs)
-    for label in labels:
-        _el(group, "Label", value=label, background=L.LABEL_COLOURS[label],
-            hotkey=L.LABEL_HOTKEYS[label])
+def _overlay(parent: ET.Element) -> None:
+    """The control that holds the backend's overlay regions (pose6d.labeling.OVERLAY): a
+    per-region Taxonomy whose visibleWhen condition can never hold, so that Label Studio draws
+    the regions (in each option's colour) but leaves them out of drafts and submissions."""
+    group = _el(parent, "Taxonomy", name=L.OVERLAY, toName=L.IMAGE, perRegion="true",
+                visibleWhen="choice-selected", whenTagName=L.DENSE,
+                whenChoiceValue=L.OVERLAY_NEVER_CHOICE)
+    for label in (L.MESH_LABEL, L.EDGES_LABEL):
+        _el(group, "Choice", value=label, color=L.LABEL_COLOURS[label])
 
 
 def _image_column(root: ET.Element) -> None:
@@ -122,10 +126,8 @@ def _image_column(root: ET.Element) -> None:
         strokeColor=L.BOX_COLOUR, fillColor=L.BOX_COLOUR, strokeWidth="2", opacity="0.15")
     _el(left, "KeyPoint", name=L.CENTRE, toName=L.IMAGE, smart="true", smartOnly="true",
         fillColor=L.CENTRE_COLOUR, strokeWidth="4")
-    # The overlay's brush labels are only there to hold the backend's regions: their chips are
-    # hidden so that nobody starts painting by clicking one (the regions panel names them).
-    row = _el(left, "View", style="display: none")
-    _labels(row, "BrushLabels", L.OVERLAY, [L.MESH_LABEL, L.EDGES_LABEL])
+    # The overlay's control only holds the backend's regions: hidden (it would show a picker).
+    _overlay(_el(left, "View", style="display: none"))
 
 
 def numbers_for(photo_size: tuple[int, int] | None = None) -> tuple[L.NumberSpec, ...]:

@@ -182,7 +182,7 @@ def test_health_setup_and_predict(backend):
     results = res.json()["results"]
     assert len(results) == len(tasks) and all(r["result"] for r in results), results
     for pred in results:
-        regions = {item["id"]: item for item in pred["result"] if item["type"] == "brushlabels"}
+        regions = {item["id"]: item for item in pred["result"] if item["from_name"] == labeling.OVERLAY}
         assert regions[labeling.MESH_REGION_ID]["value"]["rle"], "no overlay mask"
     # live refinement: a command, its state kept in the PostgreSQL store
     from backend_helpers import command_context, interactive_body, numbers_of

@@ -6,6 +6,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import pytest
 from label_studio_sdk.label_interface import LabelInterface
 
@@ -53,7 +54,7 @@ def test_label_interface_validates():
     assert [o.name for o in interface.objects] == [L.IMAGE]
     kinds = {c.name: type(c).__name__ for c in interface.controls}
     expected = {L.BOX: "RectangleTag", L.CENTRE: "KeyPointTag",
-                L.OVERLAY: "BrushLabelsTag", L.COMMAND: "TextAreaTag", L.CAD: "ChoicesTag",
+                L.OVERLAY: "TaxonomyTag", L.COMMAND: "TextAreaTag", L.CAD: "ChoicesTag",
                 L.QUALITY: "ChoicesTag", L.DENSE: "ChoicesTag"}
     expected.update({name: "NumberTag" for name in POSE_NAMES})
     assert kinds == expected
@@ -69,10 +70,25 @@ def test_image_and_regions(xml_root):
     for tool in (box, centre):
         assert tool.get("smart") == "true" and tool.get("smartOnly") == "true"
         assert len(tool) == 0
-    overlay = _tags(xml_root, "BrushLabels")[L.OVERLAY]
-    assert [lab.get("value") for lab in overlay] == [L.MESH_LABEL, L.EDGES_LABEL]
-    for lab in xml_root.iter("Label"):
-        assert lab.get("background") == L.LABEL_COLOURS[lab.get("value")]
+    overlay = _tags(xml_root, "Taxonomy")[L.OVERLAY]
+    assert [c.get("value") for c in overlay] == [L.MESH_LABEL, L.EDGES_LABEL]
+    for choice in overlay:  # the colour Label Studio paints each overlay region in
+        assert choice.get("color") == L.LABEL_COLOURS[choice.get("value")]
+    assert not list(xml_root.iter("BrushLabels"))  # no brush tool to paint with
+
+
+def test_overlay_is_never_stored(xml_root):
+    """The overlay's control is per-region with a visibleWhen condition that can never hold (a
+    choice that its Choices tag does not offer): Label Studio then leaves its results out of
+    drafts and submissions (tests/test_storage_browser.py checks that in a browser)."""
+    overlay = _tags(xml_root, "Taxonomy")[L.OVERLAY]
+    assert overlay.get("perRegion") == "true" and overlay.get("visibleWhen") == "choice-selected"
+    target = _tags(xml_root, "Choices")[overlay.get("whenTagName")]
+    offered = [c.get("value") for c in target]
+    assert offered and overlay.get("whenChoiceValue") not in offered
+    region = L.mask_region(L.EDGES_REGION_ID, L.EDGES_LABEL, np.ones((2, 3), bool))
+    assert (region["from_name"], region["type"]) == (L.OVERLAY, L.OVERLAY_TYPE)
+    assert region["value"][L.OVERLAY_TYPE] == [[L.EDGES_LABEL]]  # a path of the Taxonomy
 
 
 def test_numbers_follow_labeling(xml_root):
@@ -124,9 +140,12 @@ def test_hotkeys_unique_and_free(xml_root):
     keys += list(L.CAD_HOTKEYS)  # the CAD options (task data) carry these
     assert len(keys) == len(set(k.lower() for k in keys)), keys
     assert not {k.lower() for k in keys} & LS_PLAIN_KEYS
-    # every control that Label Studio would otherwise auto-assign a key to has one
-    for tag in ("Label", "Choice", "Number"):
-        assert all(el.get("hotkey") for el in xml_root.iter(tag)), tag
+    # every control that Label Studio would otherwise auto-assign a key to has one (a
+    # Taxonomy's options get none: 1.23.2 gives only a Choices' options a hotkey action)
+    choices = [c for group in xml_root.iter("Choices") for c in group.iter("Choice")]
+    for tag, elements in (("Label", list(xml_root.iter("Label"))), ("Choice", choices),
+                          ("Number", list(xml_root.iter("Number")))):
+        assert all(el.get("hotkey") for el in elements), tag
 
 
 def test_layout_image_left_controls_right(xml_root):

@@ -21,6 +21,7 @@ from label_sync.engine import SyncService
 from label_sync.records import annotation_record, file_matches, record_fields
 from label_sync.store import default_store_url
 from ml_backend import model as model_module
+from pose6d import labeling as L
 from pose6d.dataset import SYNCED, Dataset, ObjectKey
 from pose6d.inout import load_npz
 
@@ -240,8 +241,9 @@ def test_stale_temp_files_are_removed_at_start(tiny_dataset, store_url):
 
 def realistic_event(client, dataset: Dataset, aid: int, key: ObjectKey, updated: float,
                     action: str = "ANNOTATION_CREATED") -> dict:
-    """As Label Studio sends a submitted annotation: the accepted prediction's regions (the
-    overlay's Mesh and Edges brushes, the box) plus the numbers and choices."""
+    """A submitted annotation at its largest: the prediction's regions (the overlay's Mesh and
+    Edges brushes, which Label Studio 1.23.2 no longer stores with our config but an older
+    project's annotations carry, the box) plus the numbers and choices."""
     task = task_for(dataset, key, task_id=aid)
     prediction = client.post("/predict", json={"tasks": [task]}).json["results"][0]["result"]
     regions = [item for item in prediction if item["type"] not in ("number", "choices")]
@@ -271,7 +273,7 @@ def test_store_grows_at_most_2kb_per_realistic_event(tiny_dataset, store_url, ti
     client, model = app_client(tiny_dataset, store_url)
     sample = realistic_event(client, tiny_dataset, 1, tiny_keys[0], 0)
     body_size = len(json.dumps(sample))
-    assert any(item["type"] == "brushlabels" for item in sample["annotation"]["result"])
+    assert any(item["from_name"] == L.OVERLAY for item in sample["annotation"]["result"])
     warm_up = 40  # first pages, free-space maps: once per table, not per event
     start = None
     for i in range(-warm_up, events):
@@ -306,7 +308,7 @@ def test_a_retried_event_gives_the_record_of_the_full_event(tiny_dataset, store_
     sync = model.sync
     assert sync.handle_event(event)["status"] == "failed"
     journaled = json.loads(sync.journal(1)[0]["payload"])
-    assert "brushlabels" not in json.dumps(journaled) and "label_config" not in json.dumps(journaled)
+    assert '"rle"' not in json.dumps(journaled) and "label_config" not in json.dumps(journaled)
     monkeypatch.undo()
     assert sync.retry_failed() == 1
     assert file_matches(tiny_dataset.record_path(tiny_keys[1], SYNCED), expected)
