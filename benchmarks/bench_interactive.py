@@ -16,6 +16,7 @@ test client, or over HTTP with --http). It sees what a person sees and nothing m
 - never an angle: rotations are found by trying steps and keeping those that reduce the
   mismatch (a step that makes it worse is taken back: "u" here, the opposite button there).
 
+With fit: "fitcad" first, "fitaz" when the overlay still looks far off, then as ours.
 Ours: box fit (a drag, when the object is not cut by the border), "f" flip, coarse / fine
 steps, CAD cycling ("n" through the models, then "c<k>" back to the best), the perceived centre
 offset typed as one command ("x+3 y-2"), undo. Original tool (buttons only): fine / coarse -/+
@@ -397,9 +398,16 @@ def ours(me: Annotator) -> None:
 
 
 def with_fit(me: Annotator) -> None:
-    """One Enter of auto-fit trying every model (``fitcad``), then the same way of working as
-    ``ours`` for whatever is left."""
+    """One Enter of auto-fit trying every model (``fitcad``); when the overlay still looks far off
+    (as when a person would start turning in 30-degree steps), ``fitaz`` (the azimuth tried all
+    round), taken back if it looks no better; then the same way of working as ``ours`` for
+    whatever is left."""
     me.command("fitcad")
+    if me.mismatch > COARSE_WHEN:
+        before, shown = me.mismatch, dict(me.numbers)
+        me.command("fitaz")
+        if me.numbers != shown and me.mismatch >= before - EPS:  # kept poses add no undo step
+            me.command("u")
     ours(me)
 
 
@@ -477,7 +485,7 @@ def report(rows: dict[str, list[dict]]) -> None:
           f"centre < {CENTRE_OK_PX:g} px, right CAD")
     print(f"actions per object{'':16s} {'done':>6s} {'median':>7s} {'p90':>6s}   "
           f"{'median, done ones':>17s}   (given-up objects count the actions they spent)")
-    for name, label in (("fit", "ours with fitcad first"),
+    for name, label in (("fit", "ours with fitcad (+ fitaz) first"),
                         ("ours", "ours (commands, click, box, flip)"),
                         ("original", "original tool (buttons only)")):
         actions = [r["actions"] for r in rows[name]]

@@ -11,6 +11,7 @@ Tokens run left to right, separated by spaces or commas:
   o  o=tint       next overlay style (edges, tint, solid, off), or that one
   fit             auto-fit the pose shown to the photo (last on its line; u undoes it)
   fitxy  fitcad   the same keeping the rotation (centre and distance only) / trying every model
+  fitaz           the same trying the azimuth all round (every 30 deg): an object turned far off
   r               reset to the model's initial pose and CAD model
   u               undo the last change (repeatable)
   .               re-render at the values shown (after clicking a model in the gallery)
@@ -41,7 +42,8 @@ CHEAT_SHEET = (
     f"a e t d x y: a+ a- fine ({_A.fine:g} deg, {_D.fine:g}, {_X.fine:g} px), a++ a-- coarse "
     f"({_A.coarse:g} deg, {_D.coarse:g}, {_X.coarse:g} px), a+7, a=30",
     "f flip / n p c3 model / q1-q4 quality / dn dy dense / o overlay / r reset / u undo",
-    "fit: auto-fit to the photo (fitxy: centre and distance only, fitcad: every model)",
+    "fit: auto-fit to the photo (fitxy: centre and distance only, fitcad: every model, "
+    "fitaz: azimuth all round)",
     "submit: Shift+Tab, then Ctrl+Enter",
 )
 
@@ -49,7 +51,7 @@ _STEP = re.compile(r"^([aetdxy])(\+\+|--|\+|-)$")
 _DELTA = re.compile(r"^([aetdxy])([+-]\d+(?:\.\d*)?|[+-]\.\d+)$")
 _SET = re.compile(r"^([aetdxy])=(-?\d+(?:\.\d*)?|-?\.\d+)$")
 _CAD = re.compile(r"^c=?(\d{1,6})$")  # a CAD index, not a number that overflows int()
-FIT_MODES = {"fit": "full", "fitxy": "translation", "fitcad": "cad"}
+FIT_MODES = {"fit": "full", "fitxy": "translation", "fitcad": "cad", "fitaz": "all-round"}
 _QUALITY = re.compile(r"^q([1-%d])$" % len(QUALITY_VALUES))
 _OVERLAY = re.compile(r"^o=(\w+)$")
 
@@ -62,7 +64,7 @@ class CommandError(BadInput):
 class Command:
     """kind: add | set | flip | cad_next | cad_prev | cad_set | reset | undo | refresh | help |
     quality | dense | overlay | fit. name: the pose value (add / set), the label (quality /
-    dense), the overlay style ("" = the next one) or the fit's mode (full, translation, cad)."""
+    dense), the overlay style ("" = the next one) or the fit's mode (FIT_MODES' values)."""
 
     kind: str
     name: str = ""

@@ -30,7 +30,7 @@ from label_sync.database import Database
 from pose6d import labeling
 from pose6d.box_fit import fit_pose_to_box
 from pose6d.cad_library import CadError, CadLibrary
-from pose6d.camera import InvalidPoseError, Pose
+from pose6d.camera import InvalidPoseError, Pose, wrap_angle
 from pose6d.dataset import ObjectKey
 from pose6d.errors import BadInput, DataError
 from pose6d.labeling import (AnnotationValues, BOX_TYPES, NUMBER_SPECS, POINT_TYPES,
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from pose6d.image_evidence import ImageEvidence
 
 log = logging.getLogger("ml_backend.refinement")
+TURN_NOTE_DEG = 20.0  # a fit that turns the azimuth further says so
 NO_AUTOFIT = ("auto-fit is not installed here: it needs opencv-python-headless (the Docker "
               "image leaves it out to stay small; docker/requirements-image.txt says how to add it)")
 
@@ -236,7 +237,7 @@ class Refinement:
         """Auto-fit from ``state``: (the fitted state, a note saying how it went). Only a pose
         that scores better replaces the one shown; another model needs a clear lead."""
         try:  # OpenCV is optional: the Docker image leaves it out
-            from pose6d.fit import fit_cad, fit_pose, fit_translation
+            from pose6d.fit import fit_all_round, fit_cad, fit_pose, fit_translation
         except ImportError:
             raise CommandError(NO_AUTOFIT) from None
         evidence = self.host.photo_evidence(key)
@@ -250,8 +251,8 @@ class Refinement:
         else:
             mesh = self.host.cad.mesh(key.category, state.cad_index)
             cad, which = state.cad_index, ""
-            result = (fit_translation if mode == "translation" else fit_pose)(
-                evidence, mesh, state.pose)
+            fit = {"translation": fit_translation, "all-round": fit_all_round}.get(mode, fit_pose)
+            result = fit(evidence, mesh, state.pose)
         fitted = State(shown_pose(result.pose), cad)
         try:
             check_ranges(fitted.pose, ranges)
@@ -259,7 +260,9 @@ class Refinement:
             return state, "fit: the best pose found leaves the allowed ranges; kept the pose"
         if not result.changed and cad == state.cad_index:
             return state, f"fit: pose kept ({result.message or 'nothing explains the photo better'})"
-        flip = "; turned round (180 deg)" if result.flip_taken else ""
+        turn = math.degrees(wrap_angle(fitted.pose.azimuth - state.pose.azimuth))
+        flip = "; turned round (180 deg)" if result.flip_taken else \
+            f"; turned {turn:+.0f} deg" if abs(turn) > TURN_NOTE_DEG else ""
         return fitted, (f"fit: score {result.initial_score:.2f} -> {result.score:.2f} "
                         f"in {result.seconds:.1f} s{flip}{which}; u undoes it")
 

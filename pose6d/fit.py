@@ -481,6 +481,17 @@ def _settle_on_box(level: EvidenceLevel, mesh: CadMesh, pose: Pose, score: Score
     return pose, score, 1
 
 
+def fit_all_round(photo, mesh: CadMesh, initial_pose, bbox=None, step_deg: float = 30.0,
+                  **kwargs) -> FitResult:
+    """fit_pose that also starts from the azimuth turned by every ``step_deg`` (degrees) all
+    round: for an object the pose shown has turned far away (what an annotator asks for; each
+    turn is a candidate, taken only with CANDIDATE_MARGIN). Slower: one coarse search per turn."""
+    start = as_pose(initial_pose)
+    turns = [k * step_deg for k in range(1, int(round(360.0 / step_deg)))]
+    candidates = [start.replace(azimuth=_wrap(start.azimuth + math.radians(d))) for d in turns]
+    return fit_pose(photo, mesh, start, bbox, candidates=candidates, **kwargs)
+
+
 def fit_translation(photo, mesh: CadMesh, initial_pose, bbox=None, **kwargs) -> FitResult:
     """fit_pose with the rotation kept: only distance and the centre (px, py) move."""
     return fit_pose(photo, mesh, initial_pose, bbox, mode="translation", **kwargs)

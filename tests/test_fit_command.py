@@ -1,4 +1,4 @@
-"""The command box's auto-fit (`fit`, `fitxy`, `fitcad`) through the HTTP contract, on the demo
+"""The command box's auto-fit (`fit`, `fitxy`, `fitcad`, `fitaz`) through the HTTP contract, on the demo
 dataset (photos with a known true pose): one Enter fits, one `u` undoes it."""
 from __future__ import annotations
 
@@ -67,6 +67,37 @@ def test_fit_moves_a_perturbed_pose_towards_the_photo_and_u_undoes_it(demo):
     assert errors(kept, truth.pose)[1] < centre0
     _, by = send(back, "fit a+")
     assert by[labeling.COMMAND]["value"]["text"][0].startswith(ERROR)
+
+
+def test_fitaz_finds_an_object_turned_far_off_that_fit_leaves(demo):
+    """An azimuth 75 deg off the truth (no flip: the rules' 180-deg hypothesis does not cover it):
+    `fit` keeps it near where it was, `fitaz` tries the azimuth all round and turns it back."""
+    truth = demo.read(KEY, GROUND_TRUTH)
+    client = make_client(demo)
+    task = task_for(demo, KEY, 4)
+    task["data"]["cad_index"] = truth.cad_index
+    deg = truth.pose.as_degrees()
+    start = {n: round(v, labeling.NUMBER_SPECS[n].decimals)
+             for n, v in dict(deg, azimuth=deg["azimuth"] + 75).items()}
+
+    def send(numbers, command):
+        res = client.post("/predict", json=interactive_body(
+            task, command_context(numbers, truth.cad_index, command, "boxAZ")))
+        assert res.status_code == 200, res.json
+        result = res.json["results"][0]["result"]
+        return numbers_of(result), results_by_name(result)
+
+    shown, _ = send(start, ".")
+    assert errors(shown, truth.pose)[0] > 70
+    local, _ = send(shown, "fit")
+    assert errors(local, truth.pose)[0] > 45  # a local fit does not turn it that far
+    back, _ = send(local, "u")
+    turned, by = send(back, "fitaz")
+    rot, centre = errors(turned, truth.pose)
+    assert rot < 6.0 and centre < 3.0, (rot, centre)  # the turns are 30 deg apart: 15 deg off
+    (line,) = by[labeling.COMMAND]["value"]["text"]
+    turn = float(line.split("turned ")[1].split(" deg")[0])
+    assert abs(turn + 75) < 6, line
 
 
 def test_without_opencv_fit_says_so_and_changes_nothing(demo, monkeypatch):
