@@ -33,6 +33,18 @@ def errors(numbers: dict[str, float], truth: Pose) -> tuple[float, float]:
             math.hypot(pose.px - truth.px, pose.py - truth.py))
 
 
+def sender(client, task: dict, cad: int, box_id: str):
+    """send(numbers, command) -> (the Numbers shown, the results by name), as the command box
+    of one annotation (``box_id``) would."""
+    def send(numbers, command):
+        res = client.post("/predict", json=interactive_body(
+            task, command_context(numbers, cad, command, box_id)))
+        assert res.status_code == 200, res.json
+        result = res.json["results"][0]["result"]
+        return numbers_of(result), results_by_name(result)
+    return send
+
+
 def test_fit_moves_a_perturbed_pose_towards_the_photo_and_u_undoes_it(demo):
     truth = demo.read(KEY, GROUND_TRUTH)
     client = make_client(demo)
@@ -43,13 +55,7 @@ def test_fit_moves_a_perturbed_pose_towards_the_photo_and_u_undoes_it(demo):
         deg, azimuth=deg["azimuth"] + 6, elevation=deg["elevation"] - 4, px=deg["px"] + 9,
         py=deg["py"] - 6, distance=deg["distance"] * 1.08).items()}
 
-    def send(numbers, command):
-        res = client.post("/predict", json=interactive_body(
-            task, command_context(numbers, truth.cad_index, command, "boxF")))
-        assert res.status_code == 200, res.json
-        result = res.json["results"][0]["result"]
-        return numbers_of(result), results_by_name(result)
-
+    send = sender(client, task, truth.cad_index, "boxF")
     shown, _ = send(start, ".")
     fitted, by = send(shown, "fit")
     (line,) = by[labeling.COMMAND]["value"]["text"]
@@ -80,13 +86,7 @@ def test_fitaz_finds_an_object_turned_far_off_that_fit_leaves(demo):
     start = {n: round(v, labeling.NUMBER_SPECS[n].decimals)
              for n, v in dict(deg, azimuth=deg["azimuth"] + 75).items()}
 
-    def send(numbers, command):
-        res = client.post("/predict", json=interactive_body(
-            task, command_context(numbers, truth.cad_index, command, "boxAZ")))
-        assert res.status_code == 200, res.json
-        result = res.json["results"][0]["result"]
-        return numbers_of(result), results_by_name(result)
-
+    send = sender(client, task, truth.cad_index, "boxAZ")
     shown, _ = send(start, ".")
     assert errors(shown, truth.pose)[0] > 70
     local, _ = send(shown, "fit")
