@@ -38,6 +38,10 @@ from pose6d.tasks import LOCAL_FILES_PREFIX, TaskError, object_task
 DEFAULT_TITLE = "pose6d"
 ML_TITLE = "pose6d backend"
 LIST_PAGE = 1000  # tasks per page when reading object keys back
+# Tasks per import request. Label Studio's per-request work grows with the project's size
+# (counters, stats, its project state), so on a 100k project bigger batches cost less in all
+# (benchmarks/bench_scale.py); a batch is one transaction, about 1.6 MB of JSON.
+DEFAULT_BATCH = 2000
 # The webhook actions label_sync acts on (label_sync/engine.py _dispatch); any other is ignored.
 SYNC_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED",
                 "ANNOTATIONS_DELETED", "TASKS_DELETED")
@@ -57,7 +61,7 @@ class SetupOptions:
     categories: list[str] | None = None
     keys: list[ObjectKey] | None = None
     limit: int | None = None
-    batch_size: int = 500
+    batch_size: int = DEFAULT_BATCH
     image_url_prefix: str | None = None  # None: Label Studio local files on the data root
     predictions: bool = False  # True: import the initial pose as a prediction (pose6d.tasks)
     pictures: bool = True  # the CAD choice shows the models' pictures (pose6d.cad_gallery)
@@ -331,7 +335,7 @@ def batched(items: Iterable[dict], size: int) -> Iterator[list[dict]]:
 
 
 def import_batches(client: LabelStudio, project_id: int, tasks: Iterable[dict],
-                   batch_size: int = 500) -> int:
+                   batch_size: int = DEFAULT_BATCH) -> int:
     """POST the tasks (with their predictions) in batches; returns how many were imported.
 
     One batch is in flight while the next is being built (reading npz files and image headers
