@@ -343,14 +343,15 @@ def memory_step(backends: list[BackendProcess], bodies: list[bytes], args: argpa
         second = post_all([backend.url], "/predict", calls[half:], args.clients)
         total, each = backend_rss(backend)
         per_object_kb = (total - middle) * 1024 / max(1, warm - half)
-        projected = total + per_object_kb * (min(n, RECORD_CACHE) - warm) / 1024
+        # A negative growth is the allocator handing memory back, not objects costing less.
+        projected = total + max(0.0, per_object_kb) * (min(n, RECORD_CACHE) - warm) / 1024
         seconds = first.seconds + second.seconds
         errors = len(first.errors) + len(second.errors)
         rows.append(Row(
             f"backend {i + 1} memory (RSS, master + {args.workers} worker(s))",
             f"after events {after:.0f} MB; {half} objects warm {middle:.0f} MB; {warm} warm "
             f"{total:.0f} MB (per process {', '.join(f'{mb:.0f}' for mb in each)}); 2nd half "
-            f"{per_object_kb:.1f} KB/object -> ~{projected:.0f} MB with {n} warm (extrapolated); "
+            f"{per_object_kb:+.1f} KB/object -> ~{projected:.0f} MB with {n} warm (extrapolated); "
             f"/predict {warm / seconds:.0f}/s, {errors} errors"))
     return rows
 
