@@ -24,9 +24,10 @@ Steps and what is measured (each import next to its baseline, measured in the sa
                that must change nothing
   6. exports   `pose6d-export` (ls_admin.cli.export.main) of the N synced objects, per format
   7. memory    RSS of each backend (gunicorn master + workers, from /proc) after the events, then
-               after /predict warmed --warm objects on each; the per-object growth is extrapolated
-               to N (the caches are bounded: 200,000 initial records, 65,536 image sizes; at ~60 /predict/s
-               per backend on 2 cores, touching all 100k would take an hour)
+               after /predict warmed --warm objects on each (in two halves); the second half's
+               growth per object is extrapolated to N (the caches are bounded: 200,000 initial
+               records, 65,536 image sizes; at ~95 /predict/s per backend on 2 cores, touching
+               all 100k would take ~20 minutes per backend)
 
 examples:
   python benchmarks/bench_scale.py                      # the full run: 100,000 objects
