@@ -100,13 +100,15 @@ def run_ours(client, url: str, root: Path, backend: str, title: str, batch: int,
     return time.perf_counter() - t0, report.imported
 
 
-def run_one_call(client, root: Path, title: str) -> tuple[float, float, int]:
+def run_one_call(client, root: Path, title: str,
+                 predictions: bool = False) -> tuple[float, float, int]:
     """(seconds to build the tasks, seconds for the single import call, tasks imported)."""
     dataset = Dataset(root)
     t0 = time.perf_counter()  # from project creation, as for ours (which also connects the backend)
     project = client.projects.create(title=title, label_config=label_config())
     prefix, _ = ensure_local_storage(client, project.id, root)
-    tasks = [object_task(dataset, key, image_url_prefix=prefix) for key in dataset.objects()]
+    tasks = [object_task(dataset, key, image_url_prefix=prefix, predictions=predictions)
+             for key in dataset.objects()]
     t1 = time.perf_counter()
     result = client.projects.import_tasks(id=project.id, request=tasks)
     return t1 - t0, time.perf_counter() - t1, int(result.task_count)

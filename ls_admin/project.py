@@ -4,7 +4,10 @@
 1. the project exists (found by id, or by exact title; else created) with labeling_config/pose6d.xml;
 2. the backend is connected as an interactive ML backend (once per URL);
 3. the sync webhook ``<backend>/webhook`` exists (Label Studio makes it with the ML backend,
-   label_studio/ml/models.py create_ml_webhook; it is re-made only if someone deleted it);
+   label_studio/ml/models.py create_ml_webhook; it is re-made only if someone deleted it) and
+   sends only the actions the sync handles (``SYNC_ACTIONS``): Label Studio's own sends all,
+   and TASKS_CREATED alone, serialising every imported batch and posting it to the backend
+   inside the import request, made imports four times slower (benchmarks/bench_scale.py);
 4. Label Studio can show the photos: a local-files import storage on the data root (never
    synced: that would turn every file into a task) or image URLs with a prefix;
 5. every selected object not yet in the project is imported as one task with its initial pose as
@@ -37,6 +40,13 @@ from pose6d.tasks import LOCAL_FILES_PREFIX, TaskError, object_task
 DEFAULT_TITLE = "pose6d"
 ML_TITLE = "pose6d backend"
 LIST_PAGE = 1000  # tasks per page when reading object keys back
+# Tasks per import request. Label Studio's per-request work grows with the project's size
+# (counters, stats, its project state), so on a 100k project bigger batches cost less in all
+# (benchmarks/bench_scale.py); a batch is one transaction, about 1.6 MB of JSON.
+DEFAULT_BATCH = 2000
+# The webhook actions label_sync acts on (label_sync/engine.py _dispatch); any other is ignored.
+SYNC_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED",
+                "ANNOTATIONS_DELETED", "TASKS_DELETED")
 # Label Studio names its document root in the error for a storage outside it (1.23.2,
 # io_storages/localfiles/models.py validate_connection): the one way to learn it through the API.
 DOC_ROOT_RE = re.compile(r'LOCAL_FILES_DOCUMENT_ROOT="([^"]*)"')
@@ -53,7 +63,7 @@ class SetupOptions:
     categories: list[str] | None = None
     keys: list[ObjectKey] | None = None
     limit: int | None = None
-    batch_size: int = 500
+    batch_size: int = DEFAULT_BATCH
     image_url_prefix: str | None = None  # None: Label Studio local files on the data root
     predictions: bool = False  # True: import the initial pose as a prediction (pose6d.tasks)
     pictures: bool = True  # the CAD choice shows the models' pictures (pose6d.cad_gallery)
@@ -168,22 +178,30 @@ def auth_headers(auth: tuple[str, str] | None) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()}
 
 
+def _actions(hook: Any) -> set[str]:
+    """The hook's actions as plain names (the SDK may give enum members)."""
+    return {getattr(a, "value", a) for a in (hook.actions or [])}
+
+
 def ensure_webhook(client: LabelStudio, project_id: int, backend_url: str,
                    auth: tuple[str, str] | None = None) -> str:
-    """Make sure the sync webhook exists, is active and carries the backend's credentials
-    (the one Label Studio creates with the ML backend has none); says what it found or did."""
+    """Make sure the sync webhook exists, is active, sends only ``SYNC_ACTIONS`` and carries the
+    backend's credentials (the one Label Studio creates with the ML backend sends every action
+    and has no credentials); says what it found or did."""
     url = webhook_url(backend_url)
     headers = auth_headers(auth)
+    actions = {"send_for_all_actions": False, "actions": list(SYNC_ACTIONS)}
     hooks = [h for h in _call("listing webhooks", client.webhooks.list, project=str(project_id))
              if h.url == url and h.project in (None, project_id)]
     if not hooks:  # someone deleted the one Label Studio made with the ML backend
         _call("creating the sync webhook", client.webhooks.create, project=project_id, url=url,
-              send_payload=True, send_for_all_actions=True, is_active=True, headers=headers)
+              send_payload=True, is_active=True, headers=headers, **actions)
         return "created"
     hook = hooks[0]
-    if not any(h.is_active for h in hooks) or (headers and (hook.headers or {}) != headers):
+    if not any(h.is_active for h in hooks) or (headers and (hook.headers or {}) != headers) \
+            or hook.send_for_all_actions or _actions(hook) != set(SYNC_ACTIONS):
         _call("updating the sync webhook", client.webhooks.update, id=hook.id, url=url,
-              is_active=True, **({"headers": headers} if headers else {}))
+              is_active=True, **actions, **({"headers": headers} if headers else {}))
         return "updated"
     return "present"
 
@@ -324,7 +342,7 @@ def batched(items: Iterable[dict], size: int) -> Iterator[list[dict]]:
 
 
 def import_batches(client: LabelStudio, project_id: int, tasks: Iterable[dict],
-                   batch_size: int = 500) -> int:
+                   batch_size: int = DEFAULT_BATCH) -> int:
     """POST the tasks (with their predictions) in batches; returns how many were imported.
 
     One batch is in flight while the next is being built (reading npz files and image headers

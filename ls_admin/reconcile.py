@@ -6,8 +6,12 @@
    annotated tasks can miss a task while annotators work (its pages shift), so the ids of every
    task with an annotation are listed too (the unfiltered listing does not shift) and the
    tasks the first listing missed are read one batch of ids at a time;
-2. applies each with ``SyncService.apply_annotation`` (the webhook's own logic: a version the
-   sync store already has is a no-op, a newer one replaces the record);
+2. applies each version the sync store does not have yet (same annotation id and updated_at)
+   with ``SyncService.apply_annotation`` (the webhook's own logic: a newer one replaces the
+   record). A version it has is left alone: the webhook's copy carries what only the backend
+   knows (was the pose drawn, the annotator's email), which Label Studio's listing lacks, so
+   re-applying it stored a second copy of every synced version and rewrote about half the
+   files without those marks (benchmarks/bench_scale.py found it);
 3. tells the sync about annotations it holds for the project that Label Studio no longer has
    (deleted while the backend was down), as an ANNOTATIONS_DELETED event. A deletion is
    permanent (a tombstone), so each is confirmed first: Label Studio must answer 404 for the
@@ -149,11 +153,23 @@ def synced_versions(sync: SyncService, project_id: int) -> dict[int, set[int]]:
 # --- The steps. ---
 
 
+def _is_known(annotation: dict, known: dict[int, set[int]]) -> bool:
+    """The store has this version of the annotation (same id and updated_at) already."""
+    try:
+        _, updated_us = parse_updated_at(annotation.get("updated_at"))
+    except MalformedEvent:
+        return False  # applied, so that it is reported as not synced
+    return updated_us in known.get(annotation.get("id"), set())
+
+
 def _apply(sync: SyncService, annotation: dict, task: dict, report: ReconcileReport,
-           tombstoned: set[int]) -> set[str]:
-    """Step 2 for one annotation; returns the object keys it touched."""
+           tombstoned: set[int], known: dict[int, set[int]]) -> set[str]:
+    """Step 2 for one annotation; returns the object keys it touched. A version the store
+    has is skipped (step 4 still checks its object's file)."""
     aid, key = annotation.get("id"), (task.get("data") or {}).get("object_key")
     restore = aid in tombstoned
+    if not restore and _is_known(annotation, known):
+        return set()
     try:
         if restore:
             summary = sync.restore_annotation(annotation, task)
@@ -249,7 +265,7 @@ def reconcile(client: LabelStudio, dataset: Dataset, project_id: int, store_url:
                 if dry_run:
                     touched |= _plan(sync, annotation, task, known, report, tombstoned)
                 else:
-                    touched |= _apply(sync, annotation, task, report, tombstoned)
+                    touched |= _apply(sync, annotation, task, report, tombstoned, known)
 
         take(tqdm(fetch_annotations(client, project_id), desc="annotations", unit="ann",
                   file=sys.stderr, disable=not progress))

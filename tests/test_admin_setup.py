@@ -17,7 +17,7 @@ from urllib.parse import unquote
 import pytest
 
 from ls_admin.connection import AdminError, connect
-from ls_admin.project import ML_TITLE, SetupOptions, setup_project, webhook_url
+from ls_admin.project import ML_TITLE, SYNC_ACTIONS, SetupOptions, setup_project, webhook_url
 from ls_admin.backend_process import BackendProcess, free_port
 from pose6d.dataset import Dataset, ObjectKey
 from pose6d.demo_dataset import make_demo_dataset
@@ -84,7 +84,9 @@ def test_setup_creates_project_and_rerun_adds_nothing(label_studio, data_root, b
     (ml,) = client.ml.list(project=project_id)
     assert ml.url == backend.url and ml.is_interactive
     hooks = [h for h in client.webhooks.list(project=str(project_id)) if h.project == project_id]
-    assert [(h.url, h.send_for_all_actions) for h in hooks] == [(webhook_url(backend.url), True)]
+    # only the actions the sync handles: TASKS_CREATED would post every imported batch
+    assert [(h.url, h.send_for_all_actions, {getattr(a, "value", a) for a in h.actions})
+            for h in hooks] == [(webhook_url(backend.url), False, set(SYNC_ACTIONS))]
     # the photos are served by Label Studio as local files
     image = tasks[0].data["image"]
     assert image.startswith("/data/local-files/?d=") and image.endswith(".JPEG")
@@ -93,6 +95,7 @@ def test_setup_creates_project_and_rerun_adds_nothing(label_studio, data_root, b
     assert second.returncode == 0, second.stderr
     assert project_id_of(second.stdout) == project_id
     assert f"imported 0, already present {OBJECTS}, skipped 0" in second.stdout
+    assert f"sync webhook {webhook_url(backend.url)}: present" in second.stdout
     assert len(tasks_of(client, project_id)) == OBJECTS
     assert len(client.ml.list(project=project_id)) == 1
     assert len([h for h in client.webhooks.list(project=str(project_id))

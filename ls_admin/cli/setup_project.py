@@ -48,7 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "comma-separated list")
     p.add_argument("--limit", type=int, default=None,
                    help="only the first N selected objects (those already imported count)")
-    p.add_argument("--batch-size", type=int, default=500,
+    # ls_admin.project.DEFAULT_BATCH, not imported here: --help stays light
+    p.add_argument("--batch-size", type=int, default=2000,
                    help="tasks per import request (default: %(default)s)")
     p.add_argument("--image-url-prefix", default=None,
                    help="serve images from URLs <prefix><path below the data root> instead of "
