@@ -32,9 +32,10 @@ from label_studio_sdk.core.api_error import ApiError
 
 from ls_admin.connection import AdminError, api_error_text
 from pose6d.dataset import INITIAL, Dataset, ObjectKey
-from pose6d.errors import DataError
+from pose6d.errors import BadInput, DataError
 from pose6d.cad_gallery import THUMBNAILS, write_thumbnails
-from pose6d.labeling_config import build_config
+from pose6d import labeling as L
+from pose6d.labeling_config import build_config, read_config
 from pose6d.tasks import LOCAL_FILES_PREFIX, TaskError, object_task
 
 DEFAULT_TITLE = "pose6d"
@@ -141,8 +142,28 @@ def ensure_project(client: LabelStudio, title: str, project_id: int | None = Non
     if (project.label_config or "").strip() != config.strip():
         _call(f"updating the labeling config of project {project.id}", client.projects.update,
               id=project.id, label_config=config)
-        return project, "labeling config updated"
+        return project, "labeling config updated" + _drop_stale_overlays(
+            client, project.id, project.label_config or "", config)
     return project, "found"
+
+
+def _drop_stale_overlays(client: LabelStudio, project_id: int, old: str, new: str) -> str:
+    """After a config update that changed the overlay's control type (a project made before
+    the overlay moved to a Taxonomy that is never stored): delete the project's predictions,
+    whose overlay regions the new config cannot draw; Label Studio then asks the backend for
+    new ones when a task opens. Annotations are kept. Returns a note for the setup report."""
+    try:
+        before = read_config(old).control_types.get(L.OVERLAY)
+    except BadInput:
+        return ""
+    after = read_config(new).control_types.get(L.OVERLAY)
+    if before is None or before == after:
+        return ""
+    _call(f"deleting the predictions of project {project_id} (their {before} overlay cannot be "
+          "drawn with the new config)", client.actions.create, id="delete_tasks_predictions",
+          project=project_id, selected_items={"all": True, "excluded": []})
+    return (f"; its predictions were deleted (their {before} overlay cannot be drawn any more; "
+            "the backend predicts again when a task opens; annotations are kept)")
 
 
 def ensure_ml_backend(client: LabelStudio, project_id: int, backend_url: str,

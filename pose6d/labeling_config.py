@@ -23,10 +23,12 @@ REQUIRED_TAGS = (L.IMAGE, L.CAD, L.QUALITY, L.DENSE, L.OVERLAY,
 @dataclasses.dataclass(frozen=True)
 class ConfigSummary:
     """names: every control and object tag name. number_ranges: {pose Number: (min, max)} as
-    the config sets them (pose6d.labeling's defaults where it says nothing)."""
+    the config sets them (pose6d.labeling's defaults where it says nothing). control_types:
+    {control name: its tag, lower case (a result's "type")}."""
 
     names: frozenset[str]
     number_ranges: dict[str, tuple[float, float]]
+    control_types: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @functools.lru_cache(maxsize=64)
@@ -46,7 +48,7 @@ def read_config(xml: str) -> ConfigSummary:
                 ranges[tag.name] = (float(tag.attr["min"]), float(tag.attr["max"]))
             except (KeyError, TypeError, ValueError):
                 continue
-    return ConfigSummary(names, ranges)
+    return ConfigSummary(names, ranges, {t.name: t.tag.lower() for t in interface.controls})
 
 
 def missing_tags(xml: str) -> list[str]:

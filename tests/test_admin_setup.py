@@ -17,11 +17,13 @@ from urllib.parse import unquote
 import pytest
 
 from ls_admin.connection import AdminError, connect
-from ls_admin.project import ML_TITLE, SYNC_ACTIONS, SetupOptions, setup_project, webhook_url
+from ls_admin.project import (ML_TITLE, SYNC_ACTIONS, SetupOptions, label_config, setup_project,
+                              webhook_url)
 from ls_admin.backend_process import BackendProcess, free_port
 from pose6d.dataset import Dataset, ObjectKey
 from pose6d.demo_dataset import make_demo_dataset
 from pose6d import labeling as L
+from pose6d.tasks import object_task
 
 pytestmark = pytest.mark.live
 REPO = Path(__file__).resolve().parents[1]
@@ -259,3 +261,40 @@ def test_backend_with_basic_auth(label_studio, data_root, tmp_path):
             time.sleep(0.2)
         assert path.exists(), (tmp_path / "backend.log").read_text()[-2000:]
         assert Dataset(data_root).read(key, SYNCED).pose.distance == 9
+
+
+def test_a_project_made_before_the_overlay_moved_keeps_annotations_loses_old_predictions(
+        label_studio, data_root, backend):
+    """A project whose config still has the overlay as BrushLabels (before it became a Taxonomy
+    that Label Studio never stores): setup updates the config and deletes the predictions, whose
+    brush overlay the new config cannot draw; the annotations stay."""
+    new = label_config()
+    old = re.sub(r'<Taxonomy name="overlay".*?</Taxonomy>',
+                 '<BrushLabels name="overlay" toName="image"><Label value="Mesh"/>'
+                 '<Label value="Edges"/></BrushLabels>', new, flags=re.S)
+    assert old != new and "BrushLabels" in old
+    client = label_studio.client()
+    project = client.projects.create(title="before the overlay moved", label_config=old)
+    key = Dataset(data_root).objects()[0]
+    task = object_task(Dataset(data_root), key)
+    brush = {"id": "edges", "from_name": L.OVERLAY, "to_name": L.IMAGE, "type": "brushlabels",
+             "original_width": 640, "original_height": 480, "image_rotation": 0,
+             "value": {"format": "rle", "rle": [0, 0, 0], "brushlabels": ["Edges"]}}
+    quality = {"from_name": L.QUALITY, "to_name": L.IMAGE, "type": "choices",
+               "value": {"choices": [L.QUALITY_VALUES[0]]}}
+    client.projects.import_tasks(id=project.id, request=[dict(
+        task, annotations=[{"result": [brush, quality]}],
+        predictions=[{"result": [brush], "model_version": "old"}])])
+    (before,) = tasks_of(client, project.id)
+    assert len(before.predictions) == 1 and len(before.annotations) == 1
+
+    report = setup_project(client, options(data_root, backend, "before the overlay moved",
+                                           keys=[key]), label_studio.url)
+    assert any("labeling config updated; its predictions were deleted" in s for s in report.steps)
+    (after,) = tasks_of(client, project.id)
+    assert after.predictions == [] and len(after.annotations) == 1
+    assert client.projects.get(id=project.id).label_config.strip() == new.strip()
+    # a second run finds the config as it is and deletes nothing
+    again = setup_project(client, options(data_root, backend, "before the overlay moved",
+                                          keys=[key]), label_studio.url)
+    assert f"project 'before the overlay moved': found" in again.steps
