@@ -97,12 +97,18 @@ class RssSampler(threading.Thread):
 
 
 def second_half_growth(samples: list[tuple[float, float]]) -> float:
-    """MB gained from the middle of the run to its end: median of the samples in the last tenth
-    minus median of those around the middle (medians ignore a single transient spike)."""
+    """MB gained over the second half of the run: the least-squares slope of RSS against time
+    over the samples of the second half, times its length. A leak grows steadily and shows in
+    full; the allocator's swings (a worker's arena freed in the middle, grown back later) are
+    spread over every sample instead of deciding the figure alone, as two medians let them."""
     end = samples[-1][0]
-    middle = [mb for t, mb in samples if 0.45 * end <= t <= 0.55 * end]
-    last = [mb for t, mb in samples if t >= 0.9 * end]
-    return statistics.median(last) - statistics.median(middle)
+    half = [(t, mb) for t, mb in samples if t >= 0.5 * end]
+    t = np.array([x for x, _ in half])
+    mb = np.array([y for _, y in half])
+    if len(half) < 2 or np.ptp(t) == 0:
+        return 0.0
+    slope = np.polyfit(t, mb, 1)[0]
+    return float(slope * (t[-1] - t[0]))
 
 
 # --- clients ---

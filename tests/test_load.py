@@ -5,8 +5,9 @@ No errors, and memory stays flat: the summed RSS of the backend's processes may 
 more than LEAK_BOUND_MB over the second half of the run (after warm-up). A real leak keeps
 growing with every request; to show the check can fail, the same run against a backend whose
 pose source keeps 256 KB per call (about what holding on to each call's rendered masks would
-cost) must exceed the bound. Sensitivity: at the ~40-100 req/s seen on 2 shared cores, a leak of
-roughly 30 KB per request or more is caught in the 8 s second half.
+cost) must exceed the bound. Growth is the RSS trend (least-squares slope) over the second half,
+so that one swing of the allocator does not decide it. Sensitivity: at the ~80 req/s seen on 2
+shared cores, a leak of roughly 30 KB per request or more is caught in the 8 s second half.
 Full-length figures: ``python benchmarks/bench_load.py`` (60 s).
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pose6d.dataset import Dataset
 SECONDS = 16.0
 LEAK_SECONDS = 10.0
 CLIENTS, WORKERS, THREADS = 8, 2, 4
-LEAK_BOUND_MB = 12.0
+LEAK_BOUND_MB = 20.0  # the allocator's swings reach ~8-14 MB; a leak shows as 100+ MB
 LEAK_PER_CALL = 256 * 1024
 _LEAKED: list[bytes] = []
 
