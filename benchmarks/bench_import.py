@@ -30,7 +30,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 from ls_admin.connection import connect  # noqa: E402
-from ls_admin.project import SetupOptions, ensure_local_storage, label_config, setup_project  # noqa: E402
+from ls_admin.local_files import ensure_local_storage  # noqa: E402
+from ls_admin.project import SetupOptions, label_config, setup_project  # noqa: E402
 from ls_admin.server import LabelStudioServer  # noqa: E402
 from ls_admin.backend_process import BackendProcess  # noqa: E402
 from pose6d.dataset import INITIAL, Dataset, ObjectKey  # noqa: E402

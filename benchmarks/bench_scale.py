@@ -62,7 +62,8 @@ from load_harness import process_tree, quantiles, rss_mb  # noqa: E402
 from postgres_server import PostgresServer  # noqa: E402
 from ls_admin.backend_process import BackendProcess  # noqa: E402
 from ls_admin.connection import connect  # noqa: E402
-from ls_admin.project import DEFAULT_BATCH, ensure_local_storage, import_batches, label_config  # noqa: E402
+from ls_admin.local_files import ensure_local_storage  # noqa: E402
+from ls_admin.project import DEFAULT_BATCH, import_batches, label_config  # noqa: E402
 from ls_admin.reconcile import fetch_annotations, reconcile  # noqa: E402
 from ls_admin.server import LabelStudioServer  # noqa: E402
 from pose6d.dataset import SYNCED, Dataset  # noqa: E402

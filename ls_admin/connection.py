@@ -131,3 +131,13 @@ def connect(url: str | None = None, api_key: str | None = None, retries: int = 4
         raise _key_error(url, exc) from None
     check_connection(client, url, retries)
     return client
+
+
+def sdk_call(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """An SDK call whose failure becomes one AdminError line saying what was being done."""
+    try:
+        return fn(*args, **kwargs)
+    except ApiError as exc:
+        raise AdminError(f"{what} failed: {api_error_text(exc)}") from None
+    except Exception as exc:  # noqa: BLE001 - transport errors etc.: still one line
+        raise AdminError(f"{what} failed: {api_error_text(exc)}") from None

@@ -8,8 +8,8 @@
    sends only the actions the sync handles (``SYNC_ACTIONS``): Label Studio's own sends all,
    and TASKS_CREATED alone, serialising every imported batch and posting it to the backend
    inside the import request, made imports four times slower (benchmarks/bench_scale.py);
-4. Label Studio can show the photos: a local-files import storage on the data root (never
-   synced: that would turn every file into a task) or image URLs with a prefix;
+4. Label Studio can show the photos: a local-files import storage on the data root
+   (ls_admin.local_files) or image URLs with a prefix;
 5. every selected object not yet in the project is imported as one task with its initial pose as
    a prediction, in batches; objects already there (by ``data.object_key``) are left alone;
 6. with ``prefill_fit``, the new objects are fitted ahead and sorted by fit score in a Data
@@ -19,24 +19,23 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import re
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
-from urllib.parse import quote
 
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
-from ls_admin.connection import AdminError, api_error_text
+from ls_admin.connection import AdminError, api_error_text, sdk_call
+from ls_admin.local_files import ensure_local_storage
 from pose6d.dataset import INITIAL, Dataset, ObjectKey
 from pose6d.errors import BadInput, DataError
 from pose6d.cad_gallery import THUMBNAILS, write_thumbnails
 from pose6d import labeling as L
 from pose6d.labeling_config import build_config, read_config
-from pose6d.tasks import LOCAL_FILES_PREFIX, TaskError, object_task
+from pose6d.tasks import TaskError, object_task
 
 DEFAULT_TITLE = "pose6d"
 ML_TITLE = "pose6d backend"
@@ -48,9 +47,6 @@ DEFAULT_BATCH = 2000
 # The webhook actions label_sync acts on (label_sync/engine.py _dispatch); any other is ignored.
 SYNC_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED",
                 "ANNOTATIONS_DELETED", "TASKS_DELETED")
-# Label Studio names its document root in the error for a storage outside it (1.23.2,
-# io_storages/localfiles/models.py validate_connection): the one way to learn it through the API.
-DOC_ROOT_RE = re.compile(r'LOCAL_FILES_DOCUMENT_ROOT="([^"]*)"')
 
 
 @dataclasses.dataclass
@@ -95,16 +91,6 @@ class SetupReport:
         return out
 
 
-def _call(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """An SDK call whose failure becomes one AdminError line saying what was being done."""
-    try:
-        return fn(*args, **kwargs)
-    except ApiError as exc:
-        raise AdminError(f"{what} failed: {api_error_text(exc)}") from None
-    except Exception as exc:  # noqa: BLE001 - transport errors etc.: still one line
-        raise AdminError(f"{what} failed: {api_error_text(exc)}") from None
-
-
 # --- The project, the backend, the webhook. ---
 
 
@@ -123,7 +109,7 @@ def find_project(client: LabelStudio, title: str, project_id: int | None = None)
             if exc.status_code == 404:
                 raise AdminError(f"no project {project_id} in Label Studio") from None
             raise AdminError(f"reading project {project_id} failed: {api_error_text(exc)}") from None
-    found = [p for p in _call("listing projects", client.projects.list, title=title)
+    found = [p for p in sdk_call("listing projects", client.projects.list, title=title)
              if p.title == title]  # the API filter is a case-insensitive substring match
     if len(found) > 1:
         ids = ", ".join(str(p.id) for p in found)
@@ -136,11 +122,11 @@ def ensure_project(client: LabelStudio, title: str, project_id: int | None = Non
     config = label_config()
     project = find_project(client, title, project_id)
     if project is None:
-        project = _call("creating the project", client.projects.create, title=title,
+        project = sdk_call("creating the project", client.projects.create, title=title,
                         label_config=config)
         return project, "created"
     if (project.label_config or "").strip() != config.strip():
-        _call(f"updating the labeling config of project {project.id}", client.projects.update,
+        sdk_call(f"updating the labeling config of project {project.id}", client.projects.update,
               id=project.id, label_config=config)
         return project, "labeling config updated" + _drop_stale_overlays(
             client, project.id, project.label_config or "", config)
@@ -159,7 +145,7 @@ def _drop_stale_overlays(client: LabelStudio, project_id: int, old: str, new: st
     after = read_config(new).control_types.get(L.OVERLAY)
     if before is None or before == after:
         return ""
-    _call(f"deleting the predictions of project {project_id} (their {before} overlay cannot be "
+    sdk_call(f"deleting the predictions of project {project_id} (their {before} overlay cannot be "
           "drawn with the new config)", client.actions.create, id="delete_tasks_predictions",
           project=project_id, selected_items={"all": True, "excluded": []})
     return (f"; its predictions were deleted (their {before} overlay cannot be drawn any more; "
@@ -171,19 +157,19 @@ def ensure_ml_backend(client: LabelStudio, project_id: int, backend_url: str,
     """The project's ML backend at ``backend_url``, interactive (Label Studio calls its /setup
     and /health now, so the backend must be running). ``auth``: basic-auth (user, password)."""
     url = backend_url.rstrip("/")
-    backends = _call("listing ML backends", client.ml.list, project=project_id)
+    backends = sdk_call("listing ML backends", client.ml.list, project=project_id)
     same = [b for b in backends if (b.url or "").rstrip("/") == url]
     what = f"Label Studio cannot use the ML backend at {url} (is it running, reachable " \
            "from Label Studio, and are the basic-auth credentials right?)"
     credentials = {"auth_method": "BASIC_AUTH", "basic_auth_user": auth[0],
                    "basic_auth_pass": auth[1]} if auth else {}
     if not same:
-        ml = _call(what, client.ml.create, project=project_id, url=url, is_interactive=True,
+        ml = sdk_call(what, client.ml.create, project=project_id, url=url, is_interactive=True,
                    title=ML_TITLE, **credentials)
         return ml, "connected (interactive)"
     ml = same[0]
     if not ml.is_interactive or auth:
-        ml = _call(what, client.ml.update, id=ml.id, is_interactive=True, **credentials)
+        ml = sdk_call(what, client.ml.update, id=ml.id, is_interactive=True, **credentials)
         return ml, "updated (interactive)"
     return ml, "already connected (interactive)"
 
@@ -212,79 +198,19 @@ def ensure_webhook(client: LabelStudio, project_id: int, backend_url: str,
     url = webhook_url(backend_url)
     headers = auth_headers(auth)
     actions = {"send_for_all_actions": False, "actions": list(SYNC_ACTIONS)}
-    hooks = [h for h in _call("listing webhooks", client.webhooks.list, project=str(project_id))
+    hooks = [h for h in sdk_call("listing webhooks", client.webhooks.list, project=str(project_id))
              if h.url == url and h.project in (None, project_id)]
     if not hooks:  # someone deleted the one Label Studio made with the ML backend
-        _call("creating the sync webhook", client.webhooks.create, project=project_id, url=url,
+        sdk_call("creating the sync webhook", client.webhooks.create, project=project_id, url=url,
               send_payload=True, is_active=True, headers=headers, **actions)
         return "created"
     hook = hooks[0]
     if not any(h.is_active for h in hooks) or (headers and (hook.headers or {}) != headers) \
             or hook.send_for_all_actions or _actions(hook) != set(SYNC_ACTIONS):
-        _call("updating the sync webhook", client.webhooks.update, id=hook.id, url=url,
+        sdk_call("updating the sync webhook", client.webhooks.update, id=hook.id, url=url,
               is_active=True, **actions, **({"headers": headers} if headers else {}))
         return "updated"
     return "present"
-
-
-# --- Images: Label Studio local files on the data root, or URLs. ---
-
-
-def document_root(client: LabelStudio, project_id: int) -> Path:
-    """Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT, read from its refusal of "/"."""
-    try:
-        client.import_storage.local.validate(project=project_id, path="/")
-    except ApiError as exc:
-        text = " ".join(_strings(exc.body))
-        if "LOCAL_FILES_SERVING_ENABLED" in text:
-            raise AdminError("Label Studio does not serve local files: start it with "
-                             "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and "
-                             "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=<a parent of the data root>, "
-                             "or pass --image-url-prefix") from None
-        match = DOC_ROOT_RE.search(text)
-        if match and match.group(1):
-            return Path(match.group(1))
-        raise AdminError(f"cannot learn Label Studio's local-files document root "
-                         f"({api_error_text(exc)}); pass --image-url-prefix") from None
-    raise AdminError("Label Studio accepted '/' as a local-files path: refusing to expose the "
-                     "whole file system; set LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT")
-
-
-def _strings(value: Any) -> Iterator[str]:
-    """Every string inside a JSON value (Label Studio's error bodies nest them)."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings(item)
-
-
-def local_files_prefix(root: Path, data_root: Path) -> str:
-    """The image-URL prefix for files under ``data_root`` (a strict subfolder of ``root``)."""
-    rel = data_root.resolve().relative_to(root.resolve()).as_posix()
-    return LOCAL_FILES_PREFIX + quote(rel, safe="/") + "/"
-
-
-def ensure_local_storage(client: LabelStudio, project_id: int, data_root: Path) -> tuple[str, str]:
-    """(image URL prefix, what happened) for a local-files storage on ``data_root``."""
-    data_root = data_root.resolve()
-    root = document_root(client, project_id).resolve()
-    if root == data_root or root not in data_root.parents:
-        raise AdminError(f"Label Studio serves local files only below {root} (its "
-                         f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT), and {data_root} is not a "
-                         "subfolder of it: move the data, restart Label Studio with a parent "
-                         "folder as document root, or pass --image-url-prefix")
-    prefix = local_files_prefix(root, data_root)
-    storages = _call("listing local-files storages", client.import_storage.local.list,
-                     project=project_id)
-    if any(Path(s.path or "").resolve() == data_root for s in storages):
-        return prefix, f"local-files storage on {data_root}: present"
-    _call(f"adding a local-files storage on {data_root}", client.import_storage.local.create,
-          project=project_id, path=str(data_root), title="pose6d images", use_blob_urls=False)
-    return prefix, f"local-files storage on {data_root}: created (document root {root})"
 
 
 # --- Tasks. ---
@@ -292,7 +218,7 @@ def ensure_local_storage(client: LabelStudio, project_id: int, data_root: Path) 
 
 def existing_object_keys(client: LabelStudio, project_id: int) -> set[str]:
     """``data.object_key`` of every task of the project (ids and data only, big pages)."""
-    pages = _call("listing tasks", client.tasks.list, project=project_id, include="id,data",
+    pages = sdk_call("listing tasks", client.tasks.list, project=project_id, include="id,data",
                   page_size=LIST_PAGE)
     try:
         return {str(t.data.get("object_key")) for t in pages if isinstance(t.data, dict)}
@@ -371,7 +297,7 @@ def import_batches(client: LabelStudio, project_id: int, tasks: Iterable[dict],
     failure, a re-run imports the rest.
     """
     def post(batch: list[dict], first: int) -> int:
-        result = _call(f"importing tasks {first}-{first + len(batch) - 1}",
+        result = sdk_call(f"importing tasks {first}-{first + len(batch) - 1}",
                        client.projects.import_tasks, id=project_id, request=batch)
         return int(result.task_count if result.task_count is not None else len(batch))
 
@@ -392,7 +318,7 @@ def set_prediction_version(client: LabelStudio, project: Any, version: str) -> N
     """Show annotators the predictions of ``version`` (Label Studio filters by the project's
     model_version; an ML backend's title there makes it ask the backend on every task open)."""
     if getattr(project, "model_version", None) != version:
-        _call("setting the project's model version", client.projects.update, id=project.id,
+        sdk_call("setting the project's model version", client.projects.update, id=project.id,
               model_version=version)
 
 

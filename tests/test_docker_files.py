@@ -170,7 +170,7 @@ def dataset_wiring(compose: dict) -> tuple[str, str, str]:
 def test_volumes_dataset_and_state(compose):
     ls = compose["services"]["label-studio"]
     dataset, _, document_root = dataset_wiring(compose)
-    # Label Studio (io_storages/localfiles validate_connection) and ls_admin.project refuse a
+    # Label Studio (io_storages/localfiles validate_connection) and ls_admin.local_files refuse a
     # storage equal to the document root: the dataset must lie strictly inside it, for any .env.
     assert dataset.startswith(document_root + "/") and dataset != document_root
     rest = dataset[len(document_root) + 1:]
@@ -189,11 +189,11 @@ def test_volumes_dataset_and_state(compose):
 
 def test_documented_dataset_passes_label_studio_and_setup_project(compose, tmp_path):
     """With .env.example's values (moved under tmp_path), the dataset path docker/README.md
-    passes to setup_project.py --data-root is accepted by ls_admin.project's check and by Label
+    passes to setup_project.py --data-root is accepted by ls_admin.local_files' check and by Label
     Studio's own local-files check (strict subfolder of the document root)."""
     from unittest import mock
 
-    from ls_admin import project
+    from ls_admin import local_files
 
     env = {k: (str(tmp_path) + v if v.startswith("/") else v) for k, v in env_example().items()}
     dataset_src, _, document_root = dataset_wiring(compose)
@@ -206,8 +206,8 @@ def test_documented_dataset_passes_label_studio_and_setup_project(compose, tmp_p
     assert root in dataset.parents  # Label Studio's validate_connection: path.parents
     client = mock.MagicMock()
     client.import_storage.local.list.return_value = []
-    with mock.patch.object(project, "document_root", return_value=root):
-        prefix, state = project.ensure_local_storage(client, 1, dataset)
+    with mock.patch.object(local_files, "document_root", return_value=root):
+        prefix, state = local_files.ensure_local_storage(client, 1, dataset)
     assert "created" in state and prefix.endswith(f"{dataset.name}/")
 
 
