@@ -91,7 +91,10 @@ class FittedPoseSource:
             except (ValueError, OSError) as exc:  # no photo, no box, a degenerate pose...
                 log.warning("prefill fit of %s failed, showing the source's pose: %s", key, exc)
                 return start
-            self.cache.put(key, start.pose, start.cad_index, line)
+            try:
+                self.cache.put(key, start.pose, start.cad_index, line)
+            except OSError as exc:  # a read-only or full disk: shown anyway, fitted again later
+                log.warning("prefill fit of %s not kept: %s", key, exc)
         pose = Pose.from_mapping(line, degrees=True, viewport=start.pose.viewport)
         return InitialPose(pose, int(line["cad_index"]), float(line["score"]), self.name)
 

@@ -20,7 +20,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from pose6d.camera import Pose
+from pose6d.camera import POSE_NAMES, Pose
 from pose6d.dataset import SYNCED, ObjectKey
 from pose6d.inout import atomic_write_bytes
 
@@ -59,14 +59,14 @@ class FitCache:
 
     def get(self, key: ObjectKey, start: Pose, cad_index: int) -> dict[str, Any] | None:
         """The fit line of ``key`` fitted from (``start``, ``cad_index``) by this fit version;
-        None when there is none (or it is unreadable: it is then simply refitted)."""
+        None when there is none (or it is unreadable or incomplete: it is then simply refitted)."""
         try:
             entry = json.loads(self.path(key).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
         if not isinstance(entry, dict) or entry.get("fit_version") != self._version() \
                 or entry.get("start") != start_signature(start, cad_index) \
-                or not _finite(entry.get("score")):
+                or not all(_finite(entry.get(n)) for n in (*POSE_NAMES, "score", "cad_index")):
             return None
         return entry
 

@@ -129,6 +129,17 @@ def test_a_blank_photo_or_a_missing_photo_is_a_clear_answer(demo):
     assert response.get_json()["results"] == [[]]
 
 
+def test_a_cache_that_cannot_be_written_still_shows_the_fit(demo, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(FitCache, "put", refuse)
+    gt = demo.read(KEY, GROUND_TRUTH).pose
+    pose = shown(predict(make_client(demo, prefill_fit=True), demo, KEY)["result"], gt.viewport)
+    assert errors(pose, gt)[0] < 2.0
+    assert not FitCache(demo.root).path(KEY).exists()
+
+
 def test_corrupt_cache_entries_are_refitted(demo):
     cache = FitCache(demo.root)
     path = cache.path(KEY)
@@ -137,7 +148,12 @@ def test_corrupt_cache_entries_are_refitted(demo):
     gt = demo.read(KEY, GROUND_TRUTH).pose
     pose = shown(predict(make_client(demo, prefill_fit=True), demo, KEY)["result"], gt.viewport)
     assert errors(pose, gt)[0] < 2.0
-    assert json.loads(path.read_text())["object_key"] == str(KEY)
+    entry = json.loads(path.read_text())
+    assert entry["object_key"] == str(KEY)
+    record = demo.read(KEY)
+    del entry["azimuth"]  # valid JSON, right start and version, but incomplete
+    path.write_text(json.dumps(entry))
+    assert FitCache(demo.root).get(KEY, record.pose, record.cad_index) is None
 
 
 def test_auto_fit_output_is_a_pose_source(demo, tmp_path):
