@@ -486,6 +486,8 @@ def fit_all_round(photo, mesh: CadMesh, initial_pose, bbox=None, step_deg: float
     """fit_pose that also starts from the azimuth turned by every ``step_deg`` (degrees) all
     round: for an object the pose shown has turned far away (what an annotator asks for; each
     turn is a candidate, taken only with CANDIDATE_MARGIN). Slower: one coarse search per turn."""
+    if not 0.0 < step_deg < 360.0:
+        raise FitError(f"step_deg must be in (0, 360) degrees, got {step_deg}")
     start = as_pose(initial_pose)
     turns = [k * step_deg for k in range(1, int(round(360.0 / step_deg)))]
     candidates = [start.replace(azimuth=_wrap(start.azimuth + math.radians(d))) for d in turns]
