@@ -68,9 +68,9 @@ def ensure_local_storage(client: LabelStudio, project_id: int, data_root: Path) 
                          "folder as document root, or pass --image-url-prefix")
     prefix = local_files_prefix(root, data_root)
     storages = sdk_call("listing local-files storages", client.import_storage.local.list,
-                     project=project_id)
+                        project=project_id)
     if any(Path(s.path or "").resolve() == data_root for s in storages):
         return prefix, f"local-files storage on {data_root}: present"
     sdk_call(f"adding a local-files storage on {data_root}", client.import_storage.local.create,
-          project=project_id, path=str(data_root), title="pose6d images", use_blob_urls=False)
+             project=project_id, path=str(data_root), title="pose6d images", use_blob_urls=False)
     return prefix, f"local-files storage on {data_root}: created (document root {root})"

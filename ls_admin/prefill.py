@@ -18,7 +18,7 @@ from typing import Any, Iterable
 
 from label_studio_sdk import LabelStudio
 
-from ls_admin.connection import AdminError
+from ls_admin.connection import AdminError, sdk_call
 from pose6d.dataset import Dataset, ObjectKey
 from pose6d.labeling import DATA_FIT_SCORE
 
@@ -50,15 +50,12 @@ def prefill_fits(dataset: Dataset, keys: Iterable[ObjectKey], workers: int = 1,
 
 def ensure_fit_view(client: LabelStudio, project_id: int) -> str:
     """The project's Data Manager tab sorted by fit score, lowest first; says what it did."""
-    try:
-        views = client.views.list(project=project_id)
-        if any(_title(v) == FIT_VIEW_TITLE for v in views):
-            return f"Data Manager view {FIT_VIEW_TITLE!r}: present"
-        client.views.create(project=project_id, data={
-            "title": FIT_VIEW_TITLE, "ordering": FIT_VIEW_ORDERING,
-            "filters": {"conjunction": "and", "items": []}})
-    except Exception as exc:  # noqa: BLE001 - ApiError or transport: one line
-        raise AdminError(f"creating the Data Manager view {FIT_VIEW_TITLE!r} failed: {exc}") from None
+    views = sdk_call("listing the Data Manager views", client.views.list, project=project_id)
+    if any(_title(v) == FIT_VIEW_TITLE for v in views):
+        return f"Data Manager view {FIT_VIEW_TITLE!r}: present"
+    sdk_call(f"creating the Data Manager view {FIT_VIEW_TITLE!r}", client.views.create,
+             project=project_id, data={"title": FIT_VIEW_TITLE, "ordering": FIT_VIEW_ORDERING,
+                                       "filters": {"conjunction": "and", "items": []}})
     return f"Data Manager view {FIT_VIEW_TITLE!r}: created (sorted by data.{DATA_FIT_SCORE})"
 
 

@@ -123,11 +123,11 @@ def ensure_project(client: LabelStudio, title: str, project_id: int | None = Non
     project = find_project(client, title, project_id)
     if project is None:
         project = sdk_call("creating the project", client.projects.create, title=title,
-                        label_config=config)
+                           label_config=config)
         return project, "created"
     if (project.label_config or "").strip() != config.strip():
         sdk_call(f"updating the labeling config of project {project.id}", client.projects.update,
-              id=project.id, label_config=config)
+                 id=project.id, label_config=config)
         return project, "labeling config updated" + _drop_stale_overlays(
             client, project.id, project.label_config or "", config)
     return project, "found"
@@ -146,8 +146,8 @@ def _drop_stale_overlays(client: LabelStudio, project_id: int, old: str, new: st
     if before is None or before == after:
         return ""
     sdk_call(f"deleting the predictions of project {project_id} (their {before} overlay cannot be "
-          "drawn with the new config)", client.actions.create, id="delete_tasks_predictions",
-          project=project_id, selected_items={"all": True, "excluded": []})
+             "drawn with the new config)", client.actions.create, id="delete_tasks_predictions",
+             project=project_id, selected_items={"all": True, "excluded": []})
     return (f"; its predictions were deleted (their {before} overlay cannot be drawn any more; "
             "the backend predicts again when a task opens; annotations are kept)")
 
@@ -165,7 +165,7 @@ def ensure_ml_backend(client: LabelStudio, project_id: int, backend_url: str,
                    "basic_auth_pass": auth[1]} if auth else {}
     if not same:
         ml = sdk_call(what, client.ml.create, project=project_id, url=url, is_interactive=True,
-                   title=ML_TITLE, **credentials)
+                      title=ML_TITLE, **credentials)
         return ml, "connected (interactive)"
     ml = same[0]
     if not ml.is_interactive or auth:
@@ -202,13 +202,13 @@ def ensure_webhook(client: LabelStudio, project_id: int, backend_url: str,
              if h.url == url and h.project in (None, project_id)]
     if not hooks:  # someone deleted the one Label Studio made with the ML backend
         sdk_call("creating the sync webhook", client.webhooks.create, project=project_id, url=url,
-              send_payload=True, is_active=True, headers=headers, **actions)
+                 send_payload=True, is_active=True, headers=headers, **actions)
         return "created"
     hook = hooks[0]
     if not any(h.is_active for h in hooks) or (headers and (hook.headers or {}) != headers) \
             or hook.send_for_all_actions or _actions(hook) != set(SYNC_ACTIONS):
         sdk_call("updating the sync webhook", client.webhooks.update, id=hook.id, url=url,
-              is_active=True, **actions, **({"headers": headers} if headers else {}))
+                 is_active=True, **actions, **({"headers": headers} if headers else {}))
         return "updated"
     return "present"
 
@@ -219,7 +219,7 @@ def ensure_webhook(client: LabelStudio, project_id: int, backend_url: str,
 def existing_object_keys(client: LabelStudio, project_id: int) -> set[str]:
     """``data.object_key`` of every task of the project (ids and data only, big pages)."""
     pages = sdk_call("listing tasks", client.tasks.list, project=project_id, include="id,data",
-                  page_size=LIST_PAGE)
+                     page_size=LIST_PAGE)
     try:
         return {str(t.data.get("object_key")) for t in pages if isinstance(t.data, dict)}
     except ApiError as exc:
@@ -298,7 +298,7 @@ def import_batches(client: LabelStudio, project_id: int, tasks: Iterable[dict],
     """
     def post(batch: list[dict], first: int) -> int:
         result = sdk_call(f"importing tasks {first}-{first + len(batch) - 1}",
-                       client.projects.import_tasks, id=project_id, request=batch)
+                          client.projects.import_tasks, id=project_id, request=batch)
         return int(result.task_count if result.task_count is not None else len(batch))
 
     total, sent = 0, 0
@@ -319,7 +319,7 @@ def set_prediction_version(client: LabelStudio, project: Any, version: str) -> N
     model_version; an ML backend's title there makes it ask the backend on every task open)."""
     if getattr(project, "model_version", None) != version:
         sdk_call("setting the project's model version", client.projects.update, id=project.id,
-              model_version=version)
+                 model_version=version)
 
 
 def setup_project(client: LabelStudio, options: SetupOptions, base_url: str) -> SetupReport:
@@ -392,4 +392,3 @@ def _prefill(client: LabelStudio, project_id: int, dataset: Dataset, keys: list[
                             "model's pose while the view sorts by fit score: start it with "
                             "--prefill-fit (POSE6D_PREFILL_FIT=1)")
     return scores
-

@@ -201,10 +201,9 @@ def _plan(sync: SyncService, annotation: dict, task: dict, known: dict[int, set[
                               "but Label Studio has it)")
         return set(sync.annotation_objects(aid))
     try:
-        _, updated_us = parse_updated_at(annotation.get("updated_at"))
-        if updated_us in known.get(aid, set()):
+        if _is_known(annotation, known):
             return set()
-        key = sync.check_annotation(annotation, task)
+        key = sync.check_annotation(annotation, task)  # a malformed updated_at is refused here
     except (SyncRejected, MalformedEvent, DataError) as exc:
         report.rejected.append(f"annotation {aid}: {exc}")
         return set()
