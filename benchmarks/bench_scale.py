@@ -22,17 +22,19 @@ Steps and what is measured (each import next to its baseline, measured in the sa
                --clients concurrent clients: events/s, p50 / p95, errors, records written
   5. reconcile ls_admin.reconcile.reconcile over the annotated project (time), then a second run
                that must change nothing
-  6. exports   `pose6d-export` (ls_admin.cli.export.main) of the N synced objects, per format
+  6. exports   `pose6d-export` (ls_admin.cli.export.main) of the N synced objects, per format,
+               and of the annotated project in Label Studio (--from project) in one format
   7. memory    RSS of each backend (gunicorn master + workers, from /proc) after the events, then
                after /predict warmed --warm objects on each (in two halves); the second half's
                growth per object is extrapolated to N (the caches are bounded: 200,000 initial
-               records, 65,536 image sizes; at ~95 /predict/s per backend on 2 cores, touching
-               all 100k would take ~20 minutes per backend)
+               records, 65,536 image sizes). --memory-only measures it instead: steps 1 and 7
+               alone, one backend opening every one of the N objects, RSS after each tenth
 
 examples:
   python benchmarks/bench_scale.py                      # the full run: 100,000 objects
   python benchmarks/bench_scale.py --objects 2000 --warm 500   # a quick check (~5 min)
   python benchmarks/bench_scale.py --import-only                # steps 1-3 (~12 min)
+  python benchmarks/bench_scale.py --memory-only                # steps 1 and 7, all N warm
   python benchmarks/bench_scale.py --dataset /tmp/demo1000 --work /tmp/scale --keep
 """
 from __future__ import annotations
@@ -41,6 +43,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
+import math
 import os
 import platform
 import shutil
@@ -49,7 +52,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import requests
 
@@ -95,6 +98,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the work folder afterwards")
     p.add_argument("--import-only", action="store_true",
                    help="steps 1-3 only: the import next to its baseline")
+    p.add_argument("--memory-only", action="store_true",
+                   help="steps 1 and 7 only, without Label Studio: one backend opens all N "
+                        "objects with /predict, RSS after each tenth")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH,
                    help=f"setup_project's batch size (default {DEFAULT_BATCH})")
     p.add_argument("--predictions", action="store_true",
@@ -263,7 +269,7 @@ def events_step(client, root: Path, backends: list[BackendProcess], args: argpar
         Row("annotations into LS (import with annotations)",
             f"{import_s:.0f} s for {imported} tasks; records written by it: {before} "
             "(LS sends no annotation webhook for imported annotations)"),
-        Row("read back (reconcile's fetch_annotations)",
+        Row("read back (reconcile's fetch_annotations: export snapshots)",
             f"{read_s:.0f} s, {len(bodies) / read_s:.0f} annotations/s"),
         Row(f"webhook events -> 2 backends ({args.workers}x{args.threads} each), "
             f"{args.clients} clients",
@@ -292,18 +298,23 @@ def reconcile_step(client, root: Path, project_id: int, store_url: str) -> list[
     return rows
 
 
-def export_step(root: Path, work: Path, store_url: str, n: int) -> list[Row]:
-    """`pose6d-export` (its main) of the synced folder in each format."""
+def export_step(root: Path, work: Path, store_url: str, n: int, url: str, token: str,
+                project_id: int) -> list[Row]:
+    """`pose6d-export` (its main) of the synced folder in each format, then of the project in
+    Label Studio (export snapshots) in the first format."""
     from ls_admin.cli.export import main as export_main
 
     rows = []
-    for fmt in EXPORT_FORMATS:
-        say(f"export: {fmt} ...")
-        out = work / "exports" / fmt
+    project = ["--from", "project", "--project-id", str(project_id), "--url", url,
+               "--api-key", token]
+    for fmt, source in [(fmt, []) for fmt in EXPORT_FORMATS] + [(EXPORT_FORMATS[0], project)]:
+        name = f"export {fmt}" + (" --from project" if source else "")
+        say(f"{name} ...")
+        out = work / "exports" / (fmt + ("_project" if source else ""))
         seconds, code = timed(lambda: export_main(["--format", fmt, "--data-root", str(root),
                                                    "--out", str(out), "--sync-store", store_url,
-                                                   "--overwrite", "--quiet"]))
-        rows.append(Row(f"export {fmt}", f"{seconds:.0f} s, {n / seconds:.0f} objects/s"
+                                                   "--overwrite", "--quiet", *source]))
+        rows.append(Row(name, f"{seconds:.0f} s, {n / seconds:.0f} objects/s"
                         + ("" if code == 0 else f" (exit code {code})")))
     return rows
 
@@ -358,13 +369,46 @@ def memory_step(backends: list[BackendProcess], bodies: list[bytes], args: argpa
     return rows
 
 
+def memory_curve(root: Path, work: Path, args: argparse.Namespace, n: int,
+                 slices: int = 10) -> list[Row]:
+    """--memory-only: one backend process (the default SQLite sync store) opens every one of the
+    N objects once with /predict, RSS read after each tenth: what 100k warm objects cost."""
+    dataset = Dataset(root)
+    calls = [json.dumps({"tasks": [{"id": i + 1, "data": object_task(dataset, key)}],
+                         "params": {"context": None}}).encode()
+             for i, key in enumerate(dataset.objects())]
+    backend = BackendProcess(root, log_path=work / "backend_memory.log",
+                             args=["--workers", str(args.workers), "--threads",
+                                   str(args.threads), "--log-level", "WARNING"]).start()
+    try:
+        curve, warm, errors, seconds = [backend_rss(backend)[0]], [0], 0, 0.0
+        say(f"memory: {curve[0]:.0f} MB at start; opening {len(calls)} objects with /predict ...")
+        step = math.ceil(len(calls) / slices)
+        for start in range(0, len(calls), step):
+            result = post_all([backend.url], "/predict", calls[start:start + step], args.clients)
+            errors += len(result.errors)
+            seconds += result.seconds
+            curve.append(backend_rss(backend)[0])
+            warm.append(min(start + step, len(calls)))
+            say(f"memory: {warm[-1]} objects warm: {curve[-1]:.0f} MB")
+    finally:
+        backend.stop()
+    marks = ", ".join(f"{mb:.0f}" for mb in curve)
+    mid = len(curve) // 2
+    tail_kb = (curve[-1] - curve[mid]) * 1024 / max(1, warm[-1] - warm[mid])
+    return [Row(f"backend memory, all {len(calls)} objects opened (RSS, master + {args.workers} "
+                "worker(s))", f"MB after 0, 10, ..., 100 % of them: {marks}; second half "
+                f"{tail_kb:+.1f} KB/object; /predict {len(calls) / seconds:.0f}/s, {errors} errors")]
+
+
 # --- the run ---
 
 
 def print_table(rows: list[Row], args: argparse.Namespace, note: str, n: int) -> None:
-    print(f"\nscale run: {n} objects ({note}); Label Studio 1.23.2 and the sync store on one "
-          f"PostgreSQL; {os.cpu_count()} cores, {platform.machine()}, Python "
-          f"{platform.python_version()}")
+    setting = ("one backend process, no Label Studio" if args.memory_only else
+               "Label Studio 1.23.2 and the sync store on one PostgreSQL")
+    print(f"\nscale run: {n} objects ({note}); {setting}; {os.cpu_count()} cores, "
+          f"{platform.machine()}, Python {platform.python_version()}")
     print("command: python benchmarks/bench_scale.py " + " ".join(sys.argv[1:]))
     width = max(len(r.step) for r in rows)
     print(f"| {'step':<{width}} | figure | baseline (same run) |")
@@ -379,6 +423,8 @@ def run(args: argparse.Namespace, work: Path) -> int:
     base = base_dataset(work, args.dataset, min(args.generate, n))
     root, note = sized_dataset(work, base, n)
     rows: list[Row] = []
+    if args.memory_only:
+        return finish(memory_curve(root, work, args, n), args, note, n)
     with PostgresServer() as pg:
         pg.create_database("labelstudio")
         store_url = pg.create_database("pose6d")
@@ -396,7 +442,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
             event_rows, project_id, bodies = events_step(client, root, backends, args, n)
             rows += event_rows
             rows += reconcile_step(client, root, project_id, store_url)
-            rows += export_step(root, work, store_url, n)
+            rows += export_step(root, work, store_url, n, server.url, server.token, project_id)
             rows += memory_step(backends, bodies, args, n)
             return finish(rows, args, note, n)
         finally:

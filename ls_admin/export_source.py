@@ -10,8 +10,9 @@ from the project and one from ``annotations_new/`` agree field for field.
   or ``--sync-store``) when it exists.
 - Synced folder, all annotations: the sync store keeps every version of every annotation; per
   annotation its newest valid version is taken (as the sync does), or a skip when it has none.
-- Project: ``tasks.list(project=N, fields="all")``; cancelled (skipped) annotations become
-  skipped labels, annotations the sync would reject are reported and left out.
+- Project: its annotated tasks from export snapshots (``ls_admin.snapshot``); cancelled
+  (skipped) annotations become skipped labels, annotations the sync would reject are reported
+  and left out.
 
 A skipped label keeps the object's INITIAL pose and CAD, with ``skipped=True`` and the quality
 code of "bad quality - no object" so ImageNet3D loaders that drop ``status_bad`` drop it too.
@@ -222,19 +223,6 @@ def labels_from_synced(dataset: Dataset, all_annotations: bool = False,
 # --- Label Studio project. ---
 
 
-def _plain(obj: Any) -> dict:
-    """An SDK model or a dict as a plain JSON dict."""
-    if isinstance(obj, dict):
-        return obj
-    return obj.model_dump(mode="json")
-
-
-def iter_project_tasks(client: Any, project_id: int, page_size: int = 100) -> Iterator[dict]:
-    """The project's tasks with their annotations (plain dicts), through the SDK's pager."""
-    for task in client.tasks.list(project=project_id, fields="all", page_size=page_size):
-        yield _plain(task)
-
-
 def labels_from_tasks(tasks: Iterable[dict], dataset: Dataset, all_annotations: bool = False,
                       on_reject: Callable[[str], None] | None = None,
                       progress: Callable[[int], None] | None = None) -> list[Label]:
@@ -278,14 +266,14 @@ def labels_from_tasks(tasks: Iterable[dict], dataset: Dataset, all_annotations: 
 def labels_from_project(client: Any, project_id: int, dataset: Dataset,
                         all_annotations: bool = False, **kwargs: Any) -> list[Label]:
     """Labels of a Label Studio project (see labels_from_tasks); ExportError if unreachable."""
-    from ls_admin.connection import api_error_text, with_retries
+    from ls_admin.connection import AdminError
+    from ls_admin.snapshot import annotated_tasks
 
-    try:  # a transient failure restarts the listing: pages are not snapshots
-        tasks = with_retries(lambda: list(iter_project_tasks(client, project_id)))
-    except Exception as exc:  # the SDK raises ApiError / httpx errors: one line for the user
-        raise ExportError(f"cannot list tasks of project {project_id}: "
-                          f"{api_error_text(exc)}") from None
-    return labels_from_tasks(tasks, dataset, all_annotations, **kwargs)
+    try:  # streamed: 100k tasks with their annotations are not held in memory at once
+        return labels_from_tasks(annotated_tasks(client, project_id), dataset, all_annotations,
+                                 **kwargs)
+    except AdminError as exc:
+        raise ExportError(str(exc)) from None
 
 
 def user_names(client: Any) -> dict[str, str]:

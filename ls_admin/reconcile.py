@@ -2,10 +2,9 @@
 
 ``reconcile(client, dataset, project_id)``:
 0. retries the webhook events whose writes failed earlier (``SyncService.retry_failed``);
-1. reads every annotation of the project's annotated tasks through the SDK. The paged listing of
-   annotated tasks can miss a task while annotators work (its pages shift), so the ids of every
-   task with an annotation are listed too (the unfiltered listing does not shift) and the
-   tasks the first listing missed are read one batch of ids at a time;
+1. reads every annotation of the project's annotated tasks from Label Studio export snapshots
+   (``ls_admin.snapshot``: one server-side pass over a task list fixed when it starts, ~10x
+   faster than the paged listing at 100k tasks, and it cannot shift while annotators work);
 2. applies each version the sync store does not have yet (same annotation id and updated_at)
    with ``SyncService.apply_annotation`` (the webhook's own logic: a newer one replaces the
    record). A version it has is left alone: the webhook's copy carries what only the backend
@@ -15,7 +14,8 @@
 3. tells the sync about annotations it holds for the project that Label Studio no longer has
    (deleted while the backend was down), as an ANNOTATIONS_DELETED event. A deletion is
    permanent (a tombstone), so each is confirmed first: Label Studio must answer 404 for the
-   annotation. One it still has is re-read through its task; any other answer leaves the
+   annotation. One it still has (made while the snapshot was built) is re-read through its
+   task; any other answer leaves the
    annotation alone and reports it. The other way round, an annotation Label Studio lists that
    the store holds as deleted (a forged or misdirected deletion event) is restored
    (``SyncService.restore_annotation``);
@@ -38,17 +38,12 @@ from label_studio_sdk.core.api_error import ApiError
 from label_sync.engine import SyncService
 from label_sync.records import MalformedEvent, SyncRejected, is_skipped, parse_updated_at
 from ls_admin.connection import AdminError, api_error_text
+from ls_admin.snapshot import annotated_tasks
 from pose6d.dataset import Dataset, ObjectKey
 from pose6d.errors import DataError, StoreFailure
 
 TASK_PAGE = 100  # tasks per page with all their annotations and predictions
-ID_PAGE = 1000  # tasks per page of the id listing (ids and annotation counts only)
 ID_BATCH = 50  # tasks read by id per request
-# Data-manager filter: tasks with at least one annotation, submitted or skipped.
-ANNOTATED_QUERY = json.dumps({"filters": {"conjunction": "or", "items": [
-    {"filter": "filter:tasks:total_annotations", "operator": "greater", "type": "Number", "value": 0},
-    {"filter": "filter:tasks:cancelled_annotations", "operator": "greater", "type": "Number",
-     "value": 0}]}})
 
 
 @dataclasses.dataclass
@@ -83,9 +78,17 @@ def _plain(value: Any) -> dict:
 
 def fetch_annotations(client: LabelStudio, project_id: int) -> Iterator[tuple[dict, dict]]:
     """(annotation, task) for every annotation (submitted or skipped) of the project, shaped as
-    the webhook sends them (``completed_by`` an id, ``updated_at`` ISO 8601). A paged listing:
-    it may miss a task that changes while it runs (see ``annotated_task_ids``)."""
-    return _listed(client, project_id, ANNOTATED_QUERY)
+    the webhook sends them (``completed_by`` an id, ``updated_at`` ISO 8601), from export
+    snapshots. An annotation made while the snapshot is built may be missing: the webhook has it,
+    or the next run."""
+    for task in annotated_tasks(client, project_id):
+        plain_task = {"id": task.get("id"), "project": project_id, "data": task.get("data")}
+        for annotation in task.get("annotations") or []:
+            if isinstance(annotation, dict):
+                annotation = dict(annotation)
+                annotation.setdefault("project", project_id)
+                annotation.setdefault("task", plain_task["id"])
+                yield annotation, plain_task
 
 
 def fetch_task_annotations(client: LabelStudio, project_id: int,
@@ -97,19 +100,6 @@ def fetch_task_annotations(client: LabelStudio, project_id: int,
             {"filter": "filter:tasks:id", "operator": "equal", "type": "Number", "value": i}
             for i in ids[start:start + ID_BATCH]]}})
         yield from _listed(client, project_id, query)
-
-
-def annotated_task_ids(client: LabelStudio, project_id: int) -> set[int]:
-    """Ids of the project's tasks with an annotation (submitted or skipped), from the unfiltered
-    listing: annotating does not change which tasks it has, so its pages do not shift."""
-    try:
-        pages = client.tasks.list(project=project_id, page_size=ID_PAGE,
-                                  include="id,total_annotations,cancelled_annotations")
-        return {int(t.id) for t in pages
-                if (t.total_annotations or 0) + (t.cancelled_annotations or 0) > 0}
-    except Exception as exc:  # noqa: BLE001 - SDK / transport: one line
-        raise AdminError(f"listing the tasks of project {project_id} failed: "
-                         f"{api_error_text(exc)}") from None
 
 
 def deletion_check(client: LabelStudio, annotation_id: int) -> tuple[str, Any]:
@@ -250,13 +240,11 @@ def reconcile(client: LabelStudio, dataset: Dataset, project_id: int, store_url:
         known = synced_versions(sync, project_id)
         tombstoned = sync.deleted_annotations()
         seen: set[int] = set()
-        seen_tasks: set[int] = set()
         touched: set[str] = set()
 
         def take(pairs: Iterable[tuple[dict, dict]]) -> None:
             nonlocal touched
             for annotation, task in pairs:
-                seen_tasks.add(task["id"])
                 if annotation.get("id") in seen:
                     continue
                 report.annotations += 1
@@ -268,8 +256,6 @@ def reconcile(client: LabelStudio, dataset: Dataset, project_id: int, store_url:
 
         take(tqdm(fetch_annotations(client, project_id), desc="annotations", unit="ann",
                   file=sys.stderr, disable=not progress))
-        take(fetch_task_annotations(client, project_id,
-                                    annotated_task_ids(client, project_id) - seen_tasks))
         gone, recheck = [], {}
         for aid in sorted(set(known) - seen):
             state, detail = deletion_check(client, aid)

@@ -1,18 +1,9 @@
 """Auto-fit: from an initial pose (the model's or the annotator's rough one), search the pose whose
 rendered silhouette best explains the photo (issue 11).
 
-The score (``score_pose``) of a pose is a number in [0, 1] a person can read:
-
-    score = W_OUTLINE * outline + (1 - W_OUTLINE) * silhouette      (with a box)
-    score = outline                                                  (no box)
-
-- outline: the mean, over the pixels of the rendered silhouette's outline, of
-  1 - min(d, tau) / tau, where d is the distance to the nearest photo edge running the same way
-  (within about +-34 deg) and tau is OUTLINE_TOL of the object's size. 1: the whole outline lies
-  on photo edges; 0.5: on average half tau away; 0: nowhere near an edge. Pixels where the
-  outline is cut by the photo's border do not count. Interior edges of the CAD model are not
-  used: a category-level mesh's creases are not the photographed object's (docs/fitting.md).
-- silhouette: the IoU of the rendered silhouette with GrabCut's foreground inside the box.
+The score (``pose6d.fit_score``) of a pose is a number in [0, 1] a person can read: 1 when
+the rendered outline lies on the photo's edges and the silhouette covers the foreground in the
+box. The moves and the pattern search are ``pose6d.fit_search``'s.
 
 The search (``fit_pose``) keeps the initial pose as a strong prior (docs/fitting.md): it
 maximises score - prior penalty (PRIOR_WEIGHT * 0.5 * sum((delta / PRIOR_SIGMA)^2), a quadratic
@@ -42,20 +33,18 @@ import math
 import time
 from typing import Mapping, Sequence
 
-import cv2
 import numpy as np
 
 from pose6d.box_fit import fit_pose_to_box
 from pose6d.cad_library import CadMesh
-from pose6d.errors import BadInput
 from pose6d.camera import InvalidPoseError, Pose
-from pose6d.image_evidence import EvidenceLevel, ImageEvidence, direction_bins
-from pose6d.silhouette import (frame_pose, mesh_symmetry, projected_extent, render_silhouette,
-                               silhouette_iou)
+from pose6d.errors import BadInput
+from pose6d.fit_score import COARSE_TOL, OUTLINE_TOL, Score, score_pose
+from pose6d.fit_search import (COARSE_STEPS, FINE_STEPS, NX, SHAPE, TRANSLATION, apply_delta,
+                               pattern_search, prior_penalty)
+from pose6d.image_evidence import EvidenceLevel, ImageEvidence
+from pose6d.silhouette import mesh_symmetry, projected_extent, silhouette_iou
 
-OUTLINE_TOL = 0.03  # tau as a fraction of the object's size (its projected extent)
-COARSE_TOL = 0.06  # a wider basin at the coarse level
-W_OUTLINE = 0.5
 COARSE_PX, FINE_PX = 64.0, 100.0  # object extent targeted by the coarse / fine frames
 REGION_MARGIN = 0.35  # the photo window is the object's box grown by this fraction of its size
 FLIP_MARGIN = 0.08  # score lead the 180-deg hypothesis needs over the pose given
@@ -64,16 +53,7 @@ FLIP_MIN_SCORE = 0.75  # ... and explain the photo well: another instance of the
 ALIKE_IOU = 0.9  # ... and its silhouette must differ (IoU below this): else outlines cannot tell
 CANDIDATE_MARGIN = 0.02  # the same for azimuth neighbours and the caller's candidates
 NEIGHBOUR_DEG: tuple[float, ...] = ()  # azimuth neighbours tried (measured: no gain)
-# Prior: penalty = PRIOR_WEIGHT * 0.5 * sum((delta / sigma)^2) over (azimuth deg, elevation deg,
-# theta deg, log distance, px / size, py / size).
-PRIOR_WEIGHT = 0.02
-# The last three values are nuisance stretches of the CAD model along its x, y, z axes (log):
-# the photographed object is another instance of the category, its proportions differ.
-PRIOR_SIGMA = np.array([5.4, 3.6, 2.7, 0.10, 0.08, 0.08, 0.2, 0.2, 0.2])
-# Pattern-search steps (same units; px/py as a fraction of the object's size).
-COARSE_STEPS = np.array([6.0, 3.0, 3.0, 0.04, 0.03, 0.03, 0.08, 0.08, 0.08])
-FINE_STEPS = np.array([1.5, 1.0, 1.0, 0.01, 0.008, 0.008, 0.02, 0.02, 0.02])
-MIN_STEPS = np.array([0.25, 0.25, 0.25, 0.002, 0.002, 0.002, 0.005, 0.005, 0.005])
+PRIOR_WEIGHT = 0.02  # the prior's weight (pose6d.fit_search.prior_penalty)
 COARSE_EVALS, FINE_EVALS, SETTLE_EVALS, STEP_BACK_EVALS = 75, 90, 25, 40
 STEP_BACK_FACTOR, STEP_BACK_GAIN = 0.1, 0.03
 # When the fitted outline lies on the photo's edges no better than this (another instance of the
@@ -83,8 +63,6 @@ STEP_BACK_FACTOR, STEP_BACK_GAIN = 0.1, 0.03
 BOX_OUTLINE = 0.8
 MIN_OUTLINE_PX = 12  # fewer outline pixels than this in a frame: not enough to judge
 COMPENSATE = True  # rotation moves keep the silhouette's box in place (apply_delta)
-ROTATION, TRANSLATION, SHAPE = (0, 1, 2), (3, 4, 5), (6, 7, 8)
-NX = 9
 
 
 # Bump when the score or the search changes: fits cached on disk (pose6d.fit_cache) are redone.
@@ -126,150 +104,6 @@ class FitResult:
         """True when the search's pose was returned; False when the initial pose was kept
         (``message`` says why)."""
         return self.message == ""
-
-
-@dataclasses.dataclass
-class Score:
-    """One pose's score (see the module docstring); ``n_outline`` outline pixels were used."""
-
-    total: float
-    outline: float
-    silhouette: float
-    n_outline: int
-
-
-# --- The score -------------------------------------------------------------------------------
-
-def outline_pixels(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows, cols and normal directions (radians, modulo pi) of a window mask's outline pixels.
-
-    Pixels on the window's edge never count (the window is clipped only at the frame border,
-    where the outline is the border's, not the object's)."""
-    m = mask.astype(np.uint8)
-    inner = cv2.erode(m, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT,
-                      borderValue=1)
-    rows, cols = np.nonzero(m & (1 - inner))
-    f = cv2.GaussianBlur(m.astype(np.float32), (5, 5), 1.0)
-    gx = cv2.Sobel(f, cv2.CV_32F, 1, 0, ksize=3)[rows, cols]
-    gy = cv2.Sobel(f, cv2.CV_32F, 0, 1, ksize=3)[rows, cols]
-    return rows, cols, np.mod(np.arctan2(gy, gx), np.pi)
-
-
-def score_pose(level: EvidenceLevel, mesh: CadMesh, pose: Pose, size_px: float,
-               tol: float = OUTLINE_TOL, nthreads: int = 1,
-               scale: np.ndarray | None = None) -> Score:
-    """Score (module docstring) of ``pose`` (full-photo pixels) seen through ``level``'s frame.
-
-    size_px: the object's size in photo pixels (sets tau = tol * size). scale: the mesh
-    stretched along its axes (render_silhouette)."""
-    frame = level.frame
-    (x0, y0, x1, y1), mask = render_silhouette(mesh, frame_pose(pose, frame), frame.width,
-                                               frame.height, nthreads, scale)
-    if mask.size == 0 or not mask.any():
-        return Score(0.0, 0.0, 0.0 if level.foreground is not None else math.nan, 0)
-    rows, cols, normal = outline_pixels(mask)
-    tau = max(1.0, tol * size_px / frame.factor)
-    if rows.size:
-        d = level.dist[direction_bins(normal), rows + y0, cols + x0]
-        outline = float(np.mean(1.0 - np.minimum(d, tau) / tau))
-    else:
-        outline = 0.0
-    if level.foreground is None:
-        return Score(outline, outline, math.nan, int(rows.size))
-    inter = float(level.foreground[y0:y1, x0:x1][mask].sum())
-    union = float(mask.sum()) + level.fg_total - inter
-    silhouette = inter / union if union > 0 else 0.0
-    return Score(W_OUTLINE * outline + (1 - W_OUTLINE) * silhouette, outline, silhouette,
-                 int(rows.size))
-
-
-# --- Search ----------------------------------------------------------------------------------
-
-def apply_delta(start: Pose, x: np.ndarray, size_px: float, mesh: CadMesh | None = None) -> Pose:
-    """start moved by x = (d azimuth deg, d elevation deg, d theta deg, d log distance,
-    d px / size, d py / size).
-
-    With ``mesh``, rotation moves are compensated: the distance and the centre are then adjusted
-    so that the projected mesh's box keeps the size and the centre it has without the rotation
-    move (its hull projected, no rendering). Rotation and position then act on the silhouette
-    separately, so the search can turn the object in place (a coupled move a coordinate search
-    cannot find otherwise)."""
-    base = start.replace(distance=start.distance * math.exp(x[3]), px=start.px + x[4] * size_px,
-                         py=start.py + x[5] * size_px)
-    if not (x[0] or x[1] or x[2]):
-        return base
-    el = float(np.clip(start.elevation + math.radians(x[1]), -math.pi / 2, math.pi / 2))
-    turned = base.replace(azimuth=start.azimuth + math.radians(x[0]), elevation=el,
-                          theta=start.theta + math.radians(x[2]))
-    if mesh is None:
-        return turned
-    b0, b1 = projected_extent(mesh, base), projected_extent(mesh, turned)
-    if b0 is None or b1 is None:
-        return turned
-    diag0, diag1 = math.hypot(*(b0[0][2:] - b0[0][:2])), math.hypot(*(b1[0][2:] - b1[0][:2]))
-    turned = turned.replace(distance=turned.distance * diag1 / diag0)
-    b1 = projected_extent(mesh, turned)
-    if b1 is None:
-        return turned
-    shift = (b0[0][:2] + b0[0][2:]) / 2 - (b1[0][:2] + b1[0][2:]) / 2
-    return turned.replace(px=turned.px + shift[0], py=turned.py + shift[1])
-
-
-def prior_penalty(x: np.ndarray, weight: float) -> float:
-    """weight * 0.5 * sum((x / PRIOR_SIGMA)^2): the pull towards the hypothesis' start."""
-    return float(weight * 0.5 * np.sum((np.asarray(x) / PRIOR_SIGMA) ** 2))
-
-
-def pattern_search(objective, x0: np.ndarray, steps: np.ndarray, active: Sequence[int],
-                   max_evals: int, seed: int = 0) -> tuple[np.ndarray, float, int]:
-    """Maximise ``objective`` (x -> float) from x0 by compass search over the ``active``
-    coordinates: try +-step on each, move (and keep going the same way while it improves).
-    When no coordinate move helps, try as many random directions (step-scaled, so coupled moves
-    of several values are found), and only then halve the steps; stop below MIN_STEPS or after
-    max_evals. Deterministic for a given seed. Returns (x, objective(x), evaluations)."""
-    rng = np.random.default_rng(seed)
-    x = np.array(x0, dtype=np.float64)
-    fx, evals = objective(x), 1
-    step = np.array(steps, dtype=np.float64)
-    active = list(active)
-
-    def directions():
-        for i in active:
-            for sign in (1.0, -1.0):
-                d = np.zeros_like(x)
-                d[i] = sign * step[i]
-                yield d
-
-    def random_directions():
-        for _ in range(len(active)):
-            d = np.zeros_like(x)
-            d[active] = rng.normal(size=len(active))
-            d[active] *= step[active] / max(1e-12, float(np.sqrt(np.mean(d[active] ** 2))))
-            yield d
-
-    while evals < max_evals:
-        moved = False
-        for candidates in (directions, random_directions):
-            for d in candidates():
-                fy = objective(x + d)
-                evals += 1
-                if fy > fx + 1e-6:
-                    x, fx, moved = x + d, fy, True
-                    while evals < max_evals:  # keep going while it pays
-                        fy = objective(x + d)
-                        evals += 1
-                        if fy <= fx + 1e-6:
-                            break
-                        x, fx = x + d, fy
-                if evals >= max_evals:
-                    break
-            if moved or evals >= max_evals:
-                break
-        if not moved:
-            step *= 0.5
-            if all(step[i] < MIN_STEPS[i] for i in active):
-                break
-    return x, fx, evals
 
 
 # --- The fit ---------------------------------------------------------------------------------

@@ -20,8 +20,9 @@ from pose6d.camera import InvalidPoseError, Pose
 from pose6d.dataset import GROUND_TRUTH, Dataset
 from pose6d.demo_dataset import make_demo_dataset
 from pose6d.demo_photo import background, composite_object
-from pose6d.fit import (FitError, fit_cad, fit_pose, fit_translation, frame_pose, mesh_symmetry,
-                        render_silhouette, score_pose)
+from pose6d.fit import FitError, fit_cad, fit_pose, fit_translation
+from pose6d.fit_score import score_pose
+from pose6d.silhouette import frame_pose, mesh_symmetry, render_silhouette
 from pose6d.fit_batch import fit_dataset
 from pose6d.image_evidence import EvidenceError, ImageEvidence
 from pose6d.inout import read_image
