@@ -1,10 +1,8 @@
 #!/usr/bin/env python3
 """The 100k-object run (issue #12): Label Studio on PostgreSQL, two backend processes sharing a
 PostgreSQL sync store, and every admin step over N objects (default 100,000), through the
-project's real code paths. Run by hand; no network. On 2 cores: ~12 min with --import-only,
-~35 min at 30,000 objects; the full 100k run takes over two hours, most of it in reading the
-annotations back from Label Studio (three times: step 4 and two reconcile runs), whose paged
-task listing serves ~100 annotated tasks per second at that size.
+project's real code paths. Run by hand; no network. On 2 cores: ~5 min with --import-only,
+the full 100k run about 40 minutes, --memory-only about 20.
 
 Steps and what is measured (each import next to its baseline, measured in the same run):
   1. dataset   --generate demo objects rendered (pose6d.demo_dataset), their records replicated
@@ -17,7 +15,8 @@ Steps and what is measured (each import next to its baseline, measured in the sa
   4. events    a third project gets N tasks each with one annotation (imported in batches with
                ls_admin.project.import_batches: Label Studio fires no annotation webhook for
                imported annotations, checked: no record is written before step 4 sends), read
-               back (ls_admin.reconcile.fetch_annotations: real ids and updated_at), then posted
+               back (ls_admin.reconcile.fetch_annotations, export snapshots: real ids and
+               updated_at; baseline: the paged task listing of --listing-sample tasks), then posted
                as N ANNOTATION_CREATED webhook bodies alternately to the two backends from
                --clients concurrent clients: events/s, p50 / p95, errors, records written
   5. reconcile ls_admin.reconcile.reconcile over the annotated project (time), then a second run
@@ -33,7 +32,7 @@ Steps and what is measured (each import next to its baseline, measured in the sa
 examples:
   python benchmarks/bench_scale.py                      # the full run: 100,000 objects
   python benchmarks/bench_scale.py --objects 2000 --warm 500   # a quick check (~5 min)
-  python benchmarks/bench_scale.py --import-only                # steps 1-3 (~12 min)
+  python benchmarks/bench_scale.py --import-only                # steps 1-3 (~5 min)
   python benchmarks/bench_scale.py --memory-only                # steps 1 and 7, all N warm
   python benchmarks/bench_scale.py --dataset /tmp/demo1000 --work /tmp/scale --keep
 """
@@ -42,6 +41,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import itertools
 import json
 import math
 import os
@@ -105,6 +105,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"setup_project's batch size (default {DEFAULT_BATCH})")
     p.add_argument("--predictions", action="store_true",
                    help="import the initial poses as predictions too (setup_project --predictions)")
+    p.add_argument("--listing-sample", type=int, default=10_000,
+                   help="annotated tasks read through the paged listing, the read back's "
+                        "baseline (default 10000)")
     p.add_argument("--clients", type=int, default=8, help="concurrent webhook senders (default 8)")
     p.add_argument("--workers", type=int, default=1, help="gunicorn workers per backend (default 1)")
     p.add_argument("--threads", type=int, default=4, help="threads per worker (default 4)")
@@ -209,6 +212,13 @@ def webhook_bodies(client, project_id: int) -> list[bytes]:
             for annotation, task in fetch_annotations(client, project_id)]
 
 
+def paged_listing(client, project_id: int, count: int) -> int:
+    """The baseline of the read back: the first ``count`` annotated tasks through the paged task
+    listing with their annotations (how reconcile read them before export snapshots)."""
+    pages = client.tasks.list(project=project_id, fields="all", page_size=100)
+    return sum(len(task.annotations or []) for task in itertools.islice(pages, count))
+
+
 @dataclasses.dataclass
 class PostResult:
     seconds: float
@@ -259,7 +269,10 @@ def events_step(client, root: Path, backends: list[BackendProcess], args: argpar
     before = synced_records(root)
     say(f"events: {imported} annotated tasks in {import_s:.0f} s; reading them back ...")
     read_s, bodies = timed(lambda: webhook_bodies(client, project_id))
-    say(f"events: {len(bodies)} annotations read in {read_s:.0f} s; posting to 2 backends ...")
+    say(f"events: {len(bodies)} annotations read in {read_s:.0f} s; baseline: the paged listing "
+        f"of the first {args.listing_sample} ...")
+    list_s, listed = timed(lambda: paged_listing(client, project_id, args.listing_sample))
+    say(f"events: {listed} listed in {list_s:.0f} s; posting to 2 backends ...")
     result = post_all([b.url for b in backends], "/webhook", bodies, args.clients)
     written = synced_records(root)
     p50, p95 = quantiles(result.latencies_ms)
@@ -270,7 +283,9 @@ def events_step(client, root: Path, backends: list[BackendProcess], args: argpar
             f"{import_s:.0f} s for {imported} tasks; records written by it: {before} "
             "(LS sends no annotation webhook for imported annotations)"),
         Row("read back (reconcile's fetch_annotations: export snapshots)",
-            f"{read_s:.0f} s, {len(bodies) / read_s:.0f} annotations/s"),
+            f"{read_s:.0f} s, {len(bodies) / read_s:.0f} annotations/s",
+            f"the paged task listing (fields=all, 100 a page), first {listed} tasks: "
+            f"{list_s:.0f} s, {listed / list_s:.0f} annotations/s"),
         Row(f"webhook events -> 2 backends ({args.workers}x{args.threads} each), "
             f"{args.clients} clients",
             f"{len(bodies) / result.seconds:.0f} events/s, p50 {p50:.0f} ms, p95 {p95:.0f} ms, "
@@ -374,13 +389,17 @@ def memory_curve(root: Path, work: Path, args: argparse.Namespace, n: int,
     """--memory-only: one backend process (the default SQLite sync store) opens every one of the
     N objects once with /predict, RSS read after each tenth: what 100k warm objects cost."""
     dataset = Dataset(root)
-    calls = [json.dumps({"tasks": [{"id": i + 1, "data": object_task(dataset, key)}],
+    calls = [json.dumps({"tasks": [{"id": i + 1, "data": object_task(dataset, key)["data"]}],
                          "params": {"context": None}}).encode()
              for i, key in enumerate(dataset.objects())]
     backend = BackendProcess(root, log_path=work / "backend_memory.log",
                              args=["--workers", str(args.workers), "--threads",
                                    str(args.threads), "--log-level", "WARNING"]).start()
     try:
+        probe = requests.post(backend.url + "/predict", data=calls[0],
+                              headers={"Content-Type": "application/json"}, timeout=120).json()
+        if not probe["results"] or not probe["results"][0]:
+            raise SystemExit(f"/predict answered no prediction: {str(probe)[:300]}")
         curve, warm, errors, seconds = [backend_rss(backend)[0]], [0], 0, 0.0
         say(f"memory: {curve[0]:.0f} MB at start; opening {len(calls)} objects with /predict ...")
         step = math.ceil(len(calls) / slices)

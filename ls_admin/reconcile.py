@@ -23,7 +23,8 @@
    or left behind by hand is rewritten or removed).
 It also deletes the temporary files of writes killed midway (older than a minute) and drops
 the payloads of journal events finished more than a week ago. A second run finds nothing to do.
-``dry_run`` reports the same plan without writing anything.
+``dry_run`` reports the same plan without writing to the dataset or the store (Label Studio
+still makes, and deletes, its temporary snapshots).
 """
 from __future__ import annotations
 

@@ -1,12 +1,13 @@
 """Reading a whole project from Label Studio through an export snapshot.
 
-Label Studio's paged task listing (``tasks.list(fields="all")``) slows down as a project grows
-(about 90 annotated tasks/s at 100k tasks on 2 cores: each page re-runs the Data Manager's
-query). An export snapshot serializes the tasks in one server-side pass (about 870 tasks/s at
-10k, benchmarks/bench_scale.py) from a task id list fixed when it starts, so pages cannot shift
-under it while annotators work. ``snapshot_tasks`` makes one, streams it to a temporary file,
-deletes it from Label Studio and yields its tasks one at a time (the file is parsed
-incrementally: 100k annotated tasks are a few hundred MB of JSON).
+Label Studio's paged task listing (``tasks.list(fields="all")``) slows down as a project grows:
+each page re-runs the Data Manager's query, later pages cost more (179 annotated tasks/s over the
+first 10,000 of 100k on 2 cores, about 90/s over all of them). An export snapshot serializes the
+tasks in one server-side pass (573 tasks/s over 100k, benchmarks/bench_scale.py) from a task id
+list fixed when it starts, so pages cannot shift under it while annotators work.
+``snapshot_tasks`` makes one, streams it to a temporary file, deletes it from Label Studio and
+yields its tasks one at a time (the file is parsed incrementally: memory does not grow with the
+project).
 
 Each task is a dict shaped like the webhook's: ``id``, ``project``, ``data``, ``annotations``
 (each with ``id``, ``task``, ``project``, ``completed_by`` as a user id, ``updated_at``,
@@ -27,7 +28,7 @@ from ls_admin.connection import AdminError, api_error_text, with_retries
 
 CHUNK = 1 << 20  # characters read from the downloaded snapshot at a time
 POLL_S = 0.5  # between status checks of a snapshot Label Studio builds in the background
-TIMEOUT_S = 3600.0  # a snapshot not done by then is an error (100k tasks take ~2 min)
+TIMEOUT_S = 3600.0  # a snapshot not done by then is an error (100k tasks take ~3 min)
 # Without Redis, Label Studio builds the snapshot inside the create request: it must not time out.
 REQUEST = {"timeout_in_seconds": int(TIMEOUT_S)}
 # Task filters of the snapshots ``annotated_tasks`` takes: Label Studio's "annotated" filter

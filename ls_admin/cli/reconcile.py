@@ -5,9 +5,10 @@ writes failed are retried first, every annotation of the project is applied as t
 apply it, annotations deleted in Label Studio are deleted from the sync (each deletion is
 permanent, so it is confirmed first: Label Studio must answer 404 for it; an unconfirmed one is
 left alone and listed as "not deleted"), and synced files that no longer match are rewritten or
-removed. Prints
-every change; a second run prints "no changes". Safe while the backend runs (they share the sync
-store and its locks).
+removed. Prints every change; a second run prints "no changes". Safe while the backend runs (they
+share the sync store and its locks). The project is read through Label Studio export snapshots
+(a temporary "pose6d snapshot" export, deleted once read; the API key needs export rights): about
+3 minutes to read 100k annotated tasks, 4.5 minutes for the whole reconcile.
 
 examples:
   export LABEL_STUDIO_URL=http://127.0.0.1:8080 LABEL_STUDIO_API_KEY=<token>
