@@ -3,8 +3,9 @@
 ``reconcile(client, dataset, project_id)``:
 0. retries the webhook events whose writes failed earlier (``SyncService.retry_failed``);
 1. reads every annotation of the project's annotated tasks from Label Studio export snapshots
-   (``ls_admin.snapshot``: one server-side pass over a task list fixed when it starts, ~10x
-   faster than the paged listing at 100k tasks, and it cannot shift while annotators work);
+   (``ls_admin.snapshot``: one server-side pass over a task list fixed when it starts; at 100k
+   tasks 573 tasks/s, the paged listing 179/s over its first 10,000 and slower after; and it
+   cannot shift while annotators work);
 2. applies each version the sync store does not have yet (same annotation id and updated_at)
    with ``SyncService.apply_annotation`` (the webhook's own logic: a newer one replaces the
    record). A version it has is left alone: the webhook's copy carries what only the backend
@@ -15,10 +16,9 @@
    (deleted while the backend was down), as an ANNOTATIONS_DELETED event. A deletion is
    permanent (a tombstone), so each is confirmed first: Label Studio must answer 404 for the
    annotation. One it still has (made while the snapshot was built) is re-read through its
-   task; any other answer leaves the
-   annotation alone and reports it. The other way round, an annotation Label Studio lists that
-   the store holds as deleted (a forged or misdirected deletion event) is restored
-   (``SyncService.restore_annotation``);
+   task; any other answer leaves the annotation alone and reports it. The other way round, an
+   annotation Label Studio lists that the store holds as deleted (a forged or misdirected
+   deletion event) is restored (``SyncService.restore_annotation``);
 4. makes every synced file of the project match the sync store again (a file removed, edited
    or left behind by hand is rewritten or removed).
 It also deletes the temporary files of writes killed midway (older than a minute) and drops

@@ -139,6 +139,7 @@ def snapshot_tasks(client: LabelStudio, project_id: int, task_filter: dict | Non
 
 
 def _wait(client: LabelStudio, project_id: int, export: Any, what: str) -> None:
+    """Until the snapshot is built (at once without Redis: the create request built it)."""
     deadline = time.monotonic() + TIMEOUT_S
     while True:
         status = str(getattr(export, "status", "") or "")
