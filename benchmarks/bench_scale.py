@@ -343,14 +343,16 @@ def backend_rss(backend: BackendProcess) -> tuple[float, list[float]]:
     return sum(each), each
 
 
+def predict_body(task_id: int, data: dict) -> bytes:
+    """The /predict body of a task open (no context)."""
+    return json.dumps({"tasks": [{"id": task_id, "data": data}],
+                       "params": {"context": None}}).encode()
+
+
 def predict_bodies(bodies: list[bytes], count: int) -> list[bytes]:
-    """/predict bodies (a task open: no context) for the first ``count`` objects."""
-    out = []
-    for body in bodies[:count]:
-        task = json.loads(body)["task"]
-        out.append(json.dumps({"tasks": [{"id": task["id"], "data": task["data"]}],
-                               "params": {"context": None}}).encode())
-    return out
+    """/predict bodies for the first ``count`` objects of the webhook ``bodies``."""
+    tasks = (json.loads(body)["task"] for body in bodies[:count])
+    return [predict_body(task["id"], task["data"]) for task in tasks]
 
 
 def memory_step(backends: list[BackendProcess], bodies: list[bytes], args: argparse.Namespace,
@@ -389,8 +391,7 @@ def memory_curve(root: Path, work: Path, args: argparse.Namespace, n: int,
     """--memory-only: one backend process (the default SQLite sync store) opens every one of the
     N objects once with /predict, RSS read after each tenth: what 100k warm objects cost."""
     dataset = Dataset(root)
-    calls = [json.dumps({"tasks": [{"id": i + 1, "data": object_task(dataset, key)["data"]}],
-                         "params": {"context": None}}).encode()
+    calls = [predict_body(i + 1, object_task(dataset, key)["data"])
              for i, key in enumerate(dataset.objects())]
     backend = BackendProcess(root, log_path=work / "backend_memory.log",
                              args=["--workers", str(args.workers), "--threads",

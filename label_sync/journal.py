@@ -7,7 +7,12 @@ from typing import Any
 from label_sync.records import ANNOTATOR_EMAIL, POSE_RENDERED
 from pose6d.labeling import REGION_TYPES
 
-UPSERT_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED", "RECONCILE")
+# Label Studio's webhook actions the sync acts on (engine._dispatch); setup_project makes the
+# webhook send only these. RECONCILE is reconcile's own upsert, never sent by Label Studio.
+DELETE_ACTIONS = ("ANNOTATIONS_DELETED", "TASKS_DELETED")
+LS_UPSERT_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED")
+SYNC_ACTIONS = LS_UPSERT_ACTIONS + DELETE_ACTIONS
+UPSERT_ACTIONS = LS_UPSERT_ACTIONS + ("RECONCILE",)
 # Result types the record never reads (the overlay and the drawn regions): not journaled.
 REGION_RESULT_TYPES = frozenset(REGION_TYPES) | {"brush"}
 TASK_DATA_KEPT = ("object_key", "category", "viewport", "cad_index", "bbox", "width", "height")
@@ -35,7 +40,7 @@ def journaled(payload: Any) -> Any:
             if name in payload:
                 value = payload[name]
                 out[name] = [slim(v) for v in value] if isinstance(value, list) else slim(value)
-    elif action == "ANNOTATIONS_DELETED" or action == "TASKS_DELETED":
+    elif action in DELETE_ACTIONS:
         name = "annotations" if action == "ANNOTATIONS_DELETED" else "tasks"
         value = payload.get(name)
         out[name] = [{"id": v.get("id")} if isinstance(v, dict) else v for v in value] \

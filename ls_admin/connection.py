@@ -137,7 +137,5 @@ def sdk_call(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> An
     """An SDK call whose failure becomes one AdminError line saying what was being done."""
     try:
         return fn(*args, **kwargs)
-    except ApiError as exc:
-        raise AdminError(f"{what} failed: {api_error_text(exc)}") from None
-    except Exception as exc:  # noqa: BLE001 - transport errors etc.: still one line
+    except Exception as exc:  # noqa: BLE001 - ApiError, transport errors etc.: one line
         raise AdminError(f"{what} failed: {api_error_text(exc)}") from None

@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterable, Iterator
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
+from label_sync.journal import SYNC_ACTIONS  # the actions the webhook sends
 from ls_admin.connection import AdminError, api_error_text, sdk_call
 from ls_admin.local_files import ensure_local_storage
 from pose6d.dataset import INITIAL, Dataset, ObjectKey
@@ -44,9 +45,6 @@ LIST_PAGE = 1000  # tasks per page when reading object keys back
 # (counters, stats, its project state), so on a 100k project bigger batches cost less in all
 # (benchmarks/bench_scale.py); a batch is one transaction, about 1.6 MB of JSON.
 DEFAULT_BATCH = 2000
-# The webhook actions label_sync acts on (label_sync/engine.py _dispatch); any other is ignored.
-SYNC_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED",
-                "ANNOTATIONS_DELETED", "TASKS_DELETED")
 
 
 @dataclasses.dataclass
