@@ -3,7 +3,9 @@
 initial poses against fitted ones. A benchmark that prints figures; it asserts nothing.
 
 For each set, rows for the initial and the fitted poses: median rotation error (deg),
-Acc@pi/6, Acc@pi/18, median centre error (px); then 180-deg flips corrected (initial error
+Acc@pi/6, Acc@pi/18, median centre error (px), plain and ("sym") up to the photographed
+model's symmetry about its vertical axis (pose_error.symmetric_rotation_error: a bottle's
+azimuth, a rectangular table's half turn); then 180-deg flips corrected (initial error
 > 90 deg, fitted < 30) and made (the reverse), objects made worse by more than 5 deg, and the fit
 time p50 / p95. The demo set fits each object's initial CAD model (sometimes the wrong one,
 as the demo's "model" picks); the harder set always fits another model than the photographed
@@ -29,7 +31,9 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from fit_dataset import HardCase, make_hard_set, make_timing_set  # noqa: E402
 from pose6d.camera import Pose  # noqa: E402
 from pose6d.fit import fit_all_round, fit_pose  # noqa: E402
-from pose6d.pose_error import pose_rotation_error, summarize_errors  # noqa: E402
+from pose6d.pose_error import (pose_rotation_error, summarize_errors,  # noqa: E402
+                               symmetric_rotation_error)
+from pose6d.silhouette import mesh_symmetry  # noqa: E402
 
 
 def demo_cases(objects: int, seed: int, folder: Path) -> list[HardCase]:
@@ -56,14 +60,18 @@ def centre_error(a: Pose, b: Pose) -> float:
 
 
 def run(cases: list[HardCase], mode: str = "full") -> dict[str, np.ndarray]:
-    """Fit every case; arrays of initial / fitted rotation errors (deg), centre errors (px),
-    fit seconds."""
-    out = {k: [] for k in ("rot0", "rot1", "c0", "c1", "seconds")}
+    """Fit every case; arrays of initial / fitted rotation errors (deg; rot0s / rot1s: up to
+    the photographed model's symmetry about its vertical axis), centre errors (px), fit
+    seconds."""
+    out = {k: [] for k in ("rot0", "rot1", "rot0s", "rot1s", "c0", "c1", "seconds")}
     for case in cases:
         r = fit_pose(case.photo, case.fit_mesh, case.initial_pose, case.bbox, nthreads=1,
                      mode=mode)
         out["rot0"].append(math.degrees(pose_rotation_error(case.initial_pose, case.gt_pose)))
         out["rot1"].append(math.degrees(pose_rotation_error(r.pose, case.gt_pose)))
+        symmetry = mesh_symmetry(case.render_mesh)
+        for key, pose in (("rot0s", case.initial_pose), ("rot1s", r.pose)):
+            out[key].append(math.degrees(symmetric_rotation_error(pose, case.gt_pose, symmetry)))
         out["c0"].append(centre_error(case.initial_pose, case.gt_pose))
         out["c1"].append(centre_error(r.pose, case.gt_pose))
         out["seconds"].append(r.seconds)
@@ -71,18 +79,22 @@ def run(cases: list[HardCase], mode: str = "full") -> dict[str, np.ndarray]:
 
 
 def report(name: str, res: dict[str, np.ndarray]) -> dict[str, float]:
-    """Print the table for one set; returns the figures."""
+    """Print the table for one set; returns the figures ("initial" / "fitted"; with "sym",
+    the rotation errors up to the photographed model's symmetry: a bottle's azimuth and a
+    rectangular table's half turn cannot be told apart, ImageNet3D's rules ignore them)."""
     n = len(res["rot0"])
     print(f"\n{name}: {n} objects")
-    print(f"  {'pose':8s} {'median rot':>11s} {'Acc@pi/6':>9s} {'Acc@pi/18':>10s} "
+    print(f"  {'pose':16s} {'median rot':>11s} {'Acc@pi/6':>9s} {'Acc@pi/18':>10s} "
           f"{'median centre px':>17s}")
     figs = {}
     for label, rot, cen in (("initial", res["rot0"], res["c0"]),
-                            ("fitted", res["rot1"], res["c1"])):
+                            ("fitted", res["rot1"], res["c1"]),
+                            ("initial sym", res["rot0s"], res["c0"]),
+                            ("fitted sym", res["rot1s"], res["c1"])):
         s = summarize_errors(np.radians(rot))
         figs[label] = dict(s, centre=float(np.median(cen)))
-        print(f"  {label:8s} {s['median_deg']:11.2f} {s['acc_pi6']:9.3f} {s['acc_pi18']:10.3f} "
-              f"{np.median(cen):17.2f}")
+        print(f"  {label:16s} {s['median_deg']:11.2f} {s['acc_pi6']:9.3f} "
+              f"{s['acc_pi18']:10.3f} {np.median(cen):17.2f}")
     flipped = res["rot0"] > 90
     fixed = int(np.sum(flipped & (res["rot1"] < 30)))
     made = int(np.sum(~flipped & (res["rot1"] > 90)))
@@ -91,13 +103,15 @@ def report(name: str, res: dict[str, np.ndarray]) -> dict[str, float]:
     print(f"  flips corrected {fixed}/{int(flipped.sum())}, flips made {made}; "
           f"made worse by > 5 deg: {worse}/{n} ({worse / n:.1%}); "
           f"fit time p50 {p50:.2f} s, p95 {p95:.2f} s")
-    figs.update(worse=worse / n, p50=p50, p95=p95)
+    worse_sym = int(np.sum(res["rot1s"] - res["rot0s"] > 5))
+    figs.update(worse=worse / n, worse_sym=worse_sym / n, p50=p50, p95=p95)
     return figs
 
 
-def goals(f: dict) -> None:
-    """Issue 11's goals for the harder set."""
-    i, o = f["initial"], f["fitted"]
+def goals(f: dict, sym: bool = False) -> None:
+    """Issue 11's goals for the harder set (sym: rotation errors up to the object's symmetry)."""
+    i, o = (f["initial sym"], f["fitted sym"]) if sym else (f["initial"], f["fitted"])
+    worse = f["worse_sym"] if sym else f["worse"]
     rows = [
         ("median rotation error <= half the initial",
          f"{o['median_deg']:.2f} vs {i['median_deg'] / 2:.2f}",
@@ -106,9 +120,9 @@ def goals(f: dict) -> None:
          o["acc_pi18"] - i["acc_pi18"] >= 0.25),
         ("median centre error <= half the initial", f"{o['centre']:.2f} vs {i['centre'] / 2:.2f}",
          o["centre"] <= i["centre"] / 2),
-        ("fewer than 1 in 20 made worse (> 5 deg)", f"{f['worse']:.1%}", f["worse"] < 0.05),
+        ("fewer than 1 in 20 made worse (> 5 deg)", f"{worse:.1%}", worse < 0.05),
     ]
-    print("\nGoals on the harder set:")
+    print(f"\nGoals on the harder set{' (rotation up to the symmetry)' if sym else ''}:")
     for text, value, ok in rows:
         print(f"  [{'met' if ok else 'NOT met'}] {text}: {value}")
 
@@ -151,6 +165,7 @@ def main(argv=None) -> int:
         print(f"  fitaz (azimuth all round, 12 starts): p50 {a50:.2f} s, p95 {a95:.2f} s")
         print(f"figure: fit p95, ~10k triangles | {p95 * 1000:.0f} ms | goal | 1500 ms")
     goals(hard)
+    goals(hard, sym=True)
     i, o = hard["initial"], hard["fitted"]
     print(f"figure: harder set median rotation error, fitted | {o['median_deg']:.2f} deg | "
           f"initial | {i['median_deg']:.2f} deg")

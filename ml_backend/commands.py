@@ -11,7 +11,8 @@ Tokens run left to right, separated by spaces or commas:
   o  o=tint       next overlay style (edges, tint, solid, off), or that one
   fit             auto-fit the pose shown to the photo (last on its line; u undoes it)
   fitxy  fitcad   the same keeping the rotation (centre and distance only) / trying every model
-  fitaz           the same trying the azimuth all round (every 30 deg): an object turned far off
+  fitaz           the same trying the azimuth all round (every 30 deg) with the models that look
+                  best: an object turned far off (the model shown may be wrong too)
   r               reset to the model's initial pose and CAD model
   u               undo the last change (repeatable)
   .               re-render at the values shown (after clicking a model in the gallery)
@@ -43,7 +44,7 @@ CHEAT_SHEET = (
     f"({_A.coarse:g} deg, {_D.coarse:g}, {_X.coarse:g} px), a+7, a=30",
     "f flip / n p c3 model / q1-q4 quality / dn dy dense / o overlay / r reset / u undo",
     "fit: auto-fit to the photo (fitxy: centre and distance only, fitcad: every model, "
-    "fitaz: azimuth all round)",
+    "fitaz: azimuth all round, the best models)",
     "submit: Shift+Tab, then Ctrl+Enter",
 )
 

@@ -237,14 +237,16 @@ class Refinement:
         """Auto-fit from ``state``: (the fitted state, a note saying how it went). Only a pose
         that scores better replaces the one shown; another model needs a clear lead."""
         try:  # OpenCV is optional: the Docker image leaves it out
-            from pose6d.fit import fit_all_round, fit_cad, fit_pose, fit_translation
+            from pose6d.fit import fit_all_round, fit_pose, fit_translation
+            from pose6d.fit_cad import fit_cad
         except ImportError:
             raise CommandError(NO_AUTOFIT) from None
         evidence = self.host.photo_evidence(key)
-        if mode == "cad":
-            meshes = {i: self.host.cad.mesh(key.category, i)
-                      for i in self.host.cad.indices(key.category)}
-            found = fit_cad(evidence, meshes, state.pose, initial_index=state.cad_index)
+        indices = self.host.cad.indices(key.category)
+        if mode == "cad" or (mode == "all-round" and len(indices) > 1):
+            meshes = {i: self.host.cad.mesh(key.category, i) for i in indices}
+            found = fit_cad(evidence, meshes, state.pose, initial_index=state.cad_index,
+                            all_round=mode == "all-round")
             cad, result = found.suggested_index, found.results[found.suggested_index]
             which = (f"; model {cad} explains the photo best (by {found.margin:.2f})"
                      if cad != state.cad_index else f"; model {cad} stays (no clear better one)")

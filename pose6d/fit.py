@@ -20,7 +20,8 @@ linear in viewport and px, py), rendering only the object's window.
 - Hypotheses: the pose given, and its azimuth turned by 180 deg (not for meshes whose half turn
   looks the same). The flip is taken only when it explains the photo well (FLIP_MIN_SCORE),
   clearly better (FLIP_MARGIN) and with a visibly different silhouette (ALIKE_IOU); the caller's
-  candidates need CANDIDATE_MARGIN.
+  candidates need CANDIDATE_MARGIN. Many candidates (all round) are screened: each is placed
+  at the coarse level, the SCREEN_KEEP best are searched in full, FINE_RIVALS at the fine level.
 - The prior steps back (a tenth of its weight) only when that gains STEP_BACK_GAIN of score.
 - Never worse than the start: if the fitted pose scores below the initial one, the initial pose
   is returned (``message`` says so). The result says how sure it is (``margin``: score lead over
@@ -55,6 +56,8 @@ CANDIDATE_MARGIN = 0.02  # the same for azimuth neighbours and the caller's cand
 NEIGHBOUR_DEG: tuple[float, ...] = ()  # azimuth neighbours tried (measured: no gain)
 PRIOR_WEIGHT = 0.02  # the prior's weight (pose6d.fit_search.prior_penalty)
 COARSE_EVALS, FINE_EVALS, SETTLE_EVALS, STEP_BACK_EVALS = 75, 90, 25, 40
+SCREEN_KEEP = 3  # hypotheses besides the given pose's searched in full after the screening
+FINE_RIVALS = 2  # ... and taken on to the fine level (when at least as good as the given pose)
 STEP_BACK_FACTOR, STEP_BACK_GAIN = 0.1, 0.03
 # When the fitted outline lies on the photo's edges no better than this (another instance of the
 # category, the usual case), the distance and centre that make the model span the object's box
@@ -162,6 +165,44 @@ def _unchanged(start: Pose, score: Score | None, t0: float, evals: int, message:
                      time.perf_counter() - t0, symmetry=symmetry, mode=mode, message=message)
 
 
+def _objective(level: EvidenceLevel, mesh: CadMesh, centre: Pose, size: float, tol: float,
+               weight: float, stretch: bool, nthreads: int):
+    """x -> score of ``centre`` moved by x (fit_search.apply_delta) minus the prior's penalty."""
+    comp = mesh if COMPENSATE else None
+
+    def f(x: np.ndarray) -> float:
+        s = score_pose(level, mesh, apply_delta(centre, x, size, comp), size, tol, nthreads,
+                       np.exp(x[6:9]) if stretch else None)
+        return s.total - prior_penalty(x, weight)
+    return f
+
+
+def _place(objective, x0: np.ndarray) -> tuple[np.ndarray, float, int]:
+    """The search's cheap first step: distance and centre only, at the coarse level."""
+    return pattern_search(objective, x0, COARSE_STEPS, TRANSLATION, COARSE_EVALS // 3)
+
+
+def screen_turns(photo, mesh: CadMesh, initial_pose, turns_deg: Sequence[float], bbox=None, *,
+                 prior_weight: float = PRIOR_WEIGHT, nthreads: int = 1) -> np.ndarray:
+    """How well ``mesh`` explains the photo turned by each of ``turns_deg`` (degrees of
+    azimuth) from ``initial_pose``, after placing it only (distance and centre searched at the
+    coarse level, the first step of fit_pose): (len(turns_deg),) scores minus the prior's
+    penalty, to rank CAD models before fitting the best all round. Zeros when the pose cannot be
+    fitted (fit_pose's message says why)."""
+    start = as_pose(initial_pose)
+    evidence = photo if isinstance(photo, ImageEvidence) else ImageEvidence(photo, bbox)
+    setup = _setup(evidence, mesh, start)
+    if isinstance(setup, str) or evidence.blank:
+        return np.zeros(len(turns_deg))
+    out = []
+    for d in turns_deg:
+        centre = start.replace(azimuth=start.azimuth + math.radians(d))
+        f = _objective(setup.coarse, mesh, centre, setup.size, COARSE_TOL, prior_weight, False,
+                       nthreads)
+        out.append(_place(f, np.zeros(NX))[1])
+    return np.asarray(out)
+
+
 def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full",
              candidates: Sequence[Pose] | None = None, allow_flip: bool = True,
              prior_weight: float = PRIOR_WEIGHT, nthreads: int = 1, stretch: bool = True,
@@ -211,11 +252,7 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
     evals = 1
 
     def objective(level: EvidenceLevel, centre: Pose, tol: float, weight: float = prior_weight):
-        def f(x: np.ndarray) -> float:
-            s = score_pose(level, mesh, apply_delta(centre, x, setup.size, comp), setup.size,
-                           tol, nthreads, np.exp(x[6:9]) if stretch else None)
-            return s.total - prior_penalty(x, weight)
-        return f
+        return _objective(level, mesh, centre, setup.size, tol, weight, stretch, nthreads)
 
     # Hypotheses: (name, prior centre, starting offset from it).
     hyps = [("given", start, np.zeros(NX))]
@@ -225,58 +262,66 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
     if flip_considered:
         hyps.append(("flip", start.replace(azimuth=start.azimuth + math.pi), np.zeros(NX)))
     hyps += [(f"candidate{i}", as_pose(c), np.zeros(NX)) for i, c in enumerate(candidates or ())]
-    coarse_results = []
+    # Distance and centre first (cheap, and what initial poses get most wrong), then all values;
+    # with many hypotheses (all round) only the SCREEN_KEEP best others go on to the second step.
+    placed = []
     for name, centre, x0 in hyps:
-        f = objective(setup.coarse, centre, COARSE_TOL)
-        # Distance and centre first (cheap, and what initial poses get most wrong), then all.
-        x, _, n1 = pattern_search(f, x0, COARSE_STEPS, TRANSLATION, COARSE_EVALS // 3)
-        x, fx, n2 = pattern_search(f, x, COARSE_STEPS / 2, active, COARSE_EVALS)
-        evals += n1 + n2
+        x, fx, n = _place(objective(setup.coarse, centre, COARSE_TOL), x0)
+        evals += n
+        placed.append((name, centre, x, fx))
+    ranked = sorted((p for p in placed if p[1] is not start), key=lambda p: p[3], reverse=True)
+    coarse_results = []
+    for name, centre, x, _ in [p for p in placed if p[1] is start] + ranked[:SCREEN_KEEP]:
+        x, fx, n = pattern_search(objective(setup.coarse, centre, COARSE_TOL), x,
+                                  COARSE_STEPS / 2, active, COARSE_EVALS)
+        evals += n
         coarse_results.append((name, centre, x, fx))
-    # The given pose's group shares one prior: its best member goes on; the best alternative
-    # (flip or candidate) goes on too when it is at least as good at the coarse level, and must
-    # then win by a margin at the fine level.
+    # The given pose's group shares one prior: its best member goes on; the best alternatives
+    # (flip or candidates, up to FINE_RIVALS) go on too when they are at least as good at the
+    # coarse level, and the best of them must then win by a margin at the fine level.
     own = max((r for r in coarse_results if r[1] is start), key=lambda r: r[3])
-    others = [r for r in coarse_results if r[1] is not start]
-    rival = max(others, key=lambda r: r[3]) if others else None
-    coarse_margin = own[3] - rival[3] if rival is not None else math.nan
-    finals = []
-    for name, centre, x, _ in [own] + ([rival] if rival and rival[3] >= own[3] else []):
+    others = sorted((r for r in coarse_results if r[1] is not start), key=lambda r: r[3],
+                    reverse=True)
+    coarse_margin = own[3] - others[0][3] if others else math.nan
+
+    def refine(name: str, centre: Pose, x: np.ndarray, _coarse: float):
+        """The fine level from a coarse result: (name, pose, score, renders scored)."""
         f = objective(setup.fine, centre, OUTLINE_TOL)
         x, fx, n = pattern_search(f, x, FINE_STEPS, active, FINE_EVALS)
-        evals += n
         if stretch:  # the CAD model as it is: settle distance and centre without the stretch
             x[6:9] = 0.0
-            x, fx, n = pattern_search(objective(setup.fine, centre, OUTLINE_TOL), x,
-                                      FINE_STEPS / 2, list(TRANSLATION), SETTLE_EVALS)
-            evals += n
+            x, fx, n2 = pattern_search(objective(setup.fine, centre, OUTLINE_TOL), x,
+                                       FINE_STEPS / 2, list(TRANSLATION), SETTLE_EVALS)
+            n += n2
         pose = apply_delta(centre, x, setup.size, comp)
         score = score_pose(setup.fine, mesh, pose, setup.size, nthreads=nthreads)
-        evals += 1
         # The prior steps back when the photo clearly says more: a search with a tenth of the
         # pull must gain STEP_BACK_GAIN of score (an exact CAD model often does; another instance
         # of the category rarely does, and then the pose stays near the start).
-        x2, _, n = pattern_search(objective(setup.fine, centre, OUTLINE_TOL,
-                                            prior_weight * STEP_BACK_FACTOR), x, FINE_STEPS / 2,
-                                  [i for i in active if i < 6], STEP_BACK_EVALS)
-        evals += n + 1
+        x2, _, n2 = pattern_search(objective(setup.fine, centre, OUTLINE_TOL,
+                                             prior_weight * STEP_BACK_FACTOR), x, FINE_STEPS / 2,
+                                   [i for i in active if i < 6], STEP_BACK_EVALS)
         pose2 = apply_delta(centre, x2, setup.size, comp)
         score2 = score_pose(setup.fine, mesh, pose2, setup.size, nthreads=nthreads)
         if score2.total >= score.total + STEP_BACK_GAIN:
             pose, score = pose2, score2
-        finals.append((name, pose, score))
+        return name, pose, score, n + n2 + 2
+
+    finals = [refine(*r) for r in [own] + [r for r in others if r[3] >= own[3]][:FINE_RIVALS]]
+    evals += sum(r[3] for r in finals)
     best = finals[0]
     margin = coarse_margin
-    if len(finals) == 2:
-        lead = FLIP_MARGIN if finals[1][0] == "flip" else CANDIDATE_MARGIN
-        alike = silhouette_iou(mesh, finals[0][1], finals[1][1], setup.coarse.frame)
+    if len(finals) > 1:
+        rival = max(finals[1:], key=lambda r: r[2].total)
+        lead = FLIP_MARGIN if rival[0] == "flip" else CANDIDATE_MARGIN
+        alike = silhouette_iou(mesh, best[1], rival[1], setup.coarse.frame)
         evals += 2
-        sure = finals[1][0] != "flip" or finals[1][2].total >= FLIP_MIN_SCORE
-        if finals[1][2].total > best[2].total + lead and alike < ALIKE_IOU and sure:
-            best, margin = finals[1], finals[1][2].total - finals[0][2].total
+        sure = rival[0] != "flip" or rival[2].total >= FLIP_MIN_SCORE
+        if rival[2].total > best[2].total + lead and alike < ALIKE_IOU and sure:
+            best, margin = rival, rival[2].total - best[2].total
         else:
-            margin = best[2].total - finals[1][2].total
-    name, pose, score = best
+            margin = best[2].total - rival[2].total
+    name, pose, score, _ = best
     if settle_box and evidence.bbox is not None and score.outline < BOX_OUTLINE:
         pose, score, n = _settle_on_box(setup.fine, mesh, pose, score, evidence, nthreads,
                                         floor=initial.total, size_px=setup.size)
@@ -319,13 +364,22 @@ def fit_all_round(photo, mesh: CadMesh, initial_pose, bbox=None, step_deg: float
                   **kwargs) -> FitResult:
     """fit_pose that also starts from the azimuth turned by every ``step_deg`` (degrees) all
     round: for an object the pose shown has turned far away (what an annotator asks for; each
-    turn is a candidate, taken only with CANDIDATE_MARGIN). Slower: one coarse search per turn."""
+    turn is a candidate, taken only with CANDIDATE_MARGIN). Slower: every turn is placed
+    (distance and centre) at the coarse level, the SCREEN_KEEP best are searched in full and
+    up to FINE_RIVALS of those at the fine level."""
+    start = as_pose(initial_pose)
+    turns = all_round_turns(step_deg)
+    candidates = [start.replace(azimuth=_wrap(start.azimuth + math.radians(d))) for d in turns]
+    kwargs.setdefault("allow_flip", 180.0 not in turns)  # the half turn is a turn like the others
+    return fit_pose(photo, mesh, start, bbox, candidates=candidates, **kwargs)
+
+
+def all_round_turns(step_deg: float = 30.0) -> list[float]:
+    """The azimuth turns (degrees) fit_all_round tries besides the pose given: every
+    ``step_deg`` all round."""
     if not 0.0 < step_deg < 360.0:
         raise FitError(f"step_deg must be in (0, 360) degrees, got {step_deg}")
-    start = as_pose(initial_pose)
-    turns = [k * step_deg for k in range(1, int(round(360.0 / step_deg)))]
-    candidates = [start.replace(azimuth=_wrap(start.azimuth + math.radians(d))) for d in turns]
-    return fit_pose(photo, mesh, start, bbox, candidates=candidates, **kwargs)
+    return [k * step_deg for k in range(1, int(round(360.0 / step_deg)))]
 
 
 def fit_translation(photo, mesh: CadMesh, initial_pose, bbox=None, **kwargs) -> FitResult:
@@ -336,45 +390,3 @@ def fit_translation(photo, mesh: CadMesh, initial_pose, bbox=None, **kwargs) -> 
 def _wrap(a: float) -> float:
     """An angle in radians in [-pi, pi) (unchanged, bit for bit, when it already is)."""
     return float(a) if -math.pi <= a < math.pi else float((a + math.pi) % (2.0 * math.pi) - math.pi)
-
-
-@dataclasses.dataclass
-class CadFitResult:
-    """fit_cad's answer: every model's FitResult, the suggested model and how sure that is.
-
-    best_index: the highest-scoring model. suggested_index: best_index when it beats the
-    initial model by ``switch_margin`` (or there is no initial model), else the initial model.
-    margin: best score minus the second best."""
-
-    results: dict[int, FitResult]
-    best_index: int
-    suggested_index: int
-    margin: float
-
-    @property
-    def scores(self) -> dict[int, float]:
-        return {i: r.score for i, r in self.results.items()}
-
-
-CAD_SWITCH_MARGIN = 0.03
-
-
-def fit_cad(photo, meshes: Mapping[int, CadMesh], initial_pose, bbox=None, *,
-            initial_index: int | None = None, switch_margin: float = CAD_SWITCH_MARGIN,
-            **kwargs) -> CadFitResult:
-    """Fit every CAD model of the category (meshes: cad_index -> CadMesh) from the same initial
-    pose on the same image evidence; suggest the best one only when it leads the initial model
-    by ``switch_margin`` (outlines of category-level models differ little, docs/fitting.md).
-    kwargs go to fit_pose."""
-    if not meshes:
-        raise FitError("fit_cad needs at least one mesh")
-    evidence = photo if isinstance(photo, ImageEvidence) else ImageEvidence(photo, bbox)
-    results = {int(i): fit_pose(evidence, m, initial_pose, **kwargs) for i, m in meshes.items()}
-    ranked = sorted(results, key=lambda i: results[i].score, reverse=True)
-    best = ranked[0]
-    margin = results[best].score - results[ranked[1]].score if len(ranked) > 1 else math.nan
-    suggested = best
-    if initial_index is not None and int(initial_index) in results and best != initial_index:
-        if results[best].score < results[int(initial_index)].score + switch_margin:
-            suggested = int(initial_index)
-    return CadFitResult(results, best, suggested, margin)

@@ -11,7 +11,7 @@ one JSON line is written::
 or, for an object that cannot be fitted (missing or unreadable photo, record or CAD model,
 invalid pose), ``{"object_key": ..., "error": "<message>"}``; the other objects go on. Lines
 come in the order of the keys. With ``all_cads`` every CAD model of the category is fitted and
-the suggested one (``pose6d.fit.fit_cad``: the initial one unless another wins by a margin) is
+the suggested one (``pose6d.fit_cad.fit_cad``: the initial one unless another wins by a margin) is
 written. Nothing in the dataset is modified.
 """
 from __future__ import annotations
@@ -48,10 +48,11 @@ def fit_start(photo, cad: CadLibrary, key: ObjectKey, start: Pose, cad_index: in
 
     photo: (H, W, 3) uint8 RGB or an ImageEvidence (then ``bbox`` is ignored). bbox: the
     object's (x1, y1, x2, y2) in pixels or None. all_cads: fit every model of the category and
-    keep the suggested one (pose6d.fit.fit_cad). Raises ValueError / OSError for unusable inputs
+    keep the suggested one (pose6d.fit_cad.fit_cad). Raises ValueError / OSError for unusable inputs
     (FitError, CadError, InvalidPoseError...).
     """
-    from pose6d.fit import fit_cad, fit_pose
+    from pose6d.fit import fit_pose
+    from pose6d.fit_cad import fit_cad
 
     t0 = time.perf_counter()
     if all_cads:

@@ -6,7 +6,9 @@ from typing import Iterable
 
 import numpy as np
 
-from pose6d.camera import Pose, object_rotation
+from pose6d.camera import Pose, object_rotation, rot_z
+
+SYMMETRIES = ("none", "half_turn", "rotational")  # about the object's vertical (z) axis
 
 
 def rotation_error(r1: np.ndarray, r2: np.ndarray) -> float:
@@ -21,6 +23,25 @@ def rotation_error(r1: np.ndarray, r2: np.ndarray) -> float:
 def pose_rotation_error(p1: Pose, p2: Pose) -> float:
     """Rotation error (radians) between two poses, with R = Rip(theta) @ Rx(e') @ Rz(a')."""
     return rotation_error(object_rotation(p1), object_rotation(p2))
+
+
+def symmetric_rotation_error(p1: Pose, p2: Pose, symmetry: str = "none") -> float:
+    """Rotation error (radians) up to the object's symmetry about its vertical z axis
+    (pose6d.silhouette.mesh_symmetry names it), the smallest over the poses that look the same:
+
+    - "none": pose_rotation_error;
+    - "half_turn": the smaller of the errors to p1 and to p1 turned by 180 deg in azimuth;
+    - "rotational": any azimuth turn (an azimuth move is R @ Rz(-d), so the smallest error is
+      the angle between the object's z axis seen in the two cameras, R1[:, 2] and R2[:, 2]).
+    """
+    r1, r2 = object_rotation(p1), object_rotation(p2)
+    if symmetry == "none":
+        return rotation_error(r1, r2)
+    if symmetry == "half_turn":
+        return min(rotation_error(r1, r2), rotation_error(r1 @ rot_z(math.pi), r2))
+    if symmetry == "rotational":
+        return float(math.acos(min(1.0, max(-1.0, float(r1[:, 2] @ r2[:, 2])))))
+    raise ValueError(f"symmetry must be one of {', '.join(SYMMETRIES)}, got {symmetry!r}")
 
 
 def summarize_errors(errors: Iterable[float]) -> dict[str, float]:

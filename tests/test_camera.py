@@ -5,7 +5,8 @@ import pytest
 
 from pose6d.cad_library import CadLibrary
 from pose6d.camera import InvalidPoseError, Pose, opencv_camera, project_points
-from pose6d.pose_error import pose_rotation_error, rotation_error, summarize_errors
+from pose6d.pose_error import (pose_rotation_error, rotation_error, summarize_errors,
+                               symmetric_rotation_error)
 from conftest import some_meshes
 from reference_camera import project_reference
 
@@ -93,6 +94,27 @@ def test_rotation_error_simple_cases():
     assert math.degrees(pose_rotation_error(a, b)) == pytest.approx(30, abs=1e-6)
     c = Pose.from_degrees(10, 20, 25, 5, 0, 0)
     assert math.degrees(pose_rotation_error(a, c)) == pytest.approx(25, abs=1e-6)
+
+
+def test_symmetric_rotation_error_is_the_smallest_over_the_azimuths_that_look_alike():
+    """Reference: the plain error minimised by brute force over azimuth turns (every 0.05 deg
+    all round for a rotational object, {0, 180} for a half-turn one)."""
+    rng = np.random.default_rng(7)
+    turns = np.radians(np.arange(0.0, 360.0, 0.05))
+    for _ in range(20):
+        p1, p2 = random_pose(rng), random_pose(rng)
+        brute = min(pose_rotation_error(p1.replace(azimuth=p1.azimuth + d), p2) for d in turns)
+        assert math.degrees(symmetric_rotation_error(p1, p2, "rotational")) == pytest.approx(
+            math.degrees(brute), abs=0.05)
+        half = min(pose_rotation_error(p1, p2),
+                   pose_rotation_error(p1.replace(azimuth=p1.azimuth + math.pi), p2))
+        assert symmetric_rotation_error(p1, p2, "half_turn") == pytest.approx(half, abs=1e-9)
+        assert symmetric_rotation_error(p1, p2) == pose_rotation_error(p1, p2)
+    a = Pose.from_degrees(10, 20, 5, 5, 0, 0)
+    assert math.degrees(symmetric_rotation_error(a, a.replace(azimuth=a.azimuth + 2.0),
+                                                 "rotational")) == pytest.approx(0, abs=1e-6)
+    with pytest.raises(ValueError, match="symmetry must be one of"):
+        symmetric_rotation_error(a, a, "mirror")
 
 
 def test_summary_metrics():

@@ -20,7 +20,8 @@ from pose6d.camera import InvalidPoseError, Pose
 from pose6d.dataset import GROUND_TRUTH, Dataset
 from pose6d.demo_dataset import make_demo_dataset
 from pose6d.demo_photo import background, composite_object
-from pose6d.fit import FitError, fit_cad, fit_pose, fit_translation
+from pose6d.fit import FitError, all_round_turns, fit_pose, fit_translation, screen_turns
+from pose6d.fit_cad import fit_cad, screen_models
 from pose6d.fit_score import score_pose
 from pose6d.silhouette import frame_pose, mesh_symmetry, render_silhouette
 from pose6d.fit_batch import fit_dataset
@@ -133,6 +134,29 @@ def test_the_right_cad_model_is_suggested(demo, car):
     assert result.suggested_index in (mesh.index, wrong)
     if result.suggested_index == mesh.index:
         assert result.scores[mesh.index] >= result.scores[wrong] + 0.03
+
+
+def test_screening_all_round_finds_the_turn_back_and_the_right_model(demo):
+    """Every demo object whose half turn looks different, shown turned 90 deg away: of the pose
+    and its 11 turns, the one back to the truth places best (screen_turns); the true model is
+    among the two screen_models keeps, whichever model is shown."""
+    turns = [0.0] + all_round_turns(30.0)
+    checked = 0
+    for key in demo.objects():
+        gt = demo.read(key, GROUND_TRUTH)
+        mesh = demo.cad.mesh(key.category, gt.cad_index)
+        if mesh_symmetry(mesh) != "none" or gt.extra["object_status"] != "status_good":
+            continue
+        photo = read_image(demo.image_path(key))
+        shown = gt.pose.replace(azimuth=gt.pose.azimuth + math.radians(90.0))
+        scores = screen_turns(photo, mesh, shown, turns, gt.bbox)
+        assert turns[int(np.argmax(scores))] == 270.0, (str(key), scores.round(2))
+        meshes = {i: demo.cad.mesh(key.category, i) for i in demo.cad.indices(key.category)}
+        assert gt.cad_index in screen_models(ImageEvidence(photo, gt.bbox), meshes, shown), str(key)
+        checked += 1
+    assert checked >= 6
+    with pytest.raises(FitError, match="step_deg"):
+        all_round_turns(0.0)
 
 
 def test_the_score_prefers_the_true_pose(car):

@@ -100,6 +100,27 @@ def test_fitaz_finds_an_object_turned_far_off_that_fit_leaves(demo):
     assert abs(turn + 75) < 6, line
 
 
+def test_fitaz_with_another_model_shown_tries_every_model_all_round(demo):
+    """Turned 100 deg off with another CAD model of the category shown: `fitaz` fits every model
+    all round, and the true one, turned back, wins (the info line names it)."""
+    truth = demo.read(KEY, GROUND_TRUTH)
+    wrong = next(i for i in demo.cad.indices(KEY.category) if i != truth.cad_index)
+    client = make_client(demo)
+    task = task_for(demo, KEY, 5)
+    task["data"]["cad_index"] = wrong
+    deg = truth.pose.as_degrees()
+    start = {n: round(v, labeling.NUMBER_SPECS[n].decimals)
+             for n, v in dict(deg, azimuth=deg["azimuth"] - 100).items()}
+
+    shown, _ = sender(client, task, wrong, "boxAZ2")(start, ".")
+    turned, by = sender(client, task, wrong, "boxAZ2")(shown, "fitaz")
+    assert by[labeling.CAD]["value"]["choices"] == [str(truth.cad_index)]
+    rot, centre = errors(turned, truth.pose)
+    assert rot < 6.0 and centre < 3.0, (rot, centre)
+    (line,) = by[labeling.COMMAND]["value"]["text"]
+    assert f"model {truth.cad_index} explains the photo best" in line, line
+
+
 def test_without_opencv_fit_says_so_and_changes_nothing(demo, monkeypatch):
     """The Docker image leaves OpenCV out: `fit` is then an error line naming what is missing."""
     monkeypatch.setitem(sys.modules, "pose6d.fit", None)  # import pose6d.fit -> ImportError
