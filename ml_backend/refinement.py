@@ -265,8 +265,10 @@ class Refinement:
         turn = math.degrees(wrap_angle(fitted.pose.azimuth - state.pose.azimuth))
         flip = "; turned round (180 deg)" if result.flip_taken else \
             f"; turned {turn:+.0f} deg" if abs(turn) > TURN_NOTE_DEG else ""
+        kept = "; rotation kept (no turn explains the photo clearly better)" \
+            if result.rotation_kept else ""
         return fitted, (f"fit: score {result.initial_score:.2f} -> {result.score:.2f} "
-                        f"in {result.seconds:.1f} s{flip}{which}; u undoes it")
+                        f"in {result.seconds:.1f} s{flip}{kept}{which}; u undoes it")
 
     def _error(self, message: str) -> dict:
         return {"result": [command_result(f"{ERROR_MARK} {message}")],

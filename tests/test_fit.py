@@ -280,6 +280,28 @@ def test_truncated_object_is_fitted_or_kept():
     assert _centre(result.pose, gt) < _centre(start, gt)
 
 
+def test_another_instance_keeps_the_rotation_unless_a_turn_clearly_explains_more():
+    """Procedural car 1 photographed, fitted with car 2 (another instance of the category, whose
+    outline lies on the photo's edges only roughly) from 10 deg / 10 px off: no turn explains the
+    photo clearly better, so the rotation stays exactly as it started while the model is placed
+    on the box; car 1 itself (its outline fits) is turned towards the truth."""
+    rng = np.random.default_rng(5)
+    gt = Pose.from_degrees(-60, 15, 0, 9.0, 320, 240, viewport=2000)
+    photo = background(rng, 640, 480)
+    composite_object(photo, _mesh("car", 1), gt, np.array([40.0, 60, 170]))
+    photo = np.clip(photo, 0, 255).astype(np.uint8)
+    ys, xs = np.nonzero(render(_mesh("car", 1), gt, 640, 480).full_mask)
+    box = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    start = perturbed(gt)
+    other = fit_pose(photo, _mesh("car", 2), start, box)
+    assert other.rotation_kept and other.changed, other
+    assert (other.pose.azimuth, other.pose.elevation, other.pose.theta) == \
+        (start.azimuth, start.elevation, start.theta)
+    assert _centre(other.pose, gt) < _centre(start, gt) / 2
+    same = fit_pose(photo, _mesh("car", 1), start, box)
+    assert not same.rotation_kept and _deg(same.pose, gt) < _deg(start, gt) - 3.0, same
+
+
 def test_object_outside_the_photo_keeps_the_pose(car):
     photo, mesh, gt, _ = car
     start = gt.replace(px=-2000.0)
