@@ -53,7 +53,7 @@ def fit_cad(photo, meshes: Mapping[int, CadMesh], initial_pose, bbox=None, *,
     evidence = photo if isinstance(photo, ImageEvidence) else ImageEvidence(photo, bbox)
     meshes = {int(i): m for i, m in meshes.items()}
     if all_round:
-        chosen = screen_models(evidence, meshes, initial_pose, step_deg,
+        chosen = screen_models(evidence, meshes, initial_pose, step_deg=step_deg,
                                nthreads=kwargs.get("nthreads", 1))
         if initial_index is not None and int(initial_index) in meshes:
             chosen.add(int(initial_index))
@@ -71,12 +71,14 @@ def fit_cad(photo, meshes: Mapping[int, CadMesh], initial_pose, bbox=None, *,
     return CadFitResult(results, best, suggested, margin)
 
 
-def screen_models(photo, meshes: Mapping[int, CadMesh], initial_pose, step_deg: float = 30.0,
-                  keep: int = ALL_ROUND_MODELS, nthreads: int = 1) -> set[int]:
+def screen_models(photo, meshes: Mapping[int, CadMesh], initial_pose, bbox=None,
+                  step_deg: float = 30.0, keep: int = ALL_ROUND_MODELS,
+                  nthreads: int = 1) -> set[int]:
     """The ``keep`` models (cad indices) that explain the photo best after only being placed
     (fit.screen_turns) at the pose given and at every ``step_deg`` turn of its azimuth: a cheap
-    ranking before the all-round fit, which costs about ten times more per model."""
-    evidence = photo if isinstance(photo, ImageEvidence) else ImageEvidence(photo)
+    ranking before the all-round fit, which costs about ten times more per model. photo and
+    bbox as for fit_pose."""
+    evidence = photo if isinstance(photo, ImageEvidence) else ImageEvidence(photo, bbox)
     turns = [0.0] + all_round_turns(step_deg)
     start = as_pose(initial_pose)
     best = {int(i): float(screen_turns(evidence, m, start, turns, nthreads=nthreads).max())

@@ -112,8 +112,9 @@ def test_fitaz_with_another_model_shown_tries_every_model_all_round(demo):
     start = {n: round(v, labeling.NUMBER_SPECS[n].decimals)
              for n, v in dict(deg, azimuth=deg["azimuth"] - 100).items()}
 
-    shown, _ = sender(client, task, wrong, "boxAZ2")(start, ".")
-    turned, by = sender(client, task, wrong, "boxAZ2")(shown, "fitaz")
+    send = sender(client, task, wrong, "boxAZ2")
+    shown, _ = send(start, ".")
+    turned, by = send(shown, "fitaz")
     assert by[labeling.CAD]["value"]["choices"] == [str(truth.cad_index)]
     rot, centre = errors(turned, truth.pose)
     assert rot < 6.0 and centre < 3.0, (rot, centre)
