@@ -30,7 +30,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from fit_dataset import HardCase, make_hard_set, make_timing_set  # noqa: E402
 from pose6d.camera import Pose  # noqa: E402
-from pose6d.fit import fit_all_round, fit_pose  # noqa: E402
+from pose6d.fit import fit_pose  # noqa: E402
+from pose6d.fit_turns import fit_all_round  # noqa: E402
 from pose6d.pose_error import (pose_rotation_error, summarize_errors,  # noqa: E402
                                symmetric_rotation_error)
 from pose6d.silhouette import mesh_symmetry  # noqa: E402

@@ -237,7 +237,8 @@ class Refinement:
         """Auto-fit from ``state``: (the fitted state, a note saying how it went). Only a pose
         that scores better replaces the one shown; another model needs a clear lead."""
         try:  # OpenCV is optional: the Docker image leaves it out
-            from pose6d.fit import fit_all_round, fit_pose, fit_translation
+            from pose6d.fit import fit_pose, fit_translation
+            from pose6d.fit_turns import fit_all_round
             from pose6d.fit_cad import fit_cad
         except ImportError:
             raise CommandError(NO_AUTOFIT) from None

@@ -17,10 +17,14 @@ linear in viewport and px, py), rendering only the object's window.
   the silhouette separately.
 - Pattern search: +-step on each value, random step-sized directions when none helps, halved
   steps; distance and centre first at the coarse level.
-- Hypotheses: the pose given, and its azimuth turned by 180 deg (not for meshes whose half turn
-  looks the same). The flip is taken only when it explains the photo well (FLIP_MIN_SCORE),
-  clearly better (FLIP_MARGIN) and with a visibly different silhouette (ALIKE_IOU); the caller's
-  candidates need CANDIDATE_MARGIN. Many candidates (all round) are screened: each is placed
+- Hypotheses: the pose given, its azimuth turned by 180 deg (not for meshes whose half turn
+  looks the same) and by a quarter either way (QUARTER_TURNS_DEG; searched only when placed at
+  FLIP_MIN_SCORE and QUARTER_GAIN better than the pose given). These far turns are taken only
+  when they explain the photo well (FLIP_MIN_SCORE), clearly better (FLIP_MARGIN) and with a
+  visibly different silhouette (ALIKE_IOU); the caller's candidates need CANDIDATE_MARGIN. When
+  every final hypothesis's outline lies on the photo's edges (the photographed model itself),
+  its interior edges count too (pose6d.fit_interior: a mug's handle in front of its body leaves
+  the outline alike). Many candidates (all round: pose6d.fit_turns) are screened: each is placed
   at the coarse level, the SCREEN_KEEP best are searched in full, FINE_RIVALS at the fine level.
 - The prior steps back (a tenth of its weight) only when that gains STEP_BACK_GAIN of score.
 - Turns must earn their keep: when the outline fits only roughly (BOX_OUTLINE: another instance
@@ -43,6 +47,7 @@ from pose6d.box_fit import fit_pose_to_box
 from pose6d.cad_library import CadMesh
 from pose6d.camera import InvalidPoseError, Pose
 from pose6d.errors import BadInput
+from pose6d.fit_interior import judge
 from pose6d.fit_score import COARSE_TOL, OUTLINE_TOL, Score, score_pose
 from pose6d.fit_search import (COARSE_STEPS, FINE_STEPS, NX, SHAPE, TRANSLATION, apply_delta,
                                pattern_search, prior_penalty)
@@ -56,6 +61,9 @@ FLIP_MIN_SCORE = 0.75  # ... and explain the photo well: another instance of the
 # does, and then outlines tell front from back no better than chance (docs/fitting.md)
 ALIKE_IOU = 0.9  # ... and its silhouette must differ (IoU below this): else outlines cannot tell
 CANDIDATE_MARGIN = 0.02  # the same for azimuth neighbours and the caller's candidates
+QUARTER_TURNS_DEG: tuple[float, ...] = (90.0, -90.0)  # far hypotheses held to the flip's rule
+QUARTER_GAIN = 0.05  # ... searched only when placed this much better than the pose given
+# (and at least FLIP_MIN_SCORE)
 NEIGHBOUR_DEG: tuple[float, ...] = ()  # azimuth neighbours tried (measured: no gain)
 PRIOR_WEIGHT = 0.02  # the prior's weight (pose6d.fit_search.prior_penalty)
 COARSE_EVALS, FINE_EVALS, SETTLE_EVALS, STEP_BACK_EVALS = 75, 90, 25, 40
@@ -76,7 +84,7 @@ COMPENSATE = True  # rotation moves keep the silhouette's box in place (apply_de
 
 
 # Bump when the score or the search changes: fits cached on disk (pose6d.fit_cache) are redone.
-FIT_VERSION = "2026.12.2"
+FIT_VERSION = "2026.12.3"
 
 
 class FitError(BadInput):
@@ -131,8 +139,9 @@ def as_pose(pose) -> Pose:
 
 
 @dataclasses.dataclass
-class _Setup:
-    """What one object's fit works on: the start, its size and the coarse / fine evidence."""
+class FitLevels:
+    """What one object's fit works on: the start, its size (projected extent, pixels) and the
+    coarse / fine evidence (photo windows with the object about COARSE_PX / FINE_PX across)."""
 
     start: Pose
     size: float
@@ -140,8 +149,8 @@ class _Setup:
     fine: EvidenceLevel
 
 
-def _setup(evidence: ImageEvidence, mesh: CadMesh, start: Pose,
-           region: tuple | None = None) -> _Setup | str:
+def fit_levels(evidence: ImageEvidence, mesh: CadMesh, start: Pose,
+           region: tuple | None = None) -> FitLevels | str:
     """The coarse and fine evidence levels for this object, or why it cannot be fitted."""
     ext = projected_extent(mesh, start)
     if ext is None:
@@ -155,7 +164,7 @@ def _setup(evidence: ImageEvidence, mesh: CadMesh, start: Pose,
         region = object_region(evidence, box, size)
     coarse = evidence.level(evidence.frame(region, max(1, int(size // COARSE_PX))))
     fine = evidence.level(evidence.frame(region, max(1, int(size // FINE_PX))))
-    return _Setup(start, size, coarse, fine)
+    return FitLevels(start, size, coarse, fine)
 
 
 def object_region(evidence: ImageEvidence, box: np.ndarray, size: float) -> tuple:
@@ -175,9 +184,11 @@ def _unchanged(start: Pose, score: Score | None, t0: float, evals: int, message:
                      time.perf_counter() - t0, symmetry=symmetry, mode=mode, message=message)
 
 
-def _objective(level: EvidenceLevel, mesh: CadMesh, centre: Pose, size: float, tol: float,
+def pose_objective(level: EvidenceLevel, mesh: CadMesh, centre: Pose, size: float, tol: float,
                weight: float, stretch: bool, nthreads: int):
-    """x -> score of ``centre`` moved by x (fit_search.apply_delta) minus the prior's penalty."""
+    """x -> score of ``centre`` moved by x (fit_search.apply_delta) minus the prior's penalty:
+    the function the pattern search maximises at one evidence level (size: object pixels; tol:
+    OUTLINE_TOL or COARSE_TOL; weight: the prior's; stretch: x[6:9] stretch the model)."""
     comp = mesh if COMPENSATE else None
 
     def f(x: np.ndarray) -> float:
@@ -187,30 +198,10 @@ def _objective(level: EvidenceLevel, mesh: CadMesh, centre: Pose, size: float, t
     return f
 
 
-def _place(objective, x0: np.ndarray) -> tuple[np.ndarray, float, int]:
-    """The search's cheap first step: distance and centre only, at the coarse level."""
+def place(objective, x0: np.ndarray) -> tuple[np.ndarray, float, int]:
+    """The search's cheap first step: distance and centre only, at the coarse level (the
+    objective from pose_objective, x0 (NX,)). Returns (x, objective value, evaluations)."""
     return pattern_search(objective, x0, COARSE_STEPS, TRANSLATION, COARSE_EVALS // 3)
-
-
-def screen_turns(photo, mesh: CadMesh, initial_pose, turns_deg: Sequence[float], bbox=None, *,
-                 prior_weight: float = PRIOR_WEIGHT, nthreads: int = 1) -> np.ndarray:
-    """How well ``mesh`` explains the photo turned by each of ``turns_deg`` (degrees of
-    azimuth) from ``initial_pose``, after placing it only (distance and centre searched at the
-    coarse level, the first step of fit_pose): (len(turns_deg),) scores minus the prior's
-    penalty, to rank CAD models before fitting the best all round. Zeros when the pose cannot be
-    fitted (fit_pose's message says why)."""
-    start = as_pose(initial_pose)
-    evidence = photo if isinstance(photo, ImageEvidence) else ImageEvidence(photo, bbox)
-    setup = _setup(evidence, mesh, start)
-    if isinstance(setup, str) or evidence.blank:
-        return np.zeros(len(turns_deg))
-    out = []
-    for d in turns_deg:
-        centre = start.replace(azimuth=start.azimuth + math.radians(d))
-        f = _objective(setup.coarse, mesh, centre, setup.size, COARSE_TOL, prior_weight, False,
-                       nthreads)
-        out.append(_place(f, np.zeros(NX))[1])
-    return np.asarray(out)
 
 
 def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full",
@@ -219,17 +210,17 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
              region: tuple | None = None, settle_box: bool = True) -> FitResult:
     """Fit ``mesh``'s pose to ``photo`` starting from ``initial_pose``.
 
-    photo: (H, W, 3) uint8 RGB, or an ImageEvidence (reused across meshes / calls; then
-    ``bbox`` is ignored: the evidence's own box counts). mesh: the CAD model. initial_pose:
-    Pose (or a mapping of the six values, angles in radians). bbox: (x1, y1, x2, y2) pixels of
-    the object or None (no foreground term then). mode: "full" (six values) or "translation"
-    (distance and centre only, rotation kept). candidates: more starting poses (e.g. the
-    annotator's), taken only with a margin. prior_weight: strength of the pull towards the
-    start (0 = none). nthreads: ray-casting threads (1 = one core). stretch: let the search
-    stretch the model along its axes (a nuisance: the photographed object is another instance;
-    the final distance and centre are settled on the model as it is). settle_box: with a box,
-    end on the placement that makes the model span it (when the outline fits only roughly:
-    BOX_OUTLINE).
+    photo: (H, W, 3) uint8 RGB, or an ImageEvidence (reused across meshes / calls; then ``bbox``
+    is ignored: the evidence's own box counts). mesh: the CAD model. initial_pose: Pose (or a
+    mapping of the six values, angles in radians). bbox: (x1, y1, x2, y2) pixels of the object
+    or None (no foreground term then). mode: "full" (six values) or "translation" (distance and
+    centre only, rotation kept). candidates: more starting poses (e.g. the annotator's), taken
+    only with a margin. allow_flip: also try the far hypotheses (the azimuth turned by 180 deg
+    and by a quarter either way). prior_weight: strength of the pull towards the start (0 =
+    none). nthreads: ray-casting threads (1 = one core). stretch: let the search stretch the
+    model along its axes (a nuisance: the photographed object is another instance; the final
+    distance and centre are settled on the model as it is). settle_box: with a box, end on the
+    placement that makes the model span it (when the outline fits only roughly: BOX_OUTLINE).
 
     Returns a FitResult; the pose is unchanged (with ``message`` saying why) for a blank photo,
     an object outside the photo or with too little outline to judge. Raises FitError /
@@ -243,7 +234,7 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
         raise FitError("mesh must be a CadMesh with faces")
     evidence = photo if isinstance(photo, ImageEvidence) else ImageEvidence(photo, bbox)
     symmetry = mesh_symmetry(mesh)
-    setup = _setup(evidence, mesh, start, region)
+    setup = fit_levels(evidence, mesh, start, region)
     if isinstance(setup, str):
         return _unchanged(start, None, t0, 0, setup, mode, symmetry)
     initial = score_pose(setup.fine, mesh, start, setup.size, nthreads=nthreads)
@@ -262,7 +253,7 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
     evals = 1
 
     def objective(level: EvidenceLevel, centre: Pose, tol: float, weight: float = prior_weight):
-        return _objective(level, mesh, centre, setup.size, tol, weight, stretch, nthreads)
+        return pose_objective(level, mesh, centre, setup.size, tol, weight, stretch, nthreads)
 
     # Hypotheses: (name, prior centre, starting offset from it).
     hyps = [("given", start, np.zeros(NX))]
@@ -271,15 +262,24 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
     flip_considered = mode == "full" and allow_flip and symmetry == "none"
     if flip_considered:
         hyps.append(("flip", start.replace(azimuth=start.azimuth + math.pi), np.zeros(NX)))
+    if mode == "full" and allow_flip and symmetry != "rotational":
+        hyps += [(f"quarter{d:+.0f}", start.replace(azimuth=start.azimuth + math.radians(d)),
+                  np.zeros(NX)) for d in QUARTER_TURNS_DEG]
     hyps += [(f"candidate{i}", as_pose(c), np.zeros(NX)) for i, c in enumerate(candidates or ())]
     # Distance and centre first (cheap, and what initial poses get most wrong), then all values;
     # with many hypotheses (all round) only the SCREEN_KEEP best others go on to the second step.
     placed = []
     for name, centre, x0 in hyps:
-        x, fx, n = _place(objective(setup.coarse, centre, COARSE_TOL), x0)
+        x, fx, n = place(objective(setup.coarse, centre, COARSE_TOL), x0)
         evals += n
         placed.append((name, centre, x, fx))
-    ranked = sorted((p for p in placed if p[1] is not start), key=lambda p: p[3], reverse=True)
+    # A quarter turn is searched only when, once placed, it already explains the photo well and
+    # clearly better than the pose given (it must then win as clearly as a flip): most do not
+    # and cost one placement each.
+    floor = max(FLIP_MIN_SCORE, max(p[3] for p in placed if p[1] is start) + QUARTER_GAIN)
+    ranked = sorted((p for p in placed if p[1] is not start
+                     and (not p[0].startswith("quarter") or p[3] >= floor)),
+                    key=lambda p: p[3], reverse=True)
     coarse_results = []
     for name, centre, x, _ in [p for p in placed if p[1] is start] + ranked[:SCREEN_KEEP]:
         x, fx, n = pattern_search(objective(setup.coarse, centre, COARSE_TOL), x,
@@ -322,15 +322,22 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
     best = finals[0]
     margin = coarse_margin
     if len(finals) > 1:
-        rival = max(finals[1:], key=lambda r: r[2].total)
-        lead = FLIP_MARGIN if rival[0] == "flip" else CANDIDATE_MARGIN
+        # When every outline lies on the photo's edges, interior edges help decide (fit_interior).
+        judged = judge(setup.fine, mesh, finals, setup.size, BOX_OUTLINE, nthreads)
+        evals += len(judged)
+        value = judged or {r[0]: r[2].total for r in finals}
+        rival = max(finals[1:], key=lambda r: value[r[0]])
+        far = rival[0] == "flip" or rival[0].startswith("quarter")
+        lead = FLIP_MARGIN if far else CANDIDATE_MARGIN
         alike = silhouette_iou(mesh, best[1], rival[1], setup.coarse.frame)
         evals += 2
-        sure = rival[0] != "flip" or rival[2].total >= FLIP_MIN_SCORE
-        if rival[2].total > best[2].total + lead and alike < ALIKE_IOU and sure:
-            best, margin = rival, rival[2].total - best[2].total
+        sure = not far or rival[2].total >= FLIP_MIN_SCORE
+        # Alike silhouettes can still be told apart by the model's own interior edges.
+        if (value[rival[0]] > value[best[0]] + lead and (alike < ALIKE_IOU or judged)
+                and sure):
+            best, margin = rival, value[rival[0]] - value[best[0]]
         else:
-            margin = best[2].total - rival[2].total
+            margin = value[best[0]] - value[rival[0]]
     name, pose, score, _ = best
     if settle_box and evidence.bbox is not None and score.outline < BOX_OUTLINE:
         pose, score, n = _settle_on_box(setup.fine, mesh, pose, score, evidence, nthreads,
@@ -391,28 +398,6 @@ def _settle_on_box(level: EvidenceLevel, mesh: CadMesh, pose: Pose, score: Score
     if boxed_score.total >= floor:
         return boxed, boxed_score, 1
     return pose, score, 1
-
-
-def fit_all_round(photo, mesh: CadMesh, initial_pose, bbox=None, step_deg: float = 30.0,
-                  **kwargs) -> FitResult:
-    """fit_pose that also starts from the azimuth turned by every ``step_deg`` (degrees) all
-    round: for an object the pose shown has turned far away (what an annotator asks for; each
-    turn is a candidate, taken only with CANDIDATE_MARGIN). Slower: every turn is placed
-    (distance and centre) at the coarse level, the SCREEN_KEEP best are searched in full and
-    up to FINE_RIVALS of those at the fine level."""
-    start = as_pose(initial_pose)
-    turns = all_round_turns(step_deg)
-    candidates = [start.replace(azimuth=_wrap(start.azimuth + math.radians(d))) for d in turns]
-    kwargs.setdefault("allow_flip", 180.0 not in turns)  # the half turn is a turn like the others
-    return fit_pose(photo, mesh, start, bbox, candidates=candidates, **kwargs)
-
-
-def all_round_turns(step_deg: float = 30.0) -> list[float]:
-    """The azimuth turns (degrees) fit_all_round tries besides the pose given: every
-    ``step_deg`` all round."""
-    if not 0.0 < step_deg < 360.0:
-        raise FitError(f"step_deg must be in (0, 360) degrees, got {step_deg}")
-    return [k * step_deg for k in range(1, int(round(360.0 / step_deg)))]
 
 
 def fit_translation(photo, mesh: CadMesh, initial_pose, bbox=None, **kwargs) -> FitResult:

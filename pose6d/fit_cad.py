@@ -12,8 +12,8 @@ import math
 from typing import Mapping
 
 from pose6d.cad_library import CadMesh
-from pose6d.fit import (FitError, FitResult, all_round_turns, as_pose, fit_all_round, fit_pose,
-                        screen_turns)
+from pose6d.fit import FitError, FitResult, as_pose, fit_pose
+from pose6d.fit_turns import all_round_turns, fit_all_round, screen_turns
 from pose6d.image_evidence import ImageEvidence
 
 CAD_SWITCH_MARGIN = 0.03  # score lead another model needs over the one shown
@@ -75,7 +75,7 @@ def screen_models(photo, meshes: Mapping[int, CadMesh], initial_pose, bbox=None,
                   step_deg: float = 30.0, keep: int = ALL_ROUND_MODELS,
                   nthreads: int = 1) -> set[int]:
     """The ``keep`` models (cad indices) that explain the photo best after only being placed
-    (fit.screen_turns) at the pose given and at every ``step_deg`` turn of its azimuth: a cheap
+    (fit_turns.screen_turns) at the pose given and at every ``step_deg`` turn of its azimuth: a cheap
     ranking before the all-round fit, which costs about ten times more per model. photo and
     bbox as for fit_pose."""
     evidence = photo if isinstance(photo, ImageEvidence) else ImageEvidence(photo, bbox)

@@ -12,6 +12,11 @@ The score (``score_pose``) of a pose is a number in [0, 1] a person can read:
   outline is cut by the photo's border do not count. Interior edges of the CAD model are not
   used: a category-level mesh's creases are not the photographed object's (docs/fitting.md).
 - silhouette: the IoU of the rendered silhouette with GrabCut's foreground inside the box.
+
+``interior_agreement`` scores the edges inside the silhouette the same way (creases and depth
+steps: a mug's handle in front of its body). It is not part of the score: only the photographed
+model's own interior edges can be trusted, so the fit uses it to choose between poses whose
+outlines fit equally well (pose6d.fit, INTERIOR_WEIGHT).
 """
 from __future__ import annotations
 
@@ -24,11 +29,13 @@ import numpy as np
 from pose6d.cad_library import CadMesh
 from pose6d.camera import Pose
 from pose6d.image_evidence import EvidenceLevel, direction_bins
+from pose6d.renderer import render
 from pose6d.silhouette import frame_pose, render_silhouette
 
 OUTLINE_TOL = 0.03  # tau as a fraction of the object's size (its projected extent)
 COARSE_TOL = 0.06  # a wider basin at the coarse level
 W_OUTLINE = 0.5
+INTERIOR_INSET = 2  # frame pixels: interior edges this far inside the outline
 
 
 @dataclasses.dataclass
@@ -82,3 +89,25 @@ def score_pose(level: EvidenceLevel, mesh: CadMesh, pose: Pose, size_px: float,
     silhouette = inter / union if union > 0 else 0.0
     return Score(W_OUTLINE * outline + (1 - W_OUTLINE) * silhouette, outline, silhouette,
                  int(rows.size))
+
+
+def interior_agreement(level: EvidenceLevel, mesh: CadMesh, pose: Pose, size_px: float,
+                       tol: float = OUTLINE_TOL, nthreads: int = 1) -> float:
+    """How well ``mesh``'s visible edges inside its silhouette (creases and depth steps, at least
+    INTERIOR_INSET frame pixels in from the outline) lie on photo edges, in [0, 1] like
+    ``outline`` (any direction counts: the rendered edges carry none). 0 when the pose shows no
+    interior edge. pose in full-photo pixels, seen through ``level``'s frame."""
+    frame = level.frame
+    r = render(mesh, frame_pose(pose, frame), frame.width, frame.height, nthreads)
+    if r.mask.size == 0 or not r.mask.any():
+        return 0.0
+    size = 2 * INTERIOR_INSET + 1
+    inner = cv2.erode(r.mask.astype(np.uint8), np.ones((size, size), np.uint8),
+                      borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    rows, cols = np.nonzero(r.edges & (inner > 0))
+    if rows.size == 0:
+        return 0.0
+    x0, y0 = r.box[:2]
+    tau = max(1.0, tol * size_px / frame.factor)
+    d = level.dist.min(axis=0)[rows + y0, cols + x0]
+    return float(np.mean(1.0 - np.minimum(d, tau) / tau))

@@ -1,0 +1,66 @@
+"""The azimuth all round (the ``fitaz`` command): an object the pose shown has turned far away.
+
+Every turn of the azimuth is first only placed (distance and centre at the coarse level:
+``screen_turns``, which also ranks CAD models in pose6d.fit_cad); fit_pose then takes the turns as
+candidates, searching the SCREEN_KEEP best in full.
+
+    result = fit_all_round(photo, mesh, shown_pose, bbox)     # every 30 deg
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from pose6d.cad_library import CadMesh
+from pose6d.camera import wrap_angle
+from pose6d.fit import (PRIOR_WEIGHT, FitError, FitResult, as_pose, fit_levels, fit_pose, place,
+                        pose_objective)
+from pose6d.fit_score import COARSE_TOL
+from pose6d.fit_search import NX
+from pose6d.image_evidence import ImageEvidence
+
+
+def screen_turns(photo, mesh: CadMesh, initial_pose, turns_deg: Sequence[float], bbox=None, *,
+                 prior_weight: float = PRIOR_WEIGHT, nthreads: int = 1) -> np.ndarray:
+    """How well ``mesh`` explains the photo turned by each of ``turns_deg`` (degrees of
+    azimuth) from ``initial_pose``, after placing it only (distance and centre searched at the
+    coarse level, the first step of fit_pose): (len(turns_deg),) scores minus the prior's
+    penalty, to rank CAD models before fitting the best all round. Zeros when the pose cannot be
+    fitted (fit_pose's message says why)."""
+    start = as_pose(initial_pose)
+    evidence = photo if isinstance(photo, ImageEvidence) else ImageEvidence(photo, bbox)
+    setup = fit_levels(evidence, mesh, start)
+    if isinstance(setup, str) or evidence.blank:
+        return np.zeros(len(turns_deg))
+    out = []
+    for d in turns_deg:
+        centre = start.replace(azimuth=start.azimuth + math.radians(d))
+        f = pose_objective(setup.coarse, mesh, centre, setup.size, COARSE_TOL, prior_weight,
+                           False, nthreads)
+        out.append(place(f, np.zeros(NX))[1])
+    return np.asarray(out)
+
+
+def fit_all_round(photo, mesh: CadMesh, initial_pose, bbox=None, step_deg: float = 30.0,
+                  **kwargs) -> FitResult:
+    """fit_pose that also starts from the azimuth turned by every ``step_deg`` (degrees) all
+    round: for an object the pose shown has turned far away (what an annotator asks for; each
+    turn is a candidate, taken only with CANDIDATE_MARGIN). Slower: every turn is placed
+    (distance and centre) at the coarse level, the SCREEN_KEEP best are searched in full and
+    up to FINE_RIVALS of those at the fine level."""
+    start = as_pose(initial_pose)
+    turns = all_round_turns(step_deg)
+    candidates = [start.replace(azimuth=wrap_angle(start.azimuth + math.radians(d)))
+                  for d in turns]
+    kwargs.setdefault("allow_flip", 180.0 not in turns)  # the half turn is a turn like the others
+    return fit_pose(photo, mesh, start, bbox, candidates=candidates, **kwargs)
+
+
+def all_round_turns(step_deg: float = 30.0) -> list[float]:
+    """The azimuth turns (degrees) fit_all_round tries besides the pose given: every
+    ``step_deg`` all round."""
+    if not 0.0 < step_deg < 360.0:
+        raise FitError(f"step_deg must be in (0, 360) degrees, got {step_deg}")
+    return [k * step_deg for k in range(1, int(round(360.0 / step_deg)))]
