@@ -98,7 +98,8 @@ class FitResult:
     pose: the fitted pose (the initial one when nothing better was found). score, initial_score:
     score_pose of the fitted and the initial pose at the fine level, in [0, 1]. outline,
     silhouette: the two parts of ``score`` (silhouette NaN without a box). margin: score lead of
-    the chosen hypothesis over the best other one (small = unsure which way the object faces).
+    the chosen hypothesis over the best other one (small = unsure which way the object faces;
+    with interior edges judged, fit_interior's value lead).
     flip_considered / flip_taken: whether the 180-deg azimuth hypothesis was tried / chosen.
     evaluations: renders scored. seconds: wall time. message: why the pose was kept, if it was.
     rotation_kept: a full fit that kept the rotation and moved the model only (no turn explained
@@ -150,7 +151,7 @@ class FitLevels:
 
 
 def fit_levels(evidence: ImageEvidence, mesh: CadMesh, start: Pose,
-           region: tuple | None = None) -> FitLevels | str:
+               region: tuple | None = None) -> FitLevels | str:
     """The coarse and fine evidence levels for this object, or why it cannot be fitted."""
     ext = projected_extent(mesh, start)
     if ext is None:
@@ -185,7 +186,7 @@ def _unchanged(start: Pose, score: Score | None, t0: float, evals: int, message:
 
 
 def pose_objective(level: EvidenceLevel, mesh: CadMesh, centre: Pose, size: float, tol: float,
-               weight: float, stretch: bool, nthreads: int):
+                   weight: float, stretch: bool, nthreads: int):
     """x -> score of ``centre`` moved by x (fit_search.apply_delta) minus the prior's penalty:
     the function the pattern search maximises at one evidence level (size: object pixels; tol:
     OUTLINE_TOL or COARSE_TOL; weight: the prior's; stretch: x[6:9] stretch the model)."""
@@ -333,7 +334,7 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
         evals += 2
         sure = not far or rival[2].total >= FLIP_MIN_SCORE
         # Alike silhouettes can still be told apart by the model's own interior edges.
-        if (value[rival[0]] > value[best[0]] + lead and (alike < ALIKE_IOU or judged)
+        if (value[rival[0]] > value[best[0]] + lead and (alike < ALIKE_IOU or bool(judged))
                 and sure):
             best, margin = rival, value[rival[0]] - value[best[0]]
         else:
