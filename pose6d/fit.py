@@ -27,6 +27,8 @@ linear in viewport and px, py), rendering only the object's window.
   the outline alike). Many candidates (all round: pose6d.fit_turns) are screened: each is placed
   at the coarse level, the SCREEN_KEEP best are searched in full, FINE_RIVALS at the fine level.
 - The prior steps back (a tenth of its weight) only when that gains STEP_BACK_GAIN of score.
+  When the outline lies on the photo's edges (BOX_OUTLINE), the rotation is then refined by the
+  model's own creases too (fit_interior.refine_by_interior).
 - Turns must earn their keep: when the outline fits only roughly (BOX_OUTLINE: another instance
   of the category), the rotation found is kept only if it scores ROTATION_GAIN above a fit that
   moves the model without turning it (``rotation_kept`` says when it did not).
@@ -47,7 +49,7 @@ from pose6d.box_fit import fit_pose_to_box
 from pose6d.cad_library import CadMesh
 from pose6d.camera import InvalidPoseError, Pose
 from pose6d.errors import BadInput
-from pose6d.fit_interior import judge
+from pose6d.fit_interior import judge, refine_by_interior
 from pose6d.fit_score import COARSE_TOL, OUTLINE_TOL, Score, score_pose
 from pose6d.fit_search import (COARSE_STEPS, FINE_STEPS, NX, SHAPE, TRANSLATION, apply_delta,
                                pattern_search, prior_penalty)
@@ -84,7 +86,7 @@ COMPENSATE = True  # rotation moves keep the silhouette's box in place (apply_de
 
 
 # Bump when the score or the search changes: fits cached on disk (pose6d.fit_cache) are redone.
-FIT_VERSION = "2026.12.3"
+FIT_VERSION = "2026.12.4"
 
 
 class FitError(BadInput):
@@ -315,8 +317,18 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
         pose2 = apply_delta(centre, x2, setup.size, comp)
         score2 = score_pose(setup.fine, mesh, pose2, setup.size, nthreads=nthreads)
         if score2.total >= score.total + STEP_BACK_GAIN:
-            pose, score = pose2, score2
-        return name, pose, score, n + n2 + 2
+            pose, score, x = pose2, score2, x2
+        n3 = 0
+        if mode == "full" and score.outline >= BOX_OUTLINE:
+            # The photographed model itself: its own creases pin the rotation further (the
+            # outline placed it; rotation moves keep its box in place).
+            pose3, score3, n3 = refine_by_interior(setup.fine, mesh, centre, x, setup.size,
+                                                   [i for i in active if i < 3],
+                                                   prior_weight * STEP_BACK_FACTOR, comp,
+                                                   nthreads)
+            if score3.outline >= BOX_OUTLINE:
+                pose, score = pose3, score3
+        return name, pose, score, n + n2 + n3 + 2
 
     finals = [refine(*r) for r in [own] + [r for r in others if r[3] >= own[3]][:FINE_RIVALS]]
     evals += sum(r[3] for r in finals)

@@ -1,18 +1,27 @@
-"""Choosing between poses whose outlines fit equally well by the model's own interior edges (a
-mug's handle in front of its body, a car's windows): used by pose6d.fit only when every outline
-lies on the photo's edges (BOX_OUTLINE: the photographed model itself). Another instance of the
-category has other creases, and they mislead (docs/fitting.md), so its fits never look inside.
+"""The model's own interior edges (a mug's handle in front of its body, a car's windows), used by
+pose6d.fit only when the outline lies on the photo's edges (BOX_OUTLINE: the photographed model
+itself): to refine a fitted pose further (``refine_by_interior``) and to choose between poses
+whose outlines fit equally well (``judge``). Another instance of the category has other
+creases, and they mislead (docs/fitting.md), so its fits never look inside.
 
     value = score + INTERIOR_WEIGHT * interior_agreement          (pose6d.fit_score)
 """
 from __future__ import annotations
 
+from typing import Sequence
+
+import numpy as np
+
 from pose6d.cad_library import CadMesh
 from pose6d.camera import Pose
-from pose6d.fit_score import Score, interior_agreement
+from pose6d.fit_score import Score, interior_agreement, score_pose
+from pose6d.fit_search import COARSE_STEPS, apply_delta, pattern_search, prior_penalty
 from pose6d.image_evidence import EvidenceLevel
 
 INTERIOR_WEIGHT = 0.5  # interior agreement's weight next to the score
+INTERIOR_EVALS = 40  # renders refine_by_interior may score
+INTERIOR_GAIN = 0.03  # value it must gain to move the pose (0.01: demo seeds 0-2 worse)
+INTERIOR_SCORE_LOSS = 0.01  # ... and score it may lose doing so
 
 
 def interior_value(level: EvidenceLevel, mesh: CadMesh, pose: Pose, score: Score,
@@ -32,3 +41,31 @@ def judge(level: EvidenceLevel, mesh: CadMesh, finals: list, size_px: float,
         return {}
     return {name: interior_value(level, mesh, pose, score, size_px, nthreads)
             for name, pose, score, _ in finals}
+
+
+def refine_by_interior(level: EvidenceLevel, mesh: CadMesh, centre: Pose, x: np.ndarray,
+                       size_px: float, active: Sequence[int], prior_weight: float,
+                       compensate: CadMesh | None = None, nthreads: int = 1
+                       ) -> tuple[Pose, Score, int]:
+    """A pattern search from ``centre`` moved by ``x`` (fit_search.apply_delta; (NX,)) over the
+    ``active`` values, maximising interior_value minus the prior's penalty (``prior_weight``),
+    with coarse steps (a crease a few degrees off is still found). Returns (pose, its Score,
+    renders scored); the pose at ``x`` unless the search gains INTERIOR_GAIN of value while losing
+    at most INTERIOR_SCORE_LOSS of score."""
+    def value(xx: np.ndarray) -> float:
+        pose = apply_delta(centre, xx, size_px, compensate)
+        score = score_pose(level, mesh, pose, size_px, nthreads=nthreads)
+        return interior_value(level, mesh, pose, score, size_px, nthreads) - \
+            prior_penalty(xx, prior_weight)
+
+    start = value(x)
+    x2, best, n = pattern_search(value, x, COARSE_STEPS, list(active), INTERIOR_EVALS)
+    pose = apply_delta(centre, x, size_px, compensate)
+    score = score_pose(level, mesh, pose, size_px, nthreads=nthreads)
+    if best > start + INTERIOR_GAIN:
+        # the interior edges must not pull the outline off the photo's (shading edges mislead)
+        pose2 = apply_delta(centre, x2, size_px, compensate)
+        score2 = score_pose(level, mesh, pose2, size_px, nthreads=nthreads)
+        if score2.total >= score.total - INTERIOR_SCORE_LOSS:
+            return pose2, score2, n + 3
+    return pose, score, n + 3
