@@ -75,9 +75,9 @@ def screen_models(photo, meshes: Mapping[int, CadMesh], initial_pose, bbox=None,
                   step_deg: float = 30.0, keep: int = ALL_ROUND_MODELS,
                   nthreads: int = 1) -> set[int]:
     """The ``keep`` models (cad indices) that explain the photo best after only being placed
-    (fit_turns.screen_turns) at the pose given and at every ``step_deg`` turn of its azimuth: a cheap
-    ranking before the all-round fit, which costs about ten times more per model. photo and
-    bbox as for fit_pose."""
+    (fit_turns.screen_turns) at the pose given and at every ``step_deg`` turn of its azimuth: a
+    cheap ranking before the all-round fit, which costs about ten times more per model. photo
+    and bbox as for fit_pose."""
     evidence = photo if isinstance(photo, ImageEvidence) else ImageEvidence(photo, bbox)
     turns = [0.0] + all_round_turns(step_deg)
     start = as_pose(initial_pose)

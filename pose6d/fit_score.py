@@ -15,8 +15,8 @@ The score (``score_pose``) of a pose is a number in [0, 1] a person can read:
 
 ``interior_agreement`` scores the edges inside the silhouette the same way (creases and depth
 steps: a mug's handle in front of its body). It is not part of the score: only the photographed
-model's own interior edges can be trusted, so the fit uses it to choose between poses whose
-outlines fit equally well (pose6d.fit, INTERIOR_WEIGHT).
+model's own interior edges can be trusted, so the fit uses it only when the outline fits
+(pose6d.fit_interior: refining the rotation, choosing between alike outlines).
 """
 from __future__ import annotations
 

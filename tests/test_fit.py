@@ -21,9 +21,9 @@ from pose6d.dataset import GROUND_TRUTH, Dataset
 from pose6d.demo_dataset import make_demo_dataset
 from pose6d.demo_photo import background, composite_object
 from pose6d.fit import FitError, fit_pose, fit_translation
-from pose6d.fit_turns import all_round_turns, screen_turns
 from pose6d.fit_cad import fit_cad, screen_models
 from pose6d.fit_score import score_pose
+from pose6d.fit_turns import all_round_turns, screen_turns
 from pose6d.silhouette import frame_pose, mesh_symmetry, render_silhouette
 from pose6d.fit_batch import fit_dataset
 from pose6d.image_evidence import EvidenceError, ImageEvidence
@@ -143,9 +143,9 @@ def test_interior_edges_tell_where_the_handle_is():
     handle hides behind, its outline fits as well (the body is a cylinder) but its interior edges
     no longer lie on the photo's. When an outline fits only roughly (another instance of the
     category) the judge gives no values: the score alone decides."""
+    from pose6d.demo_dataset import sized_pose
     from pose6d.fit import BOX_OUTLINE
     from pose6d.fit_interior import judge
-    from pose6d.demo_dataset import sized_pose
     from pose6d.fit_score import Score, interior_agreement
     from pose6d.fit_search import apply_delta
 
