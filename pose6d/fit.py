@@ -210,7 +210,8 @@ def place(objective, x0: np.ndarray) -> tuple[np.ndarray, float, int]:
 def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full",
              candidates: Sequence[Pose] | None = None, allow_flip: bool = True,
              prior_weight: float = PRIOR_WEIGHT, nthreads: int = 1, stretch: bool = True,
-             region: tuple | None = None, settle_box: bool = True) -> FitResult:
+             region: tuple | None = None, settle_box: bool = True,
+             placed: Sequence[tuple[np.ndarray, float]] | None = None) -> FitResult:
     """Fit ``mesh``'s pose to ``photo`` starting from ``initial_pose``.
 
     photo: (H, W, 3) uint8 RGB, or an ImageEvidence (reused across meshes / calls; then ``bbox``
@@ -224,6 +225,9 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
     model along its axes (a nuisance: the photographed object is another instance; the final
     distance and centre are settled on the model as it is). settle_box: with a box, end on the
     placement that makes the model span it (when the outline fits only roughly: BOX_OUTLINE).
+    placed: the first step already made for the pose given and each candidate, in that order
+    (fit_turns.place_turns on the same evidence, with the same prior); used only when they match
+    the hypotheses one for one (no flip or quarter turns tried).
 
     Returns a FitResult; the pose is unchanged (with ``message`` saying why) for a blank photo,
     an object outside the photo or with too little outline to judge. Raises FitError /
@@ -271,11 +275,16 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
     hyps += [(f"candidate{i}", as_pose(c), np.zeros(NX)) for i, c in enumerate(candidates or ())]
     # Distance and centre first (cheap, and what initial poses get most wrong), then all values;
     # with many hypotheses (all round) only the SCREEN_KEEP best others go on to the second step.
-    placed = []
-    for name, centre, x0 in hyps:
-        x, fx, n = place(objective(setup.coarse, centre, COARSE_TOL), x0)
-        evals += n
-        placed.append((name, centre, x, fx))
+    reuse = placed is not None and len(placed) == len(hyps)
+    placed_hyps = []
+    for k, (name, centre, x0) in enumerate(hyps):
+        if reuse:
+            x, fx = np.array(placed[k][0], dtype=np.float64), float(placed[k][1])
+        else:
+            x, fx, n = place(objective(setup.coarse, centre, COARSE_TOL), x0)
+            evals += n
+        placed_hyps.append((name, centre, x, fx))
+    placed = placed_hyps
     # A quarter turn is searched only when, once placed, it already explains the photo well and
     # clearly better than the pose given (it must then win as clearly as a flip): most do not
     # and cost one placement each.

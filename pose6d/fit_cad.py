@@ -12,8 +12,8 @@ import math
 from typing import Mapping
 
 from pose6d.cad_library import CadMesh
-from pose6d.fit import FitError, FitResult, as_pose, fit_pose
-from pose6d.fit_turns import all_round_turns, fit_all_round, screen_turns
+from pose6d.fit import PRIOR_WEIGHT, FitError, FitResult, as_pose, fit_pose
+from pose6d.fit_turns import all_round_turns, fit_all_round, place_turns
 from pose6d.image_evidence import ImageEvidence
 
 CAD_SWITCH_MARGIN = 0.03  # score lead another model needs over the one shown
@@ -53,12 +53,15 @@ def fit_cad(photo, meshes: Mapping[int, CadMesh], initial_pose, bbox=None, *,
     evidence = photo if isinstance(photo, ImageEvidence) else ImageEvidence(photo, bbox)
     meshes = {int(i): m for i, m in meshes.items()}
     if all_round:
-        chosen = screen_models(evidence, meshes, initial_pose, step_deg=step_deg,
-                               nthreads=kwargs.get("nthreads", 1))
+        # every model placed all round once: ranked here, reused by the all-round fits
+        placements = _place_models(evidence, meshes, initial_pose, step_deg,
+                                   kwargs.get("prior_weight", PRIOR_WEIGHT),
+                                   kwargs.get("nthreads", 1))
+        chosen = _best_models(placements, ALL_ROUND_MODELS)
         if initial_index is not None and int(initial_index) in meshes:
             chosen.add(int(initial_index))
         results = {i: fit_all_round(evidence, meshes[i], initial_pose, step_deg=step_deg,
-                                    **kwargs) for i in sorted(chosen)}
+                                    placed=placements[i], **kwargs) for i in sorted(chosen)}
     else:
         results = {i: fit_pose(evidence, m, initial_pose, **kwargs) for i, m in meshes.items()}
     ranked = sorted(results, key=lambda i: results[i].score, reverse=True)
@@ -75,12 +78,25 @@ def screen_models(photo, meshes: Mapping[int, CadMesh], initial_pose, bbox=None,
                   step_deg: float = 30.0, keep: int = ALL_ROUND_MODELS,
                   nthreads: int = 1) -> set[int]:
     """The ``keep`` models (cad indices) that explain the photo best after only being placed
-    (fit_turns.screen_turns) at the pose given and at every ``step_deg`` turn of its azimuth: a
+    (fit_turns.place_turns) at the pose given and at every ``step_deg`` turn of its azimuth: a
     cheap ranking before the all-round fit, which costs about ten times more per model. photo
     and bbox as for fit_pose."""
     evidence = photo if isinstance(photo, ImageEvidence) else ImageEvidence(photo, bbox)
+    return _best_models(_place_models(evidence, meshes, initial_pose, step_deg, PRIOR_WEIGHT,
+                                      nthreads), keep)
+
+
+def _place_models(evidence: ImageEvidence, meshes: Mapping[int, CadMesh], initial_pose,
+                  step_deg: float, prior_weight: float, nthreads: int) -> dict[int, list | None]:
+    """place_turns of every model at the pose given and every ``step_deg`` turn."""
     turns = [0.0] + all_round_turns(step_deg)
     start = as_pose(initial_pose)
-    best = {int(i): float(screen_turns(evidence, m, start, turns, nthreads=nthreads).max())
-            for i, m in meshes.items()}
+    return {int(i): place_turns(evidence, m, start, turns, prior_weight=prior_weight,
+                                nthreads=nthreads) for i, m in meshes.items()}
+
+
+def _best_models(placements: Mapping[int, list | None], keep: int) -> set[int]:
+    """The ``keep`` models whose best placed turn scores highest (unplaceable ones last)."""
+    best = {i: max((fx for _, fx in p), default=0.0) if p else 0.0
+            for i, p in placements.items()}
     return set(sorted(best, key=best.get, reverse=True)[:max(1, keep)])

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from pose6d.cad_library import CadMesh
-from pose6d.camera import wrap_angle
+from pose6d.camera import Pose, wrap_angle
 from pose6d.fit import (PRIOR_WEIGHT, FitError, FitResult, as_pose, fit_levels, fit_pose, place,
                         pose_objective)
 from pose6d.fit_score import COARSE_TOL
@@ -22,40 +22,58 @@ from pose6d.fit_search import NX
 from pose6d.image_evidence import ImageEvidence
 
 
-def screen_turns(photo, mesh: CadMesh, initial_pose, turns_deg: Sequence[float], bbox=None, *,
-                 prior_weight: float = PRIOR_WEIGHT, nthreads: int = 1) -> np.ndarray:
-    """How well ``mesh`` explains the photo turned by each of ``turns_deg`` (degrees of
-    azimuth) from ``initial_pose``, after placing it only (distance and centre searched at the
-    coarse level, the first step of fit_pose): (len(turns_deg),) scores minus the prior's
-    penalty, to rank CAD models before fitting the best all round. Zeros when the pose cannot be
-    fitted (fit_pose's message says why)."""
+def turned_poses(start: Pose, turns_deg: Sequence[float]) -> list[Pose]:
+    """``start`` with its azimuth turned by each of ``turns_deg`` (degrees; 0: ``start`` itself)."""
+    return [start if d == 0 else start.replace(azimuth=wrap_angle(start.azimuth + math.radians(d)))
+            for d in turns_deg]
+
+
+def place_turns(photo, mesh: CadMesh, initial_pose, turns_deg: Sequence[float], bbox=None, *,
+                prior_weight: float = PRIOR_WEIGHT, nthreads: int = 1
+                ) -> list[tuple[np.ndarray, float]] | None:
+    """fit_pose's first step for ``initial_pose`` turned by each of ``turns_deg`` (degrees of
+    azimuth): distance and centre placed at the coarse level. Returns (x (NX,), score minus the
+    prior's penalty) per turn, which fit_all_round can reuse (``placed``); None when the pose
+    cannot be fitted (fit_pose's message says why)."""
     start = as_pose(initial_pose)
     evidence = photo if isinstance(photo, ImageEvidence) else ImageEvidence(photo, bbox)
     setup = fit_levels(evidence, mesh, start)
     if isinstance(setup, str) or evidence.blank:
-        return np.zeros(len(turns_deg))
+        return None
     out = []
-    for d in turns_deg:
-        centre = start.replace(azimuth=start.azimuth + math.radians(d))
+    for centre in turned_poses(start, turns_deg):
         f = pose_objective(setup.coarse, mesh, centre, setup.size, COARSE_TOL, prior_weight,
                            False, nthreads)
-        out.append(place(f, np.zeros(NX))[1])
-    return np.asarray(out)
+        x, fx, _ = place(f, np.zeros(NX))
+        out.append((x, fx))
+    return out
+
+
+def screen_turns(photo, mesh: CadMesh, initial_pose, turns_deg: Sequence[float], bbox=None, *,
+                 prior_weight: float = PRIOR_WEIGHT, nthreads: int = 1) -> np.ndarray:
+    """How well ``mesh`` explains the photo turned by each of ``turns_deg`` (degrees of
+    azimuth) from ``initial_pose``, after placing it only (place_turns): (len(turns_deg),)
+    scores minus the prior's penalty, to rank CAD models before fitting the best all round.
+    Zeros when the pose cannot be fitted (fit_pose's message says why)."""
+    placed = place_turns(photo, mesh, initial_pose, turns_deg, bbox, prior_weight=prior_weight,
+                         nthreads=nthreads)
+    return np.zeros(len(turns_deg)) if placed is None else np.array([fx for _, fx in placed])
 
 
 def fit_all_round(photo, mesh: CadMesh, initial_pose, bbox=None, step_deg: float = 30.0,
+                  placed: Sequence[tuple[np.ndarray, float]] | None = None,
                   **kwargs) -> FitResult:
     """fit_pose that also starts from the azimuth turned by every ``step_deg`` (degrees) all
     round: for an object the pose shown has turned far away (what an annotator asks for; each
     turn is a candidate, taken only with CANDIDATE_MARGIN). Slower: every turn is placed
     (distance and centre) at the coarse level, the SCREEN_KEEP best are searched in full and
-    up to FINE_RIVALS of those at the fine level."""
+    up to FINE_RIVALS of those at the fine level. placed: place_turns of the pose given and
+    these turns ([0] + all_round_turns(step_deg)) on the same evidence, when already made."""
     start = as_pose(initial_pose)
     turns = all_round_turns(step_deg)
-    candidates = [start.replace(azimuth=wrap_angle(start.azimuth + math.radians(d)))
-                  for d in turns]
     kwargs.setdefault("allow_flip", 180.0 not in turns)  # the half turn is a turn like the others
-    return fit_pose(photo, mesh, start, bbox, candidates=candidates, **kwargs)
+    return fit_pose(photo, mesh, start, bbox, candidates=turned_poses(start, turns),
+                    placed=placed, **kwargs)
 
 
 def all_round_turns(step_deg: float = 30.0) -> list[float]:

@@ -23,7 +23,7 @@ from pose6d.demo_photo import background, composite_object
 from pose6d.fit import FitError, fit_pose, fit_translation
 from pose6d.fit_cad import fit_cad, screen_models
 from pose6d.fit_score import score_pose
-from pose6d.fit_turns import all_round_turns, screen_turns
+from pose6d.fit_turns import all_round_turns, fit_all_round, place_turns, screen_turns
 from pose6d.silhouette import frame_pose, mesh_symmetry, render_silhouette
 from pose6d.fit_batch import fit_dataset
 from pose6d.image_evidence import EvidenceError, ImageEvidence
@@ -232,6 +232,22 @@ def test_screening_all_round_finds_the_turn_back_and_the_right_model(demo):
     assert checked >= 6
     with pytest.raises(FitError, match="step_deg"):
         all_round_turns(0.0)
+
+
+def test_the_all_round_fit_reuses_the_screenings_placements(car):
+    """fitaz places every turn once (place_turns, which also ranks the CAD models); the
+    all-round fit given those placements ends where it ends without them, with fewer renders.
+    Placements that do not match its hypotheses are ignored."""
+    photo, mesh, gt, box = car
+    evidence = ImageEvidence(photo, box)
+    shown = gt.replace(azimuth=gt.azimuth + math.radians(100.0))
+    placed = place_turns(evidence, mesh, shown, [0.0] + all_round_turns(30.0))
+    fresh = fit_all_round(evidence, mesh, shown)
+    again = fit_all_round(evidence, mesh, shown, placed=placed)
+    assert _deg(fresh.pose, gt) < 6.0  # turned back (the turns are 30 deg apart)
+    assert again.pose == fresh.pose and again.score == fresh.score
+    assert again.evaluations < fresh.evaluations
+    assert fit_all_round(evidence, mesh, shown, placed=placed[:3]).pose == fresh.pose
 
 
 def test_the_score_prefers_the_true_pose(car):
