@@ -284,16 +284,15 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
             x, fx, n = place(objective(setup.coarse, centre, COARSE_TOL), x0)
             evals += n
         placed_hyps.append((name, centre, x, fx))
-    placed = placed_hyps
     # A quarter turn is searched only when, once placed, it already explains the photo well and
     # clearly better than the pose given (it must then win as clearly as a flip): most do not
     # and cost one placement each.
-    floor = max(FLIP_MIN_SCORE, max(p[3] for p in placed if p[1] is start) + QUARTER_GAIN)
-    ranked = sorted((p for p in placed if p[1] is not start
+    floor = max(FLIP_MIN_SCORE, max(p[3] for p in placed_hyps if p[1] is start) + QUARTER_GAIN)
+    ranked = sorted((p for p in placed_hyps if p[1] is not start
                      and (not p[0].startswith("quarter") or p[3] >= floor)),
                     key=lambda p: p[3], reverse=True)
     coarse_results = []
-    for name, centre, x, _ in [p for p in placed if p[1] is start] + ranked[:SCREEN_KEEP]:
+    for name, centre, x, _ in [p for p in placed_hyps if p[1] is start] + ranked[:SCREEN_KEEP]:
         x, fx, n = pattern_search(objective(setup.coarse, centre, COARSE_TOL), x,
                                   COARSE_STEPS / 2, active, COARSE_EVALS)
         evals += n

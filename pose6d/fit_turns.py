@@ -1,8 +1,8 @@
 """The azimuth all round (the ``fitaz`` command): an object the pose shown has turned far away.
 
 Every turn of the azimuth is first only placed (distance and centre at the coarse level:
-``screen_turns``, which also ranks CAD models in pose6d.fit_cad); fit_pose then takes the turns as
-candidates, searching the SCREEN_KEEP best in full.
+``place_turns``, whose scores also rank CAD models in pose6d.fit_cad); fit_pose then takes the
+turns as candidates, searching the SCREEN_KEEP best in full.
 
     result = fit_all_round(photo, mesh, shown_pose, bbox)     # every 30 deg
 """
@@ -47,17 +47,6 @@ def place_turns(photo, mesh: CadMesh, initial_pose, turns_deg: Sequence[float], 
         x, fx, _ = place(f, np.zeros(NX))
         out.append((x, fx))
     return out
-
-
-def screen_turns(photo, mesh: CadMesh, initial_pose, turns_deg: Sequence[float], bbox=None, *,
-                 prior_weight: float = PRIOR_WEIGHT, nthreads: int = 1) -> np.ndarray:
-    """How well ``mesh`` explains the photo turned by each of ``turns_deg`` (degrees of
-    azimuth) from ``initial_pose``, after placing it only (place_turns): (len(turns_deg),)
-    scores minus the prior's penalty, to rank CAD models before fitting the best all round.
-    Zeros when the pose cannot be fitted (fit_pose's message says why)."""
-    placed = place_turns(photo, mesh, initial_pose, turns_deg, bbox, prior_weight=prior_weight,
-                         nthreads=nthreads)
-    return np.zeros(len(turns_deg)) if placed is None else np.array([fx for _, fx in placed])
 
 
 def fit_all_round(photo, mesh: CadMesh, initial_pose, bbox=None, step_deg: float = 30.0,

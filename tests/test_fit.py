@@ -23,7 +23,7 @@ from pose6d.demo_photo import background, composite_object
 from pose6d.fit import FitError, fit_pose, fit_translation
 from pose6d.fit_cad import fit_cad, screen_models
 from pose6d.fit_score import score_pose
-from pose6d.fit_turns import all_round_turns, fit_all_round, place_turns, screen_turns
+from pose6d.fit_turns import all_round_turns, fit_all_round, place_turns
 from pose6d.silhouette import frame_pose, mesh_symmetry, render_silhouette
 from pose6d.fit_batch import fit_dataset
 from pose6d.image_evidence import EvidenceError, ImageEvidence
@@ -213,7 +213,7 @@ def test_the_right_cad_model_is_suggested(demo, car):
 
 def test_screening_all_round_finds_the_turn_back_and_the_right_model(demo):
     """Every demo object whose half turn looks different, shown turned 90 deg away: of the pose
-    and its 11 turns, the one back to the truth places best (screen_turns); the true model is
+    and its 11 turns, the one back to the truth places best (place_turns); the true model is
     among the two screen_models keeps, whichever model is shown."""
     turns = [0.0] + all_round_turns(30.0)
     checked = 0
@@ -224,7 +224,9 @@ def test_screening_all_round_finds_the_turn_back_and_the_right_model(demo):
             continue
         photo = read_image(demo.image_path(key))
         shown = gt.pose.replace(azimuth=gt.pose.azimuth + math.radians(90.0))
-        scores = screen_turns(photo, mesh, shown, turns, gt.bbox)
+        placed = place_turns(photo, mesh, shown, turns, gt.bbox)
+        assert placed is not None, str(key)
+        scores = np.array([fx for _, fx in placed])
         assert turns[int(np.argmax(scores))] == 270.0, (str(key), scores.round(2))
         meshes = {i: demo.cad.mesh(key.category, i) for i in demo.cad.indices(key.category)}
         assert gt.cad_index in screen_models(ImageEvidence(photo, gt.bbox), meshes, shown), str(key)
