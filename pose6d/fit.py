@@ -262,17 +262,27 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
     def objective(level: EvidenceLevel, centre: Pose, tol: float, weight: float = prior_weight):
         return pose_objective(level, mesh, centre, setup.size, tol, weight, stretch, nthreads)
 
-    # Hypotheses: (name, prior centre, starting offset from it).
-    hyps = [("given", start, np.zeros(NX))]
+    # Hypotheses: (name, prior centre, starting offset from it); kind[name] says which rule
+    # holds it: "given" (and its azimuth neighbours), "flip", "quarter" or "candidate".
+    hyps, kind = [], {}
+
+    def hypothesis(name: str, of_kind: str, centre: Pose, x0: np.ndarray | None = None) -> None:
+        hyps.append((name, centre, np.zeros(NX) if x0 is None else x0))
+        kind[name] = of_kind
+
+    hypothesis("given", "given", start)
     if mode == "full" and symmetry != "rotational":
-        hyps += [(f"azimuth{d:+.0f}", start, np.eye(NX)[0] * d) for d in NEIGHBOUR_DEG]
+        for d in NEIGHBOUR_DEG:
+            hypothesis(f"azimuth{d:+.0f}", "given", start, np.eye(NX)[0] * d)
     flip_considered = mode == "full" and allow_flip and symmetry == "none"
     if flip_considered:
-        hyps.append(("flip", start.replace(azimuth=start.azimuth + math.pi), np.zeros(NX)))
+        hypothesis("flip", "flip", start.replace(azimuth=start.azimuth + math.pi))
     if mode == "full" and allow_flip and symmetry != "rotational":
-        hyps += [(f"quarter{d:+.0f}", start.replace(azimuth=start.azimuth + math.radians(d)),
-                  np.zeros(NX)) for d in QUARTER_TURNS_DEG]
-    hyps += [(f"candidate{i}", as_pose(c), np.zeros(NX)) for i, c in enumerate(candidates or ())]
+        for d in QUARTER_TURNS_DEG:
+            hypothesis(f"quarter{d:+.0f}", "quarter",
+                       start.replace(azimuth=start.azimuth + math.radians(d)))
+    for i, c in enumerate(candidates or ()):
+        hypothesis(f"candidate{i}", "candidate", as_pose(c))
     # Distance and centre first (cheap, and what initial poses get most wrong), then all values;
     # with many hypotheses (all round) only the SCREEN_KEEP best others go on to the second step.
     reuse = placed is not None and len(placed) == len(hyps)
@@ -289,7 +299,7 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
     # and cost one placement each.
     floor = max(FLIP_MIN_SCORE, max(p[3] for p in placed_hyps if p[1] is start) + QUARTER_GAIN)
     ranked = sorted((p for p in placed_hyps if p[1] is not start
-                     and (not p[0].startswith("quarter") or p[3] >= floor)),
+                     and (kind[p[0]] != "quarter" or p[3] >= floor)),
                     key=lambda p: p[3], reverse=True)
     coarse_results = []
     for name, centre, x, _ in [p for p in placed_hyps if p[1] is start] + ranked[:SCREEN_KEEP]:
@@ -333,7 +343,7 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
             pose3, score3, n3 = refine_by_interior(setup.fine, mesh, centre, x, setup.size,
                                                    [i for i in active if i < 3],
                                                    prior_weight * STEP_BACK_FACTOR, comp,
-                                                   nthreads)
+                                                   nthreads, start_score=score)
             if score3.outline >= BOX_OUTLINE:
                 pose, score = pose3, score3
         return name, pose, score, n + n2 + n3 + 2
@@ -348,7 +358,7 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
         evals += len(judged)
         value = judged or {r[0]: r[2].total for r in finals}
         rival = max(finals[1:], key=lambda r: value[r[0]])
-        far = rival[0] == "flip" or rival[0].startswith("quarter")
+        far = kind[rival[0]] in ("flip", "quarter")
         lead = FLIP_MARGIN if far else CANDIDATE_MARGIN
         alike = silhouette_iou(mesh, best[1], rival[1], setup.coarse.frame)
         evals += 2
@@ -395,7 +405,7 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
         pose = pose.replace(azimuth=start.azimuth)
     pose = pose.replace(azimuth=_wrap(pose.azimuth), theta=_wrap(pose.theta))
     return FitResult(pose, score.total, initial.total, score.outline, score.silhouette, evals,
-                     time.perf_counter() - t0, margin, flip_considered, name == "flip",
+                     time.perf_counter() - t0, margin, flip_considered, kind[name] == "flip",
                      symmetry, mode)
 
 

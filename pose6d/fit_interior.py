@@ -45,27 +45,33 @@ def judge(level: EvidenceLevel, mesh: CadMesh, finals: list, size_px: float,
 
 def refine_by_interior(level: EvidenceLevel, mesh: CadMesh, centre: Pose, x: np.ndarray,
                        size_px: float, active: Sequence[int], prior_weight: float,
-                       compensate: CadMesh | None = None, nthreads: int = 1
-                       ) -> tuple[Pose, Score, int]:
+                       compensate: CadMesh | None = None, nthreads: int = 1,
+                       start_score: Score | None = None) -> tuple[Pose, Score, int]:
     """A pattern search from ``centre`` moved by ``x`` (fit_search.apply_delta; (NX,)) over the
     ``active`` values, maximising interior_value minus the prior's penalty (``prior_weight``),
-    with coarse steps (a crease a few degrees off is still found). Returns (pose, its Score,
-    renders scored); the pose at ``x`` unless the search gains INTERIOR_GAIN of value while losing
-    at most INTERIOR_SCORE_LOSS of score."""
-    def value(xx: np.ndarray) -> float:
+    with coarse steps (a crease a few degrees off is still found). start_score: score_pose of
+    the pose at ``x`` at this level, when the caller has it (not rendered again). Returns (pose,
+    its Score, renders scored); the pose at ``x`` unless the search gains INTERIOR_GAIN of value
+    while losing at most INTERIOR_SCORE_LOSS of score."""
+    def value(xx: np.ndarray, score: Score | None = None) -> float:
         pose = apply_delta(centre, xx, size_px, compensate)
-        score = score_pose(level, mesh, pose, size_px, nthreads=nthreads)
+        if score is None:
+            score = score_pose(level, mesh, pose, size_px, nthreads=nthreads)
         return interior_value(level, mesh, pose, score, size_px, nthreads) - \
             prior_penalty(xx, prior_weight)
 
-    start = value(x)
-    x2, best, n = pattern_search(value, x, COARSE_STEPS, list(active), INTERIOR_EVALS)
     pose = apply_delta(centre, x, size_px, compensate)
-    score = score_pose(level, mesh, pose, size_px, nthreads=nthreads)
+    score = start_score
+    if score is None:
+        score = score_pose(level, mesh, pose, size_px, nthreads=nthreads)
+    start = value(x, score)
+    x2, best, n = pattern_search(value, x, COARSE_STEPS, list(active), INTERIOR_EVALS, fx0=start)
+    n += 1 + (start_score is None)
     if best > start + INTERIOR_GAIN:
         # the interior edges must not pull the outline off the photo's (shading edges mislead)
         pose2 = apply_delta(centre, x2, size_px, compensate)
         score2 = score_pose(level, mesh, pose2, size_px, nthreads=nthreads)
         if score2.total >= score.total - INTERIOR_SCORE_LOSS:
-            return pose2, score2, n + 3
-    return pose, score, n + 3
+            return pose2, score2, n + 1
+        n += 1
+    return pose, score, n

@@ -65,15 +65,17 @@ def prior_penalty(x: np.ndarray, weight: float) -> float:
 
 
 def pattern_search(objective, x0: np.ndarray, steps: np.ndarray, active: Sequence[int],
-                   max_evals: int, seed: int = 0) -> tuple[np.ndarray, float, int]:
+                   max_evals: int, seed: int = 0, fx0: float | None = None
+                   ) -> tuple[np.ndarray, float, int]:
     """Maximise ``objective`` (x -> float) from x0 by compass search over the ``active``
     coordinates: try +-step on each, move (and keep going the same way while it improves).
     When no coordinate move helps, try as many random directions (step-scaled, so coupled moves
     of several values are found), and only then halve the steps; stop below MIN_STEPS or after
-    max_evals. Deterministic for a given seed. Returns (x, objective(x), evaluations)."""
+    max_evals. Deterministic for a given seed. fx0: objective(x0) when the caller already knows
+    it (not evaluated again). Returns (x, objective(x), evaluations)."""
     rng = np.random.default_rng(seed)
     x = np.array(x0, dtype=np.float64)
-    fx, evals = objective(x), 1
+    fx, evals = (objective(x), 1) if fx0 is None else (float(fx0), 0)
     step = np.array(steps, dtype=np.float64)
     active = list(active)
 
