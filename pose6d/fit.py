@@ -9,7 +9,7 @@ The search (``fit_pose``) keeps the initial pose as a strong prior (docs/fitting
 maximises score - prior penalty (PRIOR_WEIGHT * 0.5 * sum((delta / PRIOR_SIGMA)^2), a quadratic
 pull towards the hypothesis it started from), coarse to fine: the photo window around the
 object shrunk so that the object is about COARSE_PX, then FINE_PX, pixels across (the camera is
-linear in viewport and px, py), rendering only the object's window.
+linear in viewport and px, py; pose6d.fit_place), rendering only the object's window.
 - Values searched: azimuth, elevation, theta, log distance, px, py, plus three nuisance
   stretches of the CAD model along its axes (the photographed object is another instance of the
   category; the final distance and centre are settled on the model as it is). Rotation moves
@@ -45,19 +45,17 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from pose6d.box_fit import fit_pose_to_box
 from pose6d.cad_library import CadMesh
 from pose6d.camera import InvalidPoseError, Pose
 from pose6d.errors import BadInput
 from pose6d.fit_interior import judge, refine_by_interior
+from pose6d.fit_place import box_is_whole, fit_levels, place, settle_on_box
 from pose6d.fit_score import COARSE_TOL, OUTLINE_TOL, Score, score_pose
 from pose6d.fit_search import (COARSE_STEPS, FINE_STEPS, NX, SHAPE, TRANSLATION, apply_delta,
                                pattern_search, prior_penalty)
 from pose6d.image_evidence import EvidenceLevel, ImageEvidence
-from pose6d.silhouette import mesh_symmetry, projected_extent, silhouette_iou
+from pose6d.silhouette import mesh_symmetry, silhouette_iou
 
-COARSE_PX, FINE_PX = 64.0, 100.0  # object extent targeted by the coarse / fine frames
-REGION_MARGIN = 0.35  # the photo window is the object's box grown by this fraction of its size
 FLIP_MARGIN = 0.08  # score lead the 180-deg hypothesis needs over the pose given
 FLIP_MIN_SCORE = 0.75  # ... and explain the photo well: another instance of the category rarely
 # does, and then outlines tell front from back no better than chance (docs/fitting.md)
@@ -75,7 +73,8 @@ STEP_BACK_FACTOR, STEP_BACK_GAIN = 0.1, 0.03
 # When the fitted outline lies on the photo's edges no better than this (another instance of the
 # category, the usual case), the distance and centre that make the model span the object's box
 # place it better than the outline does (docs/fitting.md: harder set, median centre error
-# 12.5 -> 7.3 px); above it (the photographed model itself) the outline places it best.
+# 12.5 -> 7.3 px), unless the box is cut by the photo's border (fit_place.box_is_whole); above
+# it (the photographed model itself) the outline places it best.
 BOX_OUTLINE = 0.8
 # Below BOX_OUTLINE a turn must also score this much above the start placed on the box (harder
 # set, seeds 0-2, 144 objects: median rotation error 7.26 -> 6.78 deg (mean over the seeds; the
@@ -141,45 +140,6 @@ def as_pose(pose) -> Pose:
     raise InvalidPoseError(f"initial pose must be a Pose or a mapping, got {type(pose).__name__}")
 
 
-@dataclasses.dataclass
-class FitLevels:
-    """What one object's fit works on: the start, its size (projected extent, pixels) and the
-    coarse / fine evidence (photo windows with the object about COARSE_PX / FINE_PX across)."""
-
-    start: Pose
-    size: float
-    coarse: EvidenceLevel
-    fine: EvidenceLevel
-
-
-def fit_levels(evidence: ImageEvidence, mesh: CadMesh, start: Pose,
-               region: tuple | None = None) -> FitLevels | str:
-    """The coarse and fine evidence levels for this object, or why it cannot be fitted."""
-    ext = projected_extent(mesh, start)
-    if ext is None:
-        return "the initial pose puts part of the object behind the camera"
-    box, size = ext
-    if box[2] < 0 or box[3] < 0 or box[0] >= evidence.width or box[1] >= evidence.height:
-        return "the initial pose puts the object outside the photo"
-    if size < 8:
-        return f"the object is only {size:.1f} px across at the initial pose"
-    if region is None:
-        region = object_region(evidence, box, size)
-    coarse = evidence.level(evidence.frame(region, max(1, int(size // COARSE_PX))))
-    fine = evidence.level(evidence.frame(region, max(1, int(size // FINE_PX))))
-    return FitLevels(start, size, coarse, fine)
-
-
-def object_region(evidence: ImageEvidence, box: np.ndarray, size: float) -> tuple:
-    """The photo window searched: the projected box (and the given box) grown by
-    REGION_MARGIN of the object's size."""
-    if evidence.bbox is not None:
-        box = np.concatenate([np.minimum(box[:2], evidence.bbox[:2]),
-                              np.maximum(box[2:], evidence.bbox[2:])])
-    m = REGION_MARGIN * size
-    return (box[0] - m, box[1] - m, box[2] + m, box[3] + m)
-
-
 def _unchanged(start: Pose, score: Score | None, t0: float, evals: int, message: str,
                mode: str, symmetry: str = "none") -> FitResult:
     s = score or Score(0.0, 0.0, math.nan, 0)
@@ -201,12 +161,6 @@ def pose_objective(level: EvidenceLevel, mesh: CadMesh, centre: Pose, size: floa
     return f
 
 
-def place(objective, x0: np.ndarray) -> tuple[np.ndarray, float, int]:
-    """The search's cheap first step: distance and centre only, at the coarse level (the
-    objective from pose_objective, x0 (NX,)). Returns (x, objective value, evaluations)."""
-    return pattern_search(objective, x0, COARSE_STEPS, TRANSLATION, COARSE_EVALS // 3)
-
-
 def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full",
              candidates: Sequence[Pose] | None = None, allow_flip: bool = True,
              prior_weight: float = PRIOR_WEIGHT, nthreads: int = 1, stretch: bool = True,
@@ -224,7 +178,8 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
     none). nthreads: ray-casting threads (1 = one core). stretch: let the search stretch the
     model along its axes (a nuisance: the photographed object is another instance; the final
     distance and centre are settled on the model as it is). settle_box: with a box, end on the
-    placement that makes the model span it (when the outline fits only roughly: BOX_OUTLINE).
+    placement that makes the model span it (when the outline fits only roughly: BOX_OUTLINE;
+    not when the box touches the photo's border: the object is cut there).
     placed: the first step already made for the pose given and each candidate, in that order
     (fit_turns.place_turns on the same evidence, with the same prior); used only when they match
     the hypotheses one for one (no flip or quarter turns tried).
@@ -370,16 +325,17 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
         else:
             margin = value[best[0]] - value[rival[0]]
     name, pose, score, _ = best
-    if settle_box and evidence.bbox is not None and score.outline < BOX_OUTLINE:
-        pose, score, n = _settle_on_box(setup.fine, mesh, pose, score, evidence, nthreads,
+    boxed = settle_box and box_is_whole(evidence)
+    if boxed and score.outline < BOX_OUTLINE:
+        pose, score, n = settle_on_box(setup.fine, mesh, pose, score, evidence, nthreads,
                                         floor=initial.total, size_px=setup.size)
         evals += n
     if mode == "full" and score.outline < BOX_OUTLINE:
         # Another instance of the category: its outline rarely pins the rotation, so a turn is
         # kept only when it explains the photo ROTATION_GAIN better than moving the model alone
-        # (onto the box, as the fit itself would place it; without a box, a translation fit).
-        if settle_box and evidence.bbox is not None:
-            moved, moved_score, n = _settle_on_box(setup.fine, mesh, start, initial, evidence,
+        # (onto the box, as the fit itself would place it; else a translation fit).
+        if boxed:
+            moved, moved_score, n = settle_on_box(setup.fine, mesh, start, initial, evidence,
                                                    nthreads, floor=initial.total,
                                                    size_px=setup.size)
         else:
@@ -407,28 +363,6 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
     return FitResult(pose, score.total, initial.total, score.outline, score.silhouette, evals,
                      time.perf_counter() - t0, margin, flip_considered, kind[name] == "flip",
                      symmetry, mode)
-
-
-def _settle_on_box(level: EvidenceLevel, mesh: CadMesh, pose: Pose, score: Score,
-                   evidence: ImageEvidence, nthreads: int, floor: float,
-                   size_px: float | None = None) -> tuple[Pose, Score, int]:
-    """``pose`` with the distance and centre that make ``mesh`` span the evidence's box (sides on
-    the photo's border left free; rotation kept), unless that scores below ``floor`` (the
-    starting pose's score: the fit never ends worse than it started; an occluded object's box is
-    too small and often fails this); else ``pose`` as it was. Returns (pose, its score, renders
-    scored)."""
-    try:
-        boxed = fit_pose_to_box(mesh.vertices, pose, tuple(evidence.bbox),
-                                (evidence.width, evidence.height))
-    except (BadInput, InvalidPoseError):
-        return pose, score, 0
-    ext = projected_extent(mesh, boxed)
-    if ext is None:
-        return pose, score, 0
-    boxed_score = score_pose(level, mesh, boxed, size_px or ext[1], nthreads=nthreads)
-    if boxed_score.total >= floor:
-        return boxed, boxed_score, 1
-    return pose, score, 1
 
 
 def fit_translation(photo, mesh: CadMesh, initial_pose, bbox=None, **kwargs) -> FitResult:

@@ -15,8 +15,8 @@ import numpy as np
 
 from pose6d.cad_library import CadMesh
 from pose6d.camera import Pose, wrap_angle
-from pose6d.fit import (PRIOR_WEIGHT, FitError, FitResult, as_pose, fit_levels, fit_pose, place,
-                        pose_objective)
+from pose6d.fit import PRIOR_WEIGHT, FitError, FitResult, as_pose, fit_pose, pose_objective
+from pose6d.fit_place import fit_levels, place
 from pose6d.fit_score import COARSE_TOL
 from pose6d.fit_search import NX
 from pose6d.image_evidence import ImageEvidence

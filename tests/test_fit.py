@@ -184,7 +184,7 @@ def test_the_photographed_models_own_edges_turn_it_back(demo, key):
     """refine_by_interior with the photographed model, started 5 deg off in azimuth and 3 in
     elevation with no pull back (prior weight 0): its creases and outline bring it within 2 deg;
     started at the truth, it stays within 2 deg (the value's optimum, not exactly the truth)."""
-    from pose6d.fit import fit_levels
+    from pose6d.fit_place import fit_levels
     from pose6d.fit_interior import refine_by_interior
 
     photo, mesh, gt, box = _object(demo, key)
@@ -371,6 +371,27 @@ def test_truncated_object_is_fitted_or_kept():
     assert 0.0 <= result.score <= 1.0 and result.score >= result.initial_score
     assert _deg(result.pose, gt) <= _deg(start, gt) + 1.0
     assert _centre(result.pose, gt) < _centre(start, gt)
+
+
+@pytest.mark.parametrize("photographed, fitted", [(("mug", 1), ("mug", 2)),
+                                                   (("car", 2), ("car", 1))])
+def test_a_box_cut_by_the_border_does_not_place_another_instance(photographed, fitted):
+    """Half the object beyond the left or right border, fitted with another model of the category
+    from 10 deg / 10 px off: the cut box does not say where the object ends, so the fit must not
+    span it (that put these centres 17-54 px off); every fitted centre stays within twice the
+    start's error of the truth."""
+    for az, px in [(-60, 30), (-70, 600), (30, 40), (120, 610)]:
+        rng = np.random.default_rng(5)
+        gt = Pose.from_degrees(az, 15, 0, 9.0, px, 240, viewport=2000)
+        photo = background(rng, 640, 480)
+        composite_object(photo, _mesh(*photographed), gt, np.array([40.0, 60, 170]))
+        photo = np.clip(photo, 0, 255).astype(np.uint8)
+        ys, xs = np.nonzero(render(_mesh(*photographed), gt, 640, 480).full_mask)
+        box = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+        assert box[0] == 0 or box[2] == 640  # really cut by the border
+        start = perturbed(gt)
+        result = fit_pose(photo, _mesh(*fitted), start, box)
+        assert _centre(result.pose, gt) <= 2 * _centre(start, gt), (az, px, result)
 
 
 def test_another_instance_keeps_the_rotation_unless_a_turn_clearly_explains_more():
