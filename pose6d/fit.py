@@ -85,7 +85,7 @@ COMPENSATE = True  # rotation moves keep the silhouette's box in place (apply_de
 
 
 # Bump when the score or the search changes: fits cached on disk (pose6d.fit_cache) are redone.
-FIT_VERSION = "2026.12.4"
+FIT_VERSION = "2026.12.5"
 
 
 class FitError(BadInput):
