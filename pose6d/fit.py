@@ -328,7 +328,7 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
     boxed = settle_box and box_is_whole(evidence)
     if boxed and score.outline < BOX_OUTLINE:
         pose, score, n = settle_on_box(setup.fine, mesh, pose, score, evidence, nthreads,
-                                        floor=initial.total, size_px=setup.size)
+                                       floor=initial.total, size_px=setup.size)
         evals += n
     if mode == "full" and score.outline < BOX_OUTLINE:
         # Another instance of the category: its outline rarely pins the rotation, so a turn is
@@ -336,8 +336,8 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
         # (onto the box, as the fit itself would place it; else a translation fit).
         if boxed:
             moved, moved_score, n = settle_on_box(setup.fine, mesh, start, initial, evidence,
-                                                   nthreads, floor=initial.total,
-                                                   size_px=setup.size)
+                                                  nthreads, floor=initial.total,
+                                                  size_px=setup.size)
         else:
             r = fit_pose(evidence, mesh, start, mode="translation", prior_weight=prior_weight,
                          nthreads=nthreads, region=region, settle_box=False)
