@@ -1,15 +1,21 @@
 """The sync engine: applies Label Studio's annotation events to ``annotations_new/``.
 
 An object's synced record is always the newest (by updated_at) valid version of a not-deleted,
-not-skipped annotation of that object, or no file. Every event is journaled before it is
-applied and its outcome recorded: applied, duplicate, stale, ignored, rejected or failed. A
+not-skipped annotation of that object, or no file; a reviewer's decision on that annotation
+(label_sync.review) is added to it. Events of quality-control projects (label_sync.quality_store)
+are routed by the project's kind: a qualification project's annotations are test answers (never
+records), an evaluation project's are blind A/B ratings, a review project's are review decisions.
+With ``require_qualification`` an annotation by someone who has not passed the qualification is
+held (journaled, not applied) and ``release_held`` applies it once they pass.
+
+Every event is journaled before it is applied and its outcome recorded: applied, duplicate,
+stale, ignored, held, rejected or failed. A
 failed one (disk full, store down) is kept and applied again by ``retry_failed``; reconcile
 (ls_admin) repairs what never arrived with ``apply_annotation``, ``delete_annotation`` and
 ``resync_object``. Safe across threads, processes and replicas (the store's locks).
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import errno
 import hashlib
@@ -25,12 +31,13 @@ from label_sync.journal import UPSERT_ACTIONS, journaled
 from label_sync.records import (MalformedEvent, SyncRejected, annotation_record, annotator_of,
                                 file_matches, is_id, is_skipped, ls_id, object_key_of,
                                 parse_updated_at, record_fields, record_from_fields)
+from label_sync.outcome import Outcome
+from label_sync.quality_store import QualityTx
+from label_sync.quality_sync import QualityRouting, with_review
 from label_sync.store import SyncStore, SyncTx, Version, default_store_url
 
 log = logging.getLogger(__name__)
 
-# Worst first: an event touching several annotations reports its worst outcome.
-STATUS_RANK = ("failed", "rejected", "applied", "stale", "duplicate", "ignored")
 STUCK_AFTER = dt.timedelta(minutes=5)  # a 'received' event this old was cut off by a crash
 # Finished events keep their payload this long (for inspection), then only their outcome.
 JOURNAL_PAYLOAD_DAYS = 7
@@ -42,25 +49,14 @@ STALE_TEMP_AFTER_S = 60.0
 # --- The service. ---
 
 
-@dataclasses.dataclass
-class Outcome:
-    status: str
-    reason: str | None = None
-    written: list[str] = dataclasses.field(default_factory=list)
-    removed: list[str] = dataclasses.field(default_factory=list)
-
-    def merge(self, other: "Outcome") -> "Outcome":
-        worst = min(self.status, other.status, key=STATUS_RANK.index)
-        reasons = "; ".join(r for r in (self.reason, other.reason) if r) or None
-        return Outcome(worst, reasons, self.written + other.written, self.removed + other.removed)
-
-
-class SyncService:
+class SyncService(QualityRouting):
     """Applies Label Studio annotation events to ``annotations_new/``; safe across replicas."""
 
-    def __init__(self, dataset: Dataset, store_url: str | None = None):
+    def __init__(self, dataset: Dataset, store_url: str | None = None,
+                 require_qualification: bool = False):
         self.dataset = dataset
         self.store = SyncStore(default_store_url(dataset.root, store_url))
+        self.require_qualification = require_qualification
         self.remove_stale_temp_files()  # left by a writer killed mid-write
 
     def handle_event(self, payload: dict) -> dict:
@@ -75,6 +71,22 @@ class SyncService:
     def apply_annotation(self, annotation: dict, task: dict) -> dict:
         """Apply one annotation as a webhook would (for reconciling from an export)."""
         return self.handle_event({"action": "RECONCILE", "annotation": annotation, "task": task})
+
+    def release_held(self) -> int:
+        """Apply the held events (annotations of annotators not qualified when they arrived) of
+        every annotator who has passed since; returns how many were applied now. An event of an
+        annotator still not qualified stays held."""
+        with self.store.transaction() as tx:
+            held = tx.journal_held()
+        done = 0
+        for event_id, _, text in held:
+            try:
+                summary = self._run(event_id, json.loads(text))
+            except (SyncRejected, MalformedEvent):
+                done += 1  # no longer held: refused for good, and journaled so
+                continue
+            done += summary["status"] != "held"
+        return done
 
     def pending_events(self) -> list[tuple[int, str, str]]:
         """(id, action, payload) of the journaled events ``retry_failed`` would apply again."""
@@ -249,12 +261,18 @@ class SyncService:
             project_id = ls_id(payload.get("project"))
             if project_id < 0:  # Label Studio always names the project
                 return Outcome("ignored", "a deletion without a project deletes nothing")
+            kind = self._project_kind(project_id)
+            if kind is not None:
+                return self._each(self._delete_qc(a, project_id, kind) for a in ids)
             return self._each(self._delete(a, project_id) for a in ids)
         if action == "TASKS_DELETED":
             task_ids = [_id_of(t, "task") for t in _list(payload.get("tasks"), "tasks")]
             project_id = ls_id(payload.get("project"))
             if project_id < 0:
                 return Outcome("ignored", "a deletion without a project deletes nothing")
+            if self._project_kind(project_id) is not None:
+                return Outcome("ignored", f"tasks of quality-control project {project_id} are not "
+                                          "synced (their annotations' own deletions are)")
             with self.store.transaction() as tx:
                 ids = sorted({a for t in task_ids for a in tx.annotations_of_task(t)})
             return self._each(self._delete(a, project_id) for a in ids)
@@ -276,6 +294,14 @@ class SyncService:
         if annotation.get("project") is None and project is not None:
             annotation = dict(annotation, project=ls_id(project))
         updated_at, updated_us = parse_updated_at(annotation.get("updated_at"))
+        project_id = ls_id(annotation.get("project"))
+        kind = self._project_kind(project_id)
+        if kind is not None:
+            return self._upsert_qc(annotation, task, project_id, kind)
+        if self.require_qualification and not is_skipped(annotation):
+            unqualified = self._not_qualified(annotation)
+            if unqualified:
+                return Outcome("held", unqualified)
         try:
             key = object_key_of(task)
         except SyncRejected as exc:
@@ -361,10 +387,11 @@ class SyncService:
             if dry_run:
                 return [], [str(key)] if path.exists() else []
             return [], [str(key)] if self.dataset.remove(key, SYNCED) else []
-        if file_matches(path, winner.record):
+        fields = with_review(winner, QualityTx(tx.cur, tx.dialect).review_of(winner.annotation_id))
+        if file_matches(path, fields):
             return [], []
         if not dry_run:
-            self.dataset.write(key, record_from_fields(winner.record), SYNCED)
+            self.dataset.write(key, record_from_fields(fields), SYNCED)
         return [str(key)], []
 
 

@@ -16,6 +16,7 @@ from typing import Iterable
 from pose6d.dataset import SYNCED
 from pose6d.defaults import ENV_PREFIX
 from label_sync.database import Database, Tx, canonical_json, is_postgres_url, sqlite_path, utc_now
+from label_sync import quality_store
 
 # Where the store is unless configured: a SQLite file beside the synced records.
 DEFAULT_STORE = f"{SYNCED}/.sync.sqlite3"
@@ -210,11 +211,18 @@ class SyncTx(Tx):
             "LEFT JOIN pose6d_sync_payload p ON p.event_id = j.id WHERE j.status = 'failed' "
             "OR (j.status = 'received' AND j.received_at < ?) ORDER BY j.id", (stuck_before,))]
 
+    def journal_held(self) -> list[tuple[int, str, str]]:
+        """(id, action, payload) of the events held for an annotator not yet qualified."""
+        return [(int(r[0]), r[1], _payload(r[2], r[3])) for r in self.run(
+            "SELECT j.id, j.action, p.body, j.payload FROM pose6d_sync_journal j "
+            "LEFT JOIN pose6d_sync_payload p ON p.event_id = j.id WHERE j.status = 'held' "
+            "ORDER BY j.id")]
+
     def journal_compact(self, finished_before: str) -> int:
-        """Drop the payloads of events that finished (any status but failed / received) before
+        """Drop the payloads of events that finished (any status but failed / received / held) before
         ``finished_before``: nothing retries them. Returns how many events lost theirs."""
         done = ("SELECT id FROM pose6d_sync_journal WHERE finished_at < ? "
-                "AND status NOT IN ('failed', 'received')")
+                "AND status NOT IN ('failed', 'received', 'held')")
         bodies = self.run(f"DELETE FROM pose6d_sync_payload WHERE event_id IN ({done}) "
                           "RETURNING event_id", (finished_before,))
         old = self.run(f"UPDATE pose6d_sync_journal SET payload = '' WHERE id IN ({done}) "
@@ -245,7 +253,7 @@ class SyncStore(Database):
     """The sync's tables in one store (``default_store_url``)."""
 
     tx_class = SyncTx
-    schema = SCHEMA
+    schema = SCHEMA + quality_store.SCHEMA  # quality control's facts decide what a record says
 
     def migrate(self, tx: Tx) -> None:
         """Stores made before skips and annotators were columns: add them. A skip was then

@@ -16,10 +16,11 @@ from pose6d.dataset import Dataset, ObjectKey
 from pose6d.errors import DataError, StoreFailure
 from pose6d.inout import image_size
 from pose6d import labeling
-from pose6d.labeling import box_region, choice_result, pose_results, shown_pose
+from pose6d.labeling import box_region, choice_result, command_result, pose_results, shown_pose
 from pose6d.labeling_config import missing_tags
-from pose6d.tasks import TaskError, task_object_key
+from pose6d.tasks import REVIEW_NOTE, TaskError, task_object_key
 
+from ml_backend.commands import INFO_MARK
 from ml_backend.overlay_regions import DEFAULT_STYLE, overlay_regions
 from ml_backend.pose_source import TaskContext, make_pose_source
 from ml_backend.refinement import Refinement
@@ -66,7 +67,8 @@ class Pose6DModel:
         if self._sync is None:
             with self._open_lock:  # gunicorn threads: one service (one store) per process
                 if self._sync is None:
-                    self._sync = SyncService(self.dataset, self.settings.sync_store or None)
+                    self._sync = SyncService(self.dataset, self.settings.sync_store or None,
+                                             self.settings.require_qualification)
         return self._sync
 
     def _open_refinement_store(self) -> RefinementStore:
@@ -188,6 +190,13 @@ class Pose6DModel:
             results.append(box_region(bbox, width, height))
         return results + (extra or [])
 
+    def labels_refused(self, user: str | None, task: dict) -> str | None:
+        """Why this annotator gets no refinement on this task (--require-qualification)."""
+        if not self.settings.require_qualification:
+            return None
+        project = task.get("project")
+        return self.sync.labels_refused(user, project if isinstance(project, int) else None)
+
     def photo_evidence(self, key: ObjectKey):
         """The object's photo and box for auto-fit, cached per object (the edges and the
         foreground are computed once per photo)."""
@@ -202,9 +211,14 @@ class Pose6DModel:
     def predict_task(self, task: dict) -> dict:
         t0 = time.perf_counter()
         key, initial, width, height = self.task_context(task)
-        record_bbox = (task.get("data") or {}).get("bbox")
+        data = task.get("data") or {}
+        record_bbox = data.get("bbox")
+        note = data.get(REVIEW_NOTE)  # a task a reviewer sent back: say why, in the command box
+        extra = [command_result(f"{INFO_MARK} {note[:500]}")] \
+            if isinstance(note, str) and note.strip() else None
         results = self.pose_prediction(key, initial.pose, initial.cad_index, width, height,
-                                       bbox=record_bbox if _is_box(record_bbox) else None)
+                                       bbox=record_bbox if _is_box(record_bbox) else None,
+                                       extra=extra)
         log.debug("predict %s in %.1f ms", key, (time.perf_counter() - t0) * 1000)
         return {"result": results, "score": initial.score, "model_version": self.model_version}
 

@@ -71,6 +71,9 @@ class RefinementHost(Protocol):
     def photo_evidence(self, key: ObjectKey) -> "ImageEvidence":
         """The object's photo with its box, for auto-fit (cached); DataError when unreadable."""
 
+    def labels_refused(self, user: str | None, task: dict) -> str | None:
+        """Why ``user`` may not label this task yet (None: they may)."""
+
 
 class Refinement:
     """Turns one interactive /predict call into the new pose's results.
@@ -118,6 +121,9 @@ class Refinement:
         ranges = number_ranges(label_config)
         initial_state = State(initial.pose, initial.cad_index)
         hint, user = command_box_id(context.get("result")), requesting_user(task)
+        refused = self.host.labels_refused(user, task)
+        if refused:
+            return self._error(refused)
         log.debug("refine task %s: chain %s, annotator %s", task.get("id"), hint, user)
         # One task's calls one at a time, across workers (Label Studio may send two at once).
         with self._chains.open(_task_id(task), hint, user) as record:

@@ -32,6 +32,9 @@ class Settings:
                              "(auto-fit; the fit score becomes the prediction's score; fits are "
                              f"cached in {FIT_CACHE}, setup_project --prefill-fit fills them "
                              "ahead)")
+    require_qualification: bool = _opt(False, "sync and refine only for annotators who passed "
+                                       "the qualification test (pose6d-qualify); others' "
+                                       "annotations are held, applied once they pass")
     edge_width: int = _opt(2, "px: edges are drawn this wide, so they survive Label Studio's scaling")
     max_request_mb: float = _opt(32.0, "larger request bodies are refused (413)")
     model_version: str = _opt("pose6d-0.1", "model version reported to Label Studio")

@@ -1,0 +1,129 @@
+"""The sync engine's quality-control steps (label_sync.quality_sync): a qualification project's
+annotations never become records, --require-qualification holds an unqualified annotator's
+labels until they pass, and a reviewer's decision shows in the synced record."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import ls_payloads as ls
+from label_sync.engine import SyncService
+from label_sync.quality_store import QUALIFICATION, Qualification, QualityStore, Review
+from label_sync.store import default_store_url
+from pose6d.dataset import SYNCED, ObjectKey
+from pose6d.inout import load_npz
+
+CAR0, CAR1 = "car/img_a_1_0", "car/img_a_1_1"
+QC_PROJECT = 50
+
+
+def synced(dataset, key: str) -> dict | None:
+    path = dataset.record_path(ObjectKey.parse(key), SYNCED)
+    return load_npz(path) if path.exists() else None
+
+
+@pytest.fixture
+def quality(tiny_dataset):
+    store = QualityStore(default_store_url(tiny_dataset.root))
+    yield store
+    store.close()
+
+
+def qualify(quality: QualityStore, annotator: str, passed: bool) -> None:
+    with quality.transaction() as tx:
+        tx.set_qualification(Qualification(annotator, None, passed, {"objects": 10}, QC_PROJECT,
+                                           "2026-12-06T00:00:00+00:00"))
+
+
+def test_a_qualification_projects_annotations_are_never_records(tiny_dataset, quality):
+    with quality.transaction() as tx:
+        tx.register_project(QC_PROJECT, QUALIFICATION, "test", None, {})
+    service = SyncService(tiny_dataset)
+    event = ls.created(11, 2, CAR0, 10, ls.pose_result(azimuth=99), project_id=QC_PROJECT)
+    event["project"]["id"] = QC_PROJECT
+    summary = service.handle_event(event)
+    assert summary["status"] == "ignored" and "qualification project" in summary["reason"]
+    assert synced(tiny_dataset, CAR0) is None
+    # the same object labelled in the labelling project (1) is synced as usual
+    assert service.handle_event(ls.created(12, 3, CAR0, 20))["status"] == "applied"
+    assert synced(tiny_dataset, CAR0)["ls_annotation_id"] == 12
+    # a deletion in the qualification project deletes nothing of the labelling project
+    deletion = ls.deleted(12)
+    deletion["project"]["id"] = QC_PROJECT
+    service.handle_event(deletion)
+    assert synced(tiny_dataset, CAR0)["ls_annotation_id"] == 12
+
+
+def test_unqualified_annotators_are_held_and_applied_once_they_pass(tiny_dataset, quality):
+    service = SyncService(tiny_dataset, require_qualification=True)
+    qualify(quality, "8", passed=True)
+    first = service.handle_event(ls.created(21, 2, CAR0, 10, ls.pose_result(azimuth=45), user=7))
+    assert first["status"] == "held" and "not taken" in first["reason"]
+    assert service.handle_event(ls.created(22, 3, CAR1, 10, user=8))["status"] == "applied"
+    assert synced(tiny_dataset, CAR0) is None and synced(tiny_dataset, CAR1) is not None
+    assert service.release_held() == 0  # 7 has still not passed
+
+    qualify(quality, "7", passed=False)
+    assert service.release_held() == 0
+    assert service.journal(10)[-1]["status"] == "held"
+
+    qualify(quality, "7", passed=True)
+    assert service.release_held() == 1
+    rec = synced(tiny_dataset, CAR0)
+    assert rec["azimuth"] == pytest.approx(math.radians(45)) and rec["annotator"] == "7"
+    assert service.release_held() == 0  # applied once, not again
+    # without the flag nobody is held
+    open_service = SyncService(tiny_dataset)
+    assert open_service.handle_event(ls.created(23, 4, CAR1, 30, user=99))["status"] == "applied"
+
+
+def test_an_unqualified_annotator_may_label_the_qualification_project_itself(tiny_dataset, quality):
+    with quality.transaction() as tx:
+        tx.register_project(QC_PROJECT, QUALIFICATION, "test", None, {})
+    service = SyncService(tiny_dataset, require_qualification=True)
+    assert service.labels_refused("new@lab.org", QC_PROJECT) is None
+    refused = service.labels_refused("new@lab.org", 1)
+    assert refused and "has not passed the qualification test" in refused
+    qualify(quality, "new@lab.org", passed=True)
+    assert service.labels_refused("new@lab.org", 1) is None
+    assert SyncService(tiny_dataset).labels_refused("other@lab.org", 1) is None
+
+
+def review(annotation_id: int, decision: str, reviewed_us: int | None = None) -> Review:
+    return Review(900 + annotation_id, 1, CAR0, annotation_id, decision, ("bad pose",),
+                  "rotate it", "rev@lab.org", 60, reviewed_us=reviewed_us)
+
+
+def test_a_review_decision_is_in_the_record_of_the_annotation_it_judged(tiny_dataset, quality):
+    service = SyncService(tiny_dataset)
+    service.handle_event(ls.created(31, 2, CAR0, 10))
+    with quality.transaction() as tx:
+        tx.upsert_review(review(31, "reject"))
+    assert "rewrote" in service.resync_object(ObjectKey.parse(CAR0))
+    rec = synced(tiny_dataset, CAR0)
+    assert rec["review_status"] == "rejected" and rec["review_reasons"] == "bad pose"
+    assert rec["reviewer"] == "rev@lab.org" and rec["review_comment"] == "rotate it"
+    assert rec["ls_annotation_id"] == 31  # the pose stays, marked rejected
+
+    # the corrected submission (a new annotation) is the record, not yet reviewed
+    service.handle_event(ls.created(32, 5, CAR0, 20, ls.pose_result(azimuth=70)))
+    rec = synced(tiny_dataset, CAR0)
+    assert rec["ls_annotation_id"] == 32 and "review_status" not in rec
+    with quality.transaction() as tx:
+        tx.upsert_review(review(32, "accept"))
+    service.resync_object(ObjectKey.parse(CAR0))
+    assert synced(tiny_dataset, CAR0)["review_status"] == "reviewed"
+
+
+def test_an_edit_after_the_review_is_not_covered_by_it(tiny_dataset, quality):
+    service = SyncService(tiny_dataset)
+    service.handle_event(ls.created(41, 2, CAR0, 10))
+    reviewed_us = service.versions()[0].updated_us
+    with quality.transaction() as tx:
+        tx.upsert_review(review(41, "accept", reviewed_us))
+    service.resync_object(ObjectKey.parse(CAR0))
+    assert synced(tiny_dataset, CAR0)["review_status"] == "reviewed"
+    service.handle_event(ls.updated(41, 2, CAR0, 30, ls.pose_result(azimuth=80)))
+    rec = synced(tiny_dataset, CAR0)
+    assert rec["azimuth"] == pytest.approx(math.radians(80)) and "review_status" not in rec
