@@ -53,10 +53,12 @@ class SyncService(QualityRouting):
     """Applies Label Studio annotation events to ``annotations_new/``; safe across replicas."""
 
     def __init__(self, dataset: Dataset, store_url: str | None = None,
-                 require_qualification: bool = False):
+                 require_qualification: bool | None = None):
+        """require_qualification: the backend's flag, kept in the store; None (reconcile, the
+        admin tools) follows what the store says, so every writer applies the same rule."""
         self.dataset = dataset
         self.store = SyncStore(default_store_url(dataset.root, store_url))
-        self.require_qualification = require_qualification
+        self.require_qualification = self._qualification_rule(require_qualification)
         self.remove_stale_temp_files()  # left by a writer killed mid-write
 
     def handle_event(self, payload: dict) -> dict:
@@ -301,7 +303,7 @@ class SyncService(QualityRouting):
         if self.require_qualification and not is_skipped(annotation):
             unqualified = self._not_qualified(annotation)
             if unqualified:
-                return Outcome("held", unqualified)
+                return Outcome("held", unqualified)  # journaled: release_held applies it
         try:
             key = object_key_of(task)
         except SyncRejected as exc:

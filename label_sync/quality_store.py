@@ -58,7 +58,12 @@ SCHEMA = (
         deleted INTEGER NOT NULL DEFAULT 0, sent_back_task_id BIGINT, reviewed_us BIGINT,
         received_at TEXT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS pose6d_qc_review_annotation ON pose6d_qc_review (annotation_id)",
+    # Settings every process of the store must agree on (REQUIRE_QUALIFICATION: the backend's
+    # --require-qualification as it last started, which reconcile then follows too).
+    """CREATE TABLE IF NOT EXISTS pose6d_qc_setting (
+        name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL)""",
 )
+REQUIRE_QUALIFICATION = "require_qualification"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,6 +197,17 @@ class QualityTx(Tx):
         return [_project(r) for r in self.run(
             "SELECT project_id, kind, title, main_project_id, settings FROM pose6d_qc_project "
             f"{where} ORDER BY project_id", params)]
+
+    # --- settings ---
+
+    def setting(self, name: str) -> Any:
+        rows = self.run("SELECT value FROM pose6d_qc_setting WHERE name = ?", (name,))
+        return json.loads(rows[0][0]) if rows else None
+
+    def set_setting(self, name: str, value: Any) -> None:
+        self.run("INSERT INTO pose6d_qc_setting (name, value, updated_at) VALUES (?, ?, ?) "
+                 "ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = "
+                 "excluded.updated_at", (name, json.dumps(value), utc_now()))
 
     # --- qualification ---
 

@@ -7,7 +7,8 @@ from typing import Any
 
 from pose6d.dataset import ObjectKey
 from label_sync.outcome import Outcome
-from label_sync.quality_store import EVALUATION, QUALIFICATION, QualityTx, Review
+from label_sync.quality_store import (EVALUATION, QUALIFICATION, REQUIRE_QUALIFICATION,
+                                      QualityTx, Review)
 from label_sync.records import ANNOTATOR_EMAIL, annotator_of, ls_id
 from label_sync.store import Version
 
@@ -25,6 +26,26 @@ class QualityRouting:
         with self.store.transaction() as tx:
             found = QualityTx(tx.cur, tx.dialect).project(project_id)
         return found.kind if found else None
+
+    def _qualification_rule(self, wanted: bool | None) -> bool:
+        """Keep ``wanted`` in the store when given; the store's rule otherwise (off if unset)."""
+        with self.store.transaction() as tx:
+            quality = QualityTx(tx.cur, tx.dialect)
+            if wanted is None:
+                return bool(quality.setting(REQUIRE_QUALIFICATION))
+            if quality.setting(REQUIRE_QUALIFICATION) != wanted:
+                quality.set_setting(REQUIRE_QUALIFICATION, wanted)
+        return wanted
+
+    def held_reason(self, annotation: dict) -> str | None:
+        """Why the sync would hold this annotation (None: it would not)."""
+        if not self.require_qualification or not isinstance(annotation, dict) \
+                or annotation.get("was_cancelled"):
+            return None
+        project = ls_id(annotation.get("project"))
+        if project >= 0 and self._project_kind(project) is not None:
+            return None
+        return self._not_qualified(annotation)
 
     def qualification_state(self, names: set[str]) -> str:
         """"passed", "failed" or "not taken": the qualification of the annotator known by any

@@ -1,7 +1,9 @@
 """Repair ``annotations_new/`` from Label Studio, for when webhooks were lost (backend down).
 
 ``reconcile(client, dataset, project_id)``:
-0. retries the webhook events whose writes failed earlier (``SyncService.retry_failed``);
+0. retries the webhook events whose writes failed earlier (``SyncService.retry_failed``) and
+   applies those held for annotators who have passed the qualification since
+   (``SyncService.release_held``; with --require-qualification, docs/quality_control.md);
 1. reads every annotation of the project's annotated tasks from Label Studio export snapshots
    (``ls_admin.snapshot``: one server-side pass over a task list fixed when it starts; at 100k
    tasks 573 tasks/s, the paged listing 179/s over its first 10,000 and slower after; and it
@@ -11,7 +13,9 @@
    record). A version it has is left alone: the webhook's copy carries what only the backend
    knows (was the pose drawn, the annotator's email), which Label Studio's listing lacks, so
    re-applying it stored a second copy of every synced version and rewrote about half the
-   files without those marks (benchmarks/bench_scale.py found it);
+   files without those marks (benchmarks/bench_scale.py found it). An annotation of an
+   annotator not qualified (when the backend requires it) is reported as held and left in
+   Label Studio: a later run applies it once they pass;
 3. tells the sync about annotations it holds for the project that Label Studio no longer has
    (deleted while the backend was down), as an ANNOTATIONS_DELETED event. A deletion is
    permanent (a tombstone), so each is confirmed first: Label Studio must answer 404 for the
@@ -57,6 +61,7 @@ class ReconcileReport:
     retried: int = 0  # failed webhook events retried (dry run: that would be)
     retry_ok: int = 0  # of those, how many no longer fail
     unconfirmed: list[str] = dataclasses.field(default_factory=list)  # deletions not confirmed
+    held: list[str] = dataclasses.field(default_factory=list)  # annotators not qualified yet
 
     def lines(self) -> list[str]:
         verb = "would change" if self.dry_run else "changed"
@@ -67,7 +72,8 @@ class ReconcileReport:
                 + ("" if self.dry_run or not self.retried else f", {self.retry_ok} now applied"))
         return ([head] + [f"  {line}" for line in self.changes]
                 + [f"  not synced: {line}" for line in self.rejected]
-                + [f"  not deleted: {line}" for line in self.unconfirmed])
+                + [f"  not deleted: {line}" for line in self.unconfirmed]
+                + [f"  held: {line}" for line in self.held])
 
 
 # --- Reading Label Studio and the sync store. ---
@@ -161,6 +167,10 @@ def _apply(sync: SyncService, annotation: dict, task: dict, report: ReconcileRep
     restore = aid in tombstoned
     if not restore and _is_known(annotation, known):
         return set()
+    held = sync.held_reason(annotation)
+    if held:  # not journaled again on every run: Label Studio keeps it until they pass
+        report.held.append(f"annotation {aid} ({key}): {held}")
+        return set()
     try:
         if restore:
             summary = sync.restore_annotation(annotation, task)
@@ -193,6 +203,10 @@ def _plan(sync: SyncService, annotation: dict, task: dict, known: dict[int, set[
         return set(sync.annotation_objects(aid))
     try:
         if _is_known(annotation, known):
+            return set()
+        held = sync.held_reason(annotation)
+        if held:
+            report.held.append(f"annotation {aid}: {held}")
             return set()
         key = sync.check_annotation(annotation, task)  # a malformed updated_at is refused here
     except (SyncRejected, MalformedEvent, DataError) as exc:
@@ -234,6 +248,11 @@ def reconcile(client: LabelStudio, dataset: Dataset, project_id: int, store_url:
         report.retried = len(sync.pending_events())
         if report.retried and not dry_run:
             report.retry_ok = sync.retry_failed()
+        if not dry_run:
+            released = sync.release_held()
+            if released:
+                report.changes.append(f"applied {released} held event(s) of annotators who "
+                                      "have passed the qualification since")
         if not dry_run:
             report.changes += [f"removed {path} (a write killed midway)"
                                for path in sync.remove_stale_temp_files()]

@@ -74,7 +74,8 @@ def test_unqualified_annotators_are_held_and_applied_once_they_pass(tiny_dataset
     assert rec["azimuth"] == pytest.approx(math.radians(45)) and rec["annotator"] == "7"
     assert service.release_held() == 0  # applied once, not again
     # without the flag nobody is held
-    open_service = SyncService(tiny_dataset)
+    assert SyncService(tiny_dataset).require_qualification  # the store keeps the rule
+    open_service = SyncService(tiny_dataset, require_qualification=False)
     assert open_service.handle_event(ls.created(23, 4, CAR1, 30, user=99))["status"] == "applied"
 
 
@@ -87,7 +88,8 @@ def test_an_unqualified_annotator_may_label_the_qualification_project_itself(tin
     assert refused and "has not passed the qualification test" in refused
     qualify(quality, "new@lab.org", passed=True)
     assert service.labels_refused("new@lab.org", 1) is None
-    assert SyncService(tiny_dataset).labels_refused("other@lab.org", 1) is None
+    assert SyncService(tiny_dataset, require_qualification=False).labels_refused(
+        "other@lab.org", 1) is None
 
 
 def review(annotation_id: int, decision: str, reviewed_us: int | None = None) -> Review:
@@ -127,3 +129,46 @@ def test_an_edit_after_the_review_is_not_covered_by_it(tiny_dataset, quality):
     service.handle_event(ls.updated(41, 2, CAR0, 30, ls.pose_result(azimuth=80)))
     rec = synced(tiny_dataset, CAR0)
     assert rec["azimuth"] == pytest.approx(math.radians(80)) and "review_status" not in rec
+
+
+# --- the backend: what an annotator sees ---
+
+
+def test_the_backend_tells_an_unqualified_annotator_why_nothing_moves(tiny_dataset, tiny_keys,
+                                                                     quality):
+    from backend_helpers import command_context, interactive_body, make_client, numbers_of, task_for
+    from pose6d import labeling
+
+    client = make_client(tiny_dataset, require_qualification=True)
+    task = task_for(tiny_dataset, tiny_keys[0], 7)
+    numbers = {k: round(v, 2) for k, v in tiny_dataset.read(tiny_keys[0]).pose.as_degrees().items()}
+
+    def send(user: str) -> list[dict]:
+        body = interactive_body(dict(task, drafts=[{"user": user, "result": []}]),
+                                command_context(numbers, 1, "a+"))
+        response = client.post("/predict", json=body)
+        assert response.status_code == 200, response.json
+        return response.json["results"][0]["result"]
+
+    refused = send("new@lab.org")
+    assert not numbers_of(refused)  # the pose is not changed
+    text = [r for r in refused if r["from_name"] == labeling.COMMAND][0]["value"]["text"][0]
+    assert "new@lab.org has not passed the qualification test" in text
+    qualify(quality, "new@lab.org", passed=True)
+    moved = numbers_of(send("new@lab.org"))
+    assert moved["azimuth"] == pytest.approx(numbers["azimuth"] + 1)
+
+
+def test_a_sent_back_task_says_why_in_the_command_box(tiny_dataset, tiny_keys):
+    from backend_helpers import make_client, task_for
+    from pose6d import labeling
+    from pose6d.tasks import REVIEW_NOTE
+
+    client = make_client(tiny_dataset)
+    task = task_for(tiny_dataset, tiny_keys[0], 8)
+    task["data"][REVIEW_NOTE] = "Sent back by rev@lab.org: bad pose; the wheels are off"
+    result = client.post("/predict", json={"tasks": [task]}).json["results"][0]["result"]
+    box = [r for r in result if r["from_name"] == labeling.COMMAND]
+    assert box and box[0]["value"]["text"][0].endswith(task["data"][REVIEW_NOTE])
+    plain = client.post("/predict", json={"tasks": [task_for(tiny_dataset, tiny_keys[0], 9)]})
+    assert not [r for r in plain.json["results"][0]["result"] if r["from_name"] == labeling.COMMAND]
