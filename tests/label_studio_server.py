@@ -77,9 +77,11 @@ if pytest is not None:
         return label_studio.client()
 
 
-def create_user(server: LabelStudioServer, email: str, password: str) -> None:
+def create_user(server: LabelStudioServer, email: str, password: str) -> str:
     """A second annotator in the server's organisation, made with Label Studio's own Django
-    (its API makes users without passwords, and sign-up needs an invite link)."""
+    (its API makes users without passwords, and sign-up needs an invite link). Returns the
+    user's legacy API token, for calls made as that user (``server.client(token)``). Creating
+    a user that exists already only returns its token."""
     import subprocess
 
     from ls_admin.server import find_binary
@@ -89,10 +91,14 @@ def create_user(server: LabelStudioServer, email: str, password: str) -> None:
             "os.environ['DJANGO_SETTINGS_MODULE'] = 'core.settings.label_studio'; "
             "import django; django.setup(); from users.models import User; "
             "from organizations.models import Organization; "
-            f"u = User.objects.create_user(email={email!r}, password={password!r}, "
-            f"username={email.split('@')[0]!r}); org = Organization.objects.first(); "
-            "org.add_user(u); u.active_organization = org; u.save()")
+            f"u = User.objects.filter(email={email!r}).first() or User.objects.create_user("
+            f"email={email!r}, password={password!r}, username={email.split('@')[0]!r}); "
+            "org = Organization.objects.first(); org.add_user(u) if not org.has_user(u) else None; "
+            "u.active_organization = org; u.save(); "
+            "from rest_framework.authtoken.models import Token; "
+            "print('TOKEN', Token.objects.get_or_create(user=u)[0].key)")
     run = subprocess.run([str(python), "-c", code], env=dict(os.environ, **server.env()),
                          capture_output=True, text=True, timeout=120)
     if run.returncode != 0:
         raise RuntimeError(f"creating {email} failed: {run.stderr[-500:]}")
+    return [line.split()[1] for line in run.stdout.splitlines() if line.startswith("TOKEN ")][-1]
