@@ -9,7 +9,9 @@ from pose6d.dataset import ObjectKey
 from label_sync.outcome import Outcome
 from label_sync.quality_store import (EVALUATION, QUALIFICATION, REQUIRE_QUALIFICATION,
                                       QualityTx, Review)
-from label_sync.records import ANNOTATOR_EMAIL, annotator_of, ls_id
+from label_sync.evaluation import rating_from_annotation
+from label_sync.records import ANNOTATOR_EMAIL, SyncRejected, annotator_of, ls_id
+from label_sync.review import review_from_annotation
 from label_sync.store import Version
 
 # What a synced record's review_status says for each decision (docs/data_formats.md).
@@ -91,15 +93,19 @@ class QualityRouting:
                                       "annotations are test answers, scored by pose6d-qualify, "
                                      "never dataset records")
         if kind == EVALUATION:
-            from label_sync.evaluation import rating_from_annotation
-            rating = rating_from_annotation(annotation, task, project_id)
+            try:
+                rating = rating_from_annotation(annotation, task, project_id)
+            except SyncRejected as exc:
+                return Outcome("rejected", exc.reason)
             if rating is None:
                 return Outcome("ignored", "no rating (the task was skipped)")
             with self.store.transaction() as tx:
                 kept = QualityTx(tx.cur, tx.dialect).upsert_rating(rating)
             return Outcome("applied" if kept else "duplicate")
-        from label_sync.review import review_from_annotation
-        review = review_from_annotation(annotation, task, project_id)
+        try:
+            review = review_from_annotation(annotation, task, project_id)
+        except SyncRejected as exc:
+            return Outcome("rejected", exc.reason)
         if review is None:
             return Outcome("ignored", "no review decision (the task was skipped)")
         return self._apply_review(review)

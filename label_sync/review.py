@@ -9,12 +9,12 @@ only when Reject is picked) and a comment.
 """
 from __future__ import annotations
 
-from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from label_sync.quality_store import Review
 from label_sync.records import (MalformedEvent, SyncRejected, annotator_of, is_id, is_skipped,
                                 object_key_of, parse_updated_at)
+from pose6d.tasks import REVIEW_NOTE
 
 # Tag names of the review config.
 OVERLAY_IMAGE, PHOTO_IMAGE = "overlay", "photo"
@@ -36,7 +36,7 @@ DATA_MAIN_PROJECT = "main_project_id"
 # Fields of a task sent back to the main project: the note the annotator reads and the review
 # annotation it answers (the marker that finds a task created by a run killed before it recorded
 # it, so that no object is sent back twice).
-DATA_REVIEW_NOTE, DATA_SENT_BACK_FOR = "review_note", "sent_back_for"
+DATA_REVIEW_NOTE, DATA_SENT_BACK_FOR = REVIEW_NOTE, "sent_back_for"  # the backend shows the note
 
 
 def review_config() -> str:
@@ -59,40 +59,46 @@ def review_config() -> str:
              requiredMessage="Accept or Reject the pose.">
 {accept_reject}
     </Choices>
-    <Choices name="{REASONS}" toName="{OVERLAY_IMAGE}" choice="multiple" visibleWhen="choice-selected"
-             whenTagName="{DECISION}" whenChoiceValue="{REJECT}">
+    <Choices name="{REASONS}" toName="{OVERLAY_IMAGE}" choice="multiple"
+             visibleWhen="choice-selected" whenTagName="{DECISION}" whenChoiceValue="{REJECT}">
 {reasons}
     </Choices>
     <Header value="Comment (shown to the annotator on a rejection)" size="6" />
-    <TextArea name="{COMMENT}" toName="{OVERLAY_IMAGE}" rows="3" maxSubmissions="1" editable="true" />
+    <TextArea name="{COMMENT}" toName="{OVERLAY_IMAGE}" rows="3" maxSubmissions="1"
+              editable="true" />
   </View>
 </View>
 """
 
 
+def _items(result: list, name: str, kind: str) -> list[dict]:
+    """The results of control ``name`` of type ``kind``."""
+    return [item for item in result if isinstance(item, dict)
+            and (item.get("from_name"), item.get("type")) == (name, kind)]
+
+
 def _choices(result: list, name: str) -> list[str] | None:
     """The values chosen in control ``name`` (None when it has no result)."""
     found = None
-    for item in result:
-        if isinstance(item, dict) and item.get("from_name") == name and item.get("type") == "choices":
-            value = item.get("value")
-            chosen = value.get("choices") if isinstance(value, dict) else None
-            if not isinstance(chosen, list) or not all(isinstance(c, str) for c in chosen):
-                raise SyncRejected(f"review: malformed {name} result")
-            found = (found or []) + chosen
+    for item in _items(result, name, "choices"):
+        value = item.get("value")
+        chosen = value.get("choices") if isinstance(value, dict) else None
+        if not isinstance(chosen, list) or not all(isinstance(c, str) for c in chosen):
+            raise SyncRejected(f"review: malformed {name} result")
+        found = (found or []) + chosen
     return found
 
 
 def _comment(result: list) -> str:
     lines: list[str] = []
-    for item in result:
-        if isinstance(item, dict) and item.get("from_name") == COMMENT and item.get("type") == "textarea":
-            text = item.get("value", {}).get("text") if isinstance(item.get("value"), dict) else None
-            if isinstance(text, str):
-                text = [text]
-            if not isinstance(text, list):
-                raise SyncRejected("review: malformed comment result")
-            lines += [str(t) for t in text]
+    for item in _items(result, COMMENT, "textarea"):
+        value = item.get("value")
+        text = value.get("text") if isinstance(value, dict) else None
+        if isinstance(text, str):
+            text = [text]
+        if not isinstance(text, list):
+            raise SyncRejected("review: malformed comment result")
+        lines += [str(t) for t in text]
     return "\n".join(lines).strip()[:MAX_COMMENT]
 
 
@@ -142,6 +148,7 @@ def review_from_annotation(annotation: dict, task: dict, project_id: int) -> Rev
 
 
 def review_note(reviewer: str, reasons: tuple[str, ...] | list[str], comment: str) -> str:
-    """What a sent-back task tells its annotator: "Sent back by <reviewer>: <reasons>; <comment>"."""
+    """What a sent-back task tells its annotator:
+    "Sent back by <reviewer>: <reasons>; <comment>"."""
     why = ", ".join(reasons) or "no reason chosen"
     return f"Sent back by {reviewer}: {why}" + (f"; {comment}" if comment else "")

@@ -345,6 +345,53 @@ def parallel_writes(jobs: Sequence[Any], write: Callable[[Any], Any], workers: i
             bar.update(1)
 
 
+# --- Review decisions (pose6d-review): rejected objects are left out unless asked. ---
+
+
+def rejected_annotations(dataset: Dataset, store_url: str | None = None) -> dict[int, int | None]:
+    """{annotation id: reviewed_us} of the annotations whose live review rejects them (the
+    store's pose6d_qc_review); {} without a store."""
+    from label_sync.quality_store import QualityStore
+
+    url = default_store_url(dataset.root, store_url)
+    if not store_exists(url):
+        return {}
+    try:
+        store = QualityStore(url)
+        try:
+            with store.transaction() as tx:
+                reviews = tx.reviews()
+        finally:
+            store.close()
+    except StoreFailure as exc:
+        raise ExportError(f"cannot read the reviews in {redact_url(url)}: {exc}") from None
+    newest: dict[int, Any] = {}
+    for r in reviews:  # the newest live review of an annotation decides (QualityTx.review_of)
+        if r.annotation_id not in newest or (r.updated_us, r.review_annotation_id) > \
+                (newest[r.annotation_id].updated_us, newest[r.annotation_id].review_annotation_id):
+            newest[r.annotation_id] = r
+    return {a: r.reviewed_us for a, r in newest.items() if r.decision == "reject"}
+
+
+def is_rejected(label: Label, rejected: dict[int, int | None]) -> bool:
+    """The label's record says review_status "rejected", or the store's review of its
+    annotation rejects the version it has (a later edit is not covered by the review)."""
+    if label.record.extra.get("review_status") == "rejected":
+        return True
+    if label.skipped or label.annotation_id not in rejected:
+        return False
+    reviewed_us = rejected[label.annotation_id]
+    return reviewed_us is None or label.updated_us <= reviewed_us
+
+
+def without_rejected(labels: list[Label], dataset: Dataset,
+                     store_url: str | None = None) -> tuple[list[Label], int]:
+    """(the labels a reviewer did not reject, how many were left out)."""
+    rejected = rejected_annotations(dataset, store_url)
+    kept = [lab for lab in labels if not is_rejected(lab, rejected)]
+    return kept, len(labels) - len(kept)
+
+
 def ground_truth_records(dataset: Dataset) -> dict[ObjectKey, ObjectRecord]:
     """The dataset's ground_truth/ records (demo datasets, test questions); {} when none."""
     return read_records(dataset, GROUND_TRUTH) if (dataset.root / GROUND_TRUTH).is_dir() else {}

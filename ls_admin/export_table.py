@@ -6,7 +6,9 @@ units), px, py (pixels), viewport, focal; cad_index; quality / dense as shown in
 and their dataset codes (object_status / dense_code); skipped (1 = the annotator skipped it: the
 pose is the initial one); annotator (Label Studio's user id) and annotator_email (when the
 backend learned it); pose_rendered (1 = the submitted pose had been drawn for the annotator,
-0 = not, empty = unknown); Label Studio ids (-1 = unknown); updated_at (ISO 8601 UTC).
+0 = not, empty = unknown); review_status (reviewed / rejected, empty = not reviewed: pose6d-review;
+rejected labels are only exported with --include-rejected) and reviewer; Label Studio ids
+(-1 = unknown); updated_at (ISO 8601 UTC).
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ COLUMNS = ("object_key", "category", "image", "k",
            "azimuth_deg", "elevation_deg", "theta_deg", "azimuth_rad", "elevation_rad", "theta_rad",
            "distance", "px", "py", "viewport", "focal", "cad_index",
            "quality", "object_status", "dense", "dense_code", "skipped", "annotator",
-           "annotator_email", "pose_rendered",
+           "annotator_email", "pose_rendered", "review_status", "reviewer",
            "ls_project_id", "ls_task_id", "ls_annotation_id", "updated_at")
 
 
@@ -65,6 +67,8 @@ def table_row(label: Label) -> dict[str, Any]:
                skipped=int(label.skipped), annotator=label.annotator,
                annotator_email=str(label.record.extra.get("annotator_email", "")),
                pose_rendered=_flag(label.record.extra.get("pose_rendered")),
+               review_status=str(label.record.extra.get("review_status", "")),
+               reviewer=str(label.record.extra.get("reviewer", "")),
                ls_project_id=label.project_id, ls_task_id=label.task_id,
                ls_annotation_id=label.annotation_id, updated_at=label.updated_at)
     return {c: row[c] for c in COLUMNS}

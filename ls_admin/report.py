@@ -11,9 +11,9 @@ summary (``format_summary``) and the HTML page (ls_admin.report_html) both rende
 - Agreement: objects with usable labels from two or more annotators (each annotator's newest);
   the rotation error of every pair. Needs every annotation: the project, or the sync store.
 - Ground truth: each annotator's labels on objects with a ground_truth/ record (not status_bad)
-  against it, plus how often their quality label matches; an annotator is qualified with
-  Acc@pi/6 >= ``qualify_acc`` on at least ``qualify_min`` objects (our rule, adjustable; the
-  original tool's test page gated annotators the same way).
+  against it, plus how often their quality label matches; an annotator is on target with
+  Acc@pi/6 >= ``qualify_acc`` on at least ``qualify_min`` objects (a spot check of the work
+  itself; the qualification test that gates annotators is pose6d-qualify, its results below).
 """
 from __future__ import annotations
 
@@ -46,6 +46,12 @@ class ReportInputs:
     initial: dict[ObjectKey, ObjectRecord]
     ground_truth: dict[ObjectKey, ObjectRecord]
     names: dict[str, str] = dataclasses.field(default_factory=dict)
+    # pose6d-qualify's stored results (ls_admin.qualify.result_rows), one row per annotator
+    qualifications: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # pose6d-evaluate's stored results (ls_admin.evaluate_results.store_results)
+    evaluations: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # pose6d-review's decisions kept in the store (stored_reviews)
+    reviews: dict[str, Any] | None = None
 
 
 def load_inputs(dataset: Dataset, client: Any = None, project_id: int | None = None,
@@ -54,17 +60,74 @@ def load_inputs(dataset: Dataset, client: Any = None, project_id: int | None = N
     annotation from the sync store when there is one, else the newest per object)."""
     initial = read_records(dataset, INITIAL)
     gt = ground_truth_records(dataset)
+    quals = stored_qualification_rows(dataset, store_url)
+    evals = stored_evaluations(dataset, store_url)
+    reviews = stored_reviews(dataset, store_url)
     if project_id is not None:
         labels = labels_from_project(client, project_id, dataset, True, on_reject=on_reject)
         return ReportInputs(f"Label Studio project {project_id}", labels, True, initial, gt,
-                            user_names(client))
+                            user_names(client), quals, evals, reviews)
     stored = store_labels(dataset, store_url)
     if stored is not None:
         return ReportInputs(f"sync store of {dataset.root}", stored, True, initial, gt,
-                            emails_of(stored))
+                            emails_of(stored), quals, evals, reviews)
     synced = labels_from_synced(dataset)
     return ReportInputs(f"{dataset.root}/annotations_new", synced, False, initial, gt,
-                        emails_of(synced))
+                        emails_of(synced), quals, evals, reviews)
+
+
+def stored_qualification_rows(dataset: Dataset, store_url: str | None = None
+                              ) -> list[dict[str, Any]]:
+    """pose6d-qualify's results kept in the sync store (none without a store)."""
+    from ls_admin.qualify import result_rows, stored_results
+
+    return result_rows(stored_results(dataset, store_url))
+
+
+def stored_evaluations(dataset: Dataset, store_url: str | None = None) -> list[dict[str, Any]]:
+    """pose6d-evaluate's blind A/B results kept in the sync store (none without a store)."""
+    from label_sync.quality_store import QualityStore
+    from label_sync.store import default_store_url, store_exists
+    from ls_admin.evaluate_results import store_results
+
+    url = default_store_url(dataset.root, store_url)
+    if not store_exists(url):
+        return []
+    store = QualityStore(url)
+    try:
+        return store_results(store)
+    finally:
+        store.close()
+
+
+def stored_reviews(dataset: Dataset, store_url: str | None = None) -> dict[str, Any] | None:
+    """pose6d-review's decisions in the sync store: how many accepted and rejected, of those
+    how many sent back and how many wait for ``pose6d-review sync``, the reasons' counts and
+    each reviewer's counts; None when nothing was reviewed."""
+    from label_sync.quality_store import QualityStore
+    from label_sync.store import default_store_url, store_exists
+
+    url = default_store_url(dataset.root, store_url)
+    if not store_exists(url):
+        return None
+    store = QualityStore(url)
+    try:
+        with store.transaction() as tx:
+            reviews = tx.reviews()
+    finally:
+        store.close()
+    if not reviews:
+        return None
+    rejected = [r for r in reviews if r.decision == "reject"]
+    per_reviewer: dict[str, Counter] = defaultdict(Counter)
+    for r in reviews:
+        per_reviewer[r.reviewer or "unknown"][r.decision] += 1
+    return {"reviews": len(reviews), "accepted": len(reviews) - len(rejected),
+            "rejected": len(rejected),
+            "sent_back": sum(r.sent_back_task_id is not None for r in rejected),
+            "reasons": dict(Counter(reason for r in rejected for reason in r.reasons)),
+            "reviewers": [{"reviewer": name, "accepted": c["accept"], "rejected": c["reject"]}
+                          for name, c in sorted(per_reviewer.items())]}
 
 
 def emails_of(labels: list[Label]) -> dict[str, str]:
@@ -166,7 +229,7 @@ def agreement(inputs: ReportInputs) -> dict[str, Any] | None:
 def ground_truth_accuracy(inputs: ReportInputs, qualify_acc: float = QUALIFY_ACC,
                           qualify_min: int = QUALIFY_MIN) -> dict[str, Any] | None:
     """Per annotator: rotation errors against ground_truth/ records, quality agreement and the
-    qualification verdict; None when the dataset has no ground truth."""
+    on-target verdict; None when the dataset has no ground truth."""
     if not inputs.ground_truth:
         return None
     errors: dict[str, list[float]] = defaultdict(list)
@@ -186,7 +249,7 @@ def ground_truth_accuracy(inputs: ReportInputs, qualify_acc: float = QUALIFY_ACC
         agree = status[annotator]
         rows.append({"annotator": inputs.names.get(annotator, annotator), **s,
                      "quality_agreement": sum(agree) / len(agree) if agree else math.nan,
-                     "qualified": bool(s["count"] >= qualify_min and s["acc_pi6"] >= qualify_acc)})
+                     "on_target": bool(s["count"] >= qualify_min and s["acc_pi6"] >= qualify_acc)})
     every = [e for v in errors.values() for e in v]
     return {"objects": len(inputs.ground_truth), "overall": _summary(every),
             "annotators": rows, "qualify_acc": qualify_acc, "qualify_min": qualify_min,
@@ -200,7 +263,8 @@ def build_report(inputs: ReportInputs, qualify_acc: float = QUALIFY_ACC,
             "progress": progress(inputs), "model": model_accuracy(inputs),
             "agreement": agreement(inputs),
             "ground_truth": ground_truth_accuracy(inputs, qualify_acc, qualify_min),
-            "unseen": unseen_poses(inputs)}
+            "unseen": unseen_poses(inputs), "qualification": inputs.qualifications,
+            "evaluation": inputs.evaluations, "review": inputs.reviews}
 
 
 # --- Terminal summary. ---
@@ -244,12 +308,28 @@ def format_summary(report: dict[str, Any]) -> str:
     if g is None:
         lines.append("ground truth: none in this dataset (ground_truth/)")
     else:
-        lines.append(f"against ground truth ({g['objects']} objects; qualified = Acc@pi/6 >= "
+        lines.append(f"against ground truth ({g['objects']} objects; on target = Acc@pi/6 >= "
                      f"{g['qualify_acc']:.0%} on >= {g['qualify_min']}):")
         for r in g["annotators"]:
             lines.append(f"  {r['annotator']:<24} {_metrics(r)}  quality agrees "
                          f"{_pct(r['quality_agreement']).strip()}  "
-                         f"{'QUALIFIED' if r['qualified'] else 'not qualified'}")
+                         f"{'ON TARGET' if r['on_target'] else 'not on target'}")
+    quals = report.get("qualification") or []
+    if quals:
+        lines.append(f"qualification test (pose6d-qualify): "
+                     f"{sum(r['passed'] for r in quals)} of {len(quals)} annotators passed")
+        for r in quals:
+            lines.append(f"  {str(r['annotator']):<24} {'PASSED' if r['passed'] else 'not passed'}"
+                         f"  {r['reason']}")
+    for e in report.get("evaluation") or []:
+        from ls_admin.evaluate_results import format_results
+
+        lines.append(format_results(e))
+    review = report.get("review")
+    if review:
+        lines.append(f"review (pose6d-review): {review['reviews']} decisions, {review['accepted']} "
+                     f"accepted, {review['rejected']} rejected ({review['sent_back']} sent back, "
+                     f"{review['rejected'] - review['sent_back']} waiting for pose6d-review sync)")
     unseen = report.get("unseen") or []
     lines.append(f"poses submitted without being drawn for the annotator: {len(unseen)}")
     for r in unseen:

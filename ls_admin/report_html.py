@@ -120,6 +120,67 @@ def _metric_rows(per: dict[str, dict[str, float]], name: str) -> list[dict[str, 
     return [{name: k, **v} for k, v in per.items()]
 
 
+QUALIFICATION_COLUMNS = [
+    ("annotator", "annotator"), ("passed", "passed"), ("objects", "objects scored"),
+    ("median_deg", "median rotation error (deg)"), ("acc_pi6", "Acc@pi/6"),
+    ("acc_pi18", "Acc@pi/18"), ("centre_median_px", "median centre error (px)"),
+    ("cad_agreement", "CAD agrees"), ("quality_agreement", "quality agrees"), ("reason", "why")]
+
+
+def qualification_section(rows: list[dict[str, Any]]) -> list[str]:
+    """The qualification test's results (ls_admin.qualify.result_rows): a row per annotator."""
+    passed = sum(bool(r["passed"]) for r in rows)
+    return ["<h2>Qualification test</h2>",
+            f"<p class=note>pose6d-qualify: each annotator's newest answers on the qualification "
+            f"project scored against its reference poses; {passed} of {len(rows)} passed.</p>",
+            table([{**r, "passed": bool(r["passed"]), **{k: math.nan for k, _ in
+                                                         QUALIFICATION_COLUMNS if r.get(k) is None}}
+                   for r in rows], QUALIFICATION_COLUMNS)]
+
+
+EVALUATION_COLUMNS = [("group", "category"), ("ratings", "ratings"), ("b_wins", "B better"),
+                      ("a_wins", "A better"), ("ties", "same"), ("b_win_rate", "B win rate"),
+                      ("low", "95% CI low"), ("high", "95% CI high")]
+
+
+def evaluation_section(evaluations: list[dict[str, Any]]) -> list[str]:
+    """pose6d-evaluate's blind A/B results (ls_admin.evaluate_results.results), each evaluation:
+    B's win rate per category with its Wilson interval, and the objects where A won."""
+    parts = ["<h2>Blind A/B evaluation</h2>"]
+    for e in evaluations:
+        parts += [f"<p class=note><b>{html.escape(e['evaluation'])}</b>: A = {html.escape(e['a'])}, "
+                  f"B = {html.escape(e['b'])}; {e['rated_pairs']} of {e['pairs']} pairs rated. "
+                  "B win rate: B rated better among the ratings that chose a side (ties apart), "
+                  "95% Wilson score interval.</p>",
+                  table([{"group": "all", **e["overall"]}] + [
+                      {"group": c, **t} for c, t in e["per_category"].items()], EVALUATION_COLUMNS),
+                  f"<p class=note>Objects where A won ({len(e['a_won'])}): worth a review.</p>"]
+        if e["a_won"]:
+            parts.append(table(e["a_won"], [("object", "object"), ("a_wins", "A better"),
+                                            ("b_wins", "B better"), ("ties", "same")]))
+    return parts
+
+
+def review_section(review: dict[str, Any]) -> list[str]:
+    """pose6d-review's decisions (ls_admin.report.stored_reviews): counts, reasons, reviewers."""
+    waiting = review["rejected"] - review["sent_back"]
+    reasons = ", ".join(f"{html.escape(k)} {v}" for k, v in sorted(review["reasons"].items()))
+    return ["<h2>Review</h2>",
+            f"<p class=note>pose6d-review: {review['reviews']} decisions, {review['accepted']} "
+            f"accepted, {review['rejected']} rejected: {review['sent_back']} sent back to the "
+            f"annotators, {waiting} waiting for <code>pose6d-review sync</code>. Reasons: "
+            f"{reasons or 'none'}.</p>",
+            table(review["reviewers"], [("reviewer", "reviewer"), ("accepted", "accepted"),
+                                        ("rejected", "rejected")])]
+
+
+def evaluation_page(evaluations: list[dict[str, Any]]) -> str:
+    """pose6d-evaluate results --html: the section alone as a page."""
+    return ("<!doctype html><html><head><meta charset=utf-8><title>pose6d evaluation</title>"
+            f"<style>{CSS}</style></head><body>{''.join(evaluation_section(evaluations))}"
+            "</body></html>")
+
+
 def render_html(report: dict[str, Any]) -> str:
     """The whole page as a string."""
     p, m, a, g = (report[k] for k in ("progress", "model", "agreement", "ground_truth"))
@@ -165,15 +226,22 @@ def render_html(report: dict[str, Any]) -> str:
     if g is None:
         parts.append("<p class=note>This dataset has no ground_truth/ records.</p>")
     else:
-        parts += [f"<p class=note>{g['objects']} ground-truth objects. Qualified: Acc@pi/6 &ge; "
-                  f"{g['qualify_acc']:.0%} on at least {g['qualify_min']} objects.</p>",
+        parts += [f"<p class=note>{g['objects']} ground-truth objects. On target: Acc@pi/6 &ge; "
+                  f"{g['qualify_acc']:.0%} on at least {g['qualify_min']} objects (a spot check "
+                  "of the labels; the qualification test is pose6d-qualify's section).</p>",
                   table(g["annotators"], [("annotator", "annotator")] + METRIC_COLUMNS + [
-                      ("quality_agreement", "quality agrees"), ("qualified", "qualified")])]
+                      ("quality_agreement", "quality agrees"), ("on_target", "on target")])]
         if g["annotators"]:
             per = {r["annotator"]: r for r in g["annotators"]}
             parts.append(accuracy_bars(per, "annotators against ground truth"))
         if any(g["errors_deg"].values()):
             parts.append(histogram(g["errors_deg"], "annotators against ground truth: rotation error"))
+    if report.get("qualification"):
+        parts += qualification_section(report["qualification"])
+    if report.get("evaluation"):
+        parts += evaluation_section(report["evaluation"])
+    if report.get("review"):
+        parts += review_section(report["review"])
     unseen = report.get("unseen") or []
     parts.append("<h2>Poses submitted without being drawn</h2>")
     if unseen:

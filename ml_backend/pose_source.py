@@ -5,15 +5,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
-import json
 import logging
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Protocol
 
 from pose6d.camera import Pose
 from pose6d.dataset import Dataset, ObjectKey
-from pose6d.errors import DataError
 from pose6d.fit_cache import FitCache
+from pose6d.predictions import prediction_pose, read_predictions
 
 log = logging.getLogger("ml_backend")
 
@@ -111,28 +110,15 @@ class PredictionsFilePoseSource:
         self.path = Path(path)
         self.name = f"file-{self.path.stem}"
         self.fallback = fallback
-        self.entries = {}
-        try:
-            text = self.path.read_text()
-        except OSError as exc:
-            raise DataError(f"cannot read predictions file {self.path}: {exc}") from None
-        try:
-            rows = json.loads(text) if text.lstrip().startswith("[") else [
-                json.loads(line) for line in text.splitlines() if line.strip()]
-        except json.JSONDecodeError as exc:
-            raise DataError(f"predictions file {self.path} is not JSON / JSON lines: {exc}") from None
-        for row in rows:
-            if isinstance(row, dict) and "object_key" in row and "error" not in row:
-                self.entries[str(row["object_key"])] = row  # auto_fit's error lines: fallback
+        self.entries = read_predictions(self.path)  # auto_fit's error lines: fallback
 
     def initial(self, key: ObjectKey) -> InitialPose:
         row = self.entries.get(str(key))
         if row is None:
             return self.fallback.initial(key)
         base = self.fallback.initial(key)
-        pose = Pose.from_mapping(row, degrees=True, viewport=row.get("viewport", base.pose.viewport))
-        return InitialPose(pose, int(row.get("cad_index", base.cad_index)),
-                           float(row.get("score", 1.0)), self.name)
+        pose, cad_index, score = prediction_pose(row, base.pose.viewport, base.cad_index)
+        return InitialPose(pose, cad_index, score, self.name)
 
 
 def _is_number(value) -> bool:

@@ -11,6 +11,10 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 home="${POSE6D_HOME:-$HOME/.cache/pose6d}"
 mkdir -p "$home"
 log="$home/setup.log"
+# One setup at a time: a second run (another shell, a parallel test session) waits here instead
+# of deleting a venv the first one is installing into.
+exec 9>"$home/.setup.lock"
+flock 9
 
 apt_packages=(libusb-1.0-0 libgl1 libegl1 libgomp1 libx11-6 chromium chromium-driver postgresql fonts-dejavu-core
               podman runc debootstrap debian-archive-keyring)

@@ -68,10 +68,10 @@ def test_agreement_and_ground_truth(inputs):
     assert list(agree["pairs"]) == ["alice / bo@example.com"]
     rows = {r["annotator"]: r for r in report["ground_truth"]["annotators"]}
     assert rows["alice"]["count"] == 4 and rows["alice"]["acc_pi18"] == 1.0
-    assert rows["alice"]["qualified"] is True
+    assert rows["alice"]["on_target"] is True
     assert rows["bo@example.com"]["count"] == 2 and rows["bo@example.com"]["acc_pi18"] == 0.0
     assert rows["bo@example.com"]["median_deg"] == pytest.approx(20.0)
-    assert rows["bo@example.com"]["qualified"] is False  # 2 < qualify_min objects
+    assert rows["bo@example.com"]["on_target"] is False  # 2 < qualify_min objects
 
 
 def test_progress(inputs):
@@ -110,7 +110,7 @@ def test_summary_text(inputs):
     assert "progress: 4 / 5 objects done (80.0%), 1 skipped" in text
     assert "pretrained model vs final labels: n=4     Acc@pi/6  50.0%  Acc@pi/18  50.0%  median 20.0 deg" in text
     line = next(l for l in text.splitlines() if l.strip().startswith("alice") and "quality" in l)
-    assert line.endswith("QUALIFIED")
+    assert line.endswith("ON TARGET")
 
 
 def test_report_script_on_a_synced_dataset(tiny_dataset, tmp_path):
@@ -156,3 +156,28 @@ def test_poses_submitted_without_being_drawn_are_listed(inputs):
     assert f"{KEYS[1]}" in text.split("without being drawn")[1]
     page = render_html(report)
     assert "Poses submitted without being drawn" in page and "seven@example.com" in page
+
+
+def test_the_report_counts_review_decisions_from_the_store(tiny_dataset):
+    """Three decisions by hand: two rejections (one sent back) and an accept."""
+    from label_sync.quality_store import QualityStore, Review
+    from label_sync.store import default_store_url
+    from ls_admin.report import load_inputs
+
+    store = QualityStore(default_store_url(tiny_dataset.root))
+    with store.transaction() as tx:
+        for rid, decision, reasons, reviewer in ((1, "reject", ("bad pose",), "r1@lab.org"),
+                                                 (2, "reject", ("bad pose", "bad image"), "r2@lab.org"),
+                                                 (3, "accept", (), "r1@lab.org")):
+            tx.upsert_review(Review(rid, 10, "car/img_a_1_0", 50 + rid, decision, reasons, "",
+                                    reviewer, 9))
+        tx.set_sent_back(1, 77)
+    store.close()
+    report = build_report(load_inputs(tiny_dataset))
+    review = report["review"]
+    assert (review["reviews"], review["accepted"], review["rejected"], review["sent_back"]) == (3, 1, 2, 1)
+    assert review["reasons"] == {"bad pose": 2, "bad image": 1}
+    assert review["reviewers"] == [{"reviewer": "r1@lab.org", "accepted": 1, "rejected": 1},
+                                   {"reviewer": "r2@lab.org", "accepted": 0, "rejected": 1}]
+    assert "2 rejected (1 sent back, 1 waiting for pose6d-review sync)" in format_summary(report)
+    assert "<h2>Review</h2>" in render_html(report)

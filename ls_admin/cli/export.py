@@ -4,6 +4,7 @@ Labels come from the synced dataset folder (annotations_new/, default) or straig
 Studio project (--from project --project-id N; URL and API key from --url / --api-key or
 LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY). By default the newest completed annotation of each
 object; --all-annotations exports every one (from the synced folder this reads the sync store).
+Labels a reviewer rejected (pose6d-review) are left out unless --include-rejected.
 
 examples:
   python scripts/export.py --format imagenet3d --data-root demo_data --out out/in3d
@@ -55,6 +56,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sync-store", default=None,
                         help="sync store URL (default: POSE6D_SYNC_STORE or "
                              "annotations_new/.sync.sqlite3)")
+    parser.add_argument("--include-rejected", action="store_true",
+                        help="also export objects whose annotation a reviewer rejected "
+                             "(pose6d-review; left out by default)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     parser.add_argument("--workers", type=int, default=8, help="file-writing threads (default 8)")
     bop = parser.add_argument_group("bop")
@@ -123,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         labels = load_labels(args, dataset)
+        rejected = 0
+        if not args.include_rejected:
+            from ls_admin.export_source import without_rejected
+            labels, rejected = without_rejected(labels, dataset, args.sync_store)
         progress = not args.quiet
         if args.format == "imagenet3d":
             from ls_admin.export_imagenet3d import export_imagenet3d
@@ -142,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"exported {summary.objects} labels ({summary.skipped} skipped, {summary.bad} bad"
           + (f", {summary.left_out} left out" if summary.left_out else "")
           + f") as {args.format} to {args.out} in {took:.1f} s")
+    if rejected:
+        print(f"note: {rejected} labels a reviewer rejected were left out (--include-rejected "
+              "keeps them)")
     for note in summary.notes:
         print(f"note: {note}")
     return 0
