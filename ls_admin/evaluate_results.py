@@ -79,17 +79,17 @@ def results(name: str, a_source: str, b_source: str, pairs: list[Pair],
     for row in rows:
         categories[row["category"]].append(row)
         per_object[row["object"]].append(row)
-    a_won = []
+    a_won, b_won = [], []
     for key, mine in sorted(per_object.items()):
         t = _tally(mine)
-        if t["a_wins"] > t["b_wins"]:
-            a_won.append({"object": key, "a_wins": t["a_wins"], "b_wins": t["b_wins"],
-                          "ties": t["ties"]})
+        if t["a_wins"] != t["b_wins"]:
+            (a_won if t["a_wins"] > t["b_wins"] else b_won).append(
+                {"object": key, "a_wins": t["a_wins"], "b_wins": t["b_wins"], "ties": t["ties"]})
     return {"evaluation": name, "a": a_source, "b": b_source, "pairs": len(pairs),
             "rated_pairs": len({r.pair_id for r in newest.values()}),
             "overall": _tally(rows),
             "per_category": {c: _tally(v) for c, v in sorted(categories.items())},
-            "a_won": a_won}
+            "a_won": a_won, "b_won": b_won}
 
 
 def store_results(store: QualityStore) -> list[dict[str, Any]]:

@@ -32,6 +32,7 @@ from label_sync.records import SyncRejected, record_from_fields
 from label_sync import review as R
 from label_sync.store import Version, default_store_url
 from ls_admin.connection import AdminError, api_error_text, sdk_call
+from ls_admin.evaluate_results import store_results
 from ls_admin.local_files import ensure_local_storage
 from ls_admin.project import LIST_PAGE, ensure_webhook, find_project, import_batches
 from pose6d.dataset import Dataset, ObjectKey
@@ -42,7 +43,7 @@ from pose6d.labels import CATEGORY_INSTRUCTIONS
 DEFAULT_REVIEW_TITLE = "pose6d review"
 RENDERS = "qc_review"  # <data root>/qc_review/<category>/<name>_<k>.a<id>.<hash>.png
 DEFAULT_FIT_BELOW = 0.5  # --flagged: a prefill fit score below this is flagged (scores are 0-1)
-HUMAN_SOURCES = ("human", "synced")  # A/B pose sources that stand for the synced human pose
+HUMAN_SOURCE = "synced"  # the A/B pose source of the synced human pose (ls_admin.evaluate)
 
 
 @dataclasses.dataclass
@@ -86,22 +87,16 @@ def winners(sync: SyncService, main_project_id: int) -> list[Version]:
 
 
 def lost_ab(store: QualityStore) -> set[str]:
-    """Objects whose human (synced) pose lost the blind A/B evaluation: more live ratings picked
-    the other pose than the human one (pose6d-evaluate's tables; empty when it never ran)."""
-    try:
-        with store.transaction() as tx:
-            rows = tx.run("SELECT p.object_key, p.left_source, p.right_source, r.choice FROM "
-                          "pose6d_qc_rating r JOIN pose6d_qc_pair p ON p.pair_id = r.pair_id "
-                          "WHERE r.deleted = 0")
-    except Exception:  # noqa: BLE001 - no evaluation tables yet: nothing lost
-        return set()
-    score: dict[str, int] = {}  # per object: ratings for the other pose - ratings for the human
-    for key, left, right, choice in rows:
-        picked = {"left": left, "right": right}.get(str(choice).lower())
-        human = [s for s in (left, right) if str(s).lower().startswith(HUMAN_SOURCES)]
-        if picked is not None and len(human) == 1:
-            score[key] = score.get(key, 0) + (1 if picked not in human else -1)
-    return {key for key, margin in score.items() if margin > 0}
+    """Objects whose human (synced) pose lost a blind A/B evaluation against another source:
+    more raters (each rater's newest verdict, as ``pose6d-evaluate results`` counts them)
+    picked the other pose. Empty when no evaluation ran."""
+    lost: set[str] = set()
+    for e in store_results(store):
+        if e["b"] == HUMAN_SOURCE != e["a"]:
+            lost |= {o["object"] for o in e["a_won"]}
+        elif e["a"] == HUMAN_SOURCE != e["b"]:
+            lost |= {o["object"] for o in e["b_won"]}
+    return lost
 
 
 def flags(win: Version, task_data: dict, fit_below: float, lost: set[str]) -> list[str]:

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from label_sync import review as R
-from label_sync.quality_store import QualityStore, Review
+from label_sync.quality_store import EVALUATION, QualityStore, Review
 from label_sync.records import SyncRejected
 from label_sync.store import default_store_url
 from ls_admin.export_source import Label, is_rejected
@@ -418,8 +418,9 @@ def test_exports_leave_rejected_objects_out_unless_asked(label_studio, labelled,
 
 
 def test_lost_ab_counts_live_ratings_for_and_against_the_human_pose(tmp_path):
-    """Hand-made pairs: on a the model won 2-1, on b the human won, on c one tie and one rating
-    deleted: only a lost."""
+    """Hand-made pairs, one rating per rater: on a the model won 2-1, on b the human won, on c one
+    tie and one rating deleted; a rater's older verdict on d (for the model) is replaced by their
+    newer one (for the human): only a lost."""
     from ls_admin.review import lost_ab
 
     from label_sync.quality_store import Pair, Rating
@@ -427,13 +428,18 @@ def test_lost_ab_counts_live_ratings_for_and_against_the_human_pose(tmp_path):
     store = QualityStore(str(tmp_path / "store.sqlite3"))
     try:
         with store.transaction() as tx:
+            tx.register_project(70, EVALUATION, "e", None,
+                                {"evaluation": "e", "a": "initial", "b": "synced"})
             for pair, key, left, right in (("p1", "car/a_1_0", "synced", "initial"),
                                            ("p2", "car/b_1_0", "initial", "synced"),
-                                           ("p3", "car/c_1_0", "synced", "initial")):
+                                           ("p3", "car/c_1_0", "synced", "initial"),
+                                           ("p4", "car/d_1_0", "initial", "synced")):
                 tx.add_pair(Pair(pair, "e", key, left, right, {}, {}, "l.png", "r.png"))
-            for ann, pair, choice in ((1, "p1", "right"), (2, "p1", "right"), (3, "p1", "left"),
-                                      (4, "p2", "right"), (5, "p3", "same"), (6, "p3", "right")):
-                tx.upsert_rating(Rating(ann, pair, "9", choice, 1))
+            for ann, pair, rater, choice, t in (
+                    (1, "p1", "7", "right", 1), (2, "p1", "8", "right", 1), (3, "p1", "9", "left", 1),
+                    (4, "p2", "7", "right", 1), (5, "p3", "7", "same", 1), (6, "p3", "8", "right", 1),
+                    (7, "p4", "7", "left", 1), (8, "p4", "7", "right", 2)):
+                tx.upsert_rating(Rating(ann, pair, rater, choice, t))
             tx.delete_rating(6)
         assert lost_ab(store) == {"car/a_1_0"}
     finally:
