@@ -7,6 +7,11 @@ write each image's npz one after another (atomic write per file, as ours). It ru
 (--baseline-objects) because it is slow; its rate is objects per second all the same.
 Goal: 10,000 objects in under 30 s in each format. Records are synthesised (2 objects per image,
 10 categories x 2 box models); photos need not exist (BOP runs with --bop-images none).
+
+Derived labels (rendered from the poses: every object ray-cast, a z-buffer per photo): coco,
+correspondences and bop + masks, in the same table; goal 10,000 objects in under 2 min each
+(--no-derived leaves them out). The synthesised poses are random (objects from a few pixels to
+larger than the 640x480 photo), so the render cost is that of a mixed bag of sizes.
 """
 from __future__ import annotations
 
@@ -23,6 +28,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 from ls_admin.export_bop import export_bop  # noqa: E402
+from ls_admin.export_coco import export_coco  # noqa: E402
+from ls_admin.export_correspondences import export_correspondences  # noqa: E402
 from ls_admin.export_imagenet3d import export_imagenet3d  # noqa: E402
 from ls_admin.export_source import labels_from_synced  # noqa: E402
 from ls_admin.export_table import export_table  # noqa: E402
@@ -31,6 +38,8 @@ from pose6d.camera import Pose  # noqa: E402
 from pose6d.dataset import RELEASED_FIELDS, SYNCED, Dataset, ObjectRecord, write_image_annotations  # noqa: E402
 
 GOAL_S = 30.0
+DERIVED_GOAL_S = 120.0
+DERIVED = ("coco", "correspondences", "bop + masks")
 CATEGORIES = [f"cat{i:02d}" for i in range(10)]
 
 
@@ -91,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--objects", type=int, default=10_000)
     parser.add_argument("--baseline-objects", type=int, default=1_000)
     parser.add_argument("--workers", type=int, default=8, help="file-writing threads")
+    parser.add_argument("--render-workers", type=int, default=2,
+                        help="photos rendered at a time in the derived exports (default 2)")
+    parser.add_argument("--no-derived", action="store_true",
+                        help="only the pose exports (no coco / correspondences / bop masks)")
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="pose6d-bench-export-"))
     try:
@@ -101,26 +114,43 @@ def main(argv: list[str] | None = None) -> int:
             "imagenet3d": lambda out: export_imagenet3d(labels_from_synced(dataset), out,
                                                         workers=args.workers, progress=False),
             "bop": lambda out: export_bop(labels_from_synced(dataset), dataset, out,
-                                          images="none", progress=False),
+                                          images="none", progress=False, masks=False),
             "table": lambda out: export_table(labels_from_synced(dataset), out, progress=False),
         }
+        rw = args.render_workers
+        if not args.no_derived:
+            runs.update({
+                "coco": lambda out: export_coco(labels_from_synced(dataset), dataset, out,
+                                                workers=rw, progress=False),
+                "correspondences": lambda out: export_correspondences(
+                    labels_from_synced(dataset), dataset, out, workers=rw, progress=False),
+                "bop + masks": lambda out: export_bop(labels_from_synced(dataset), dataset, out,
+                                                      images="none", progress=False, workers=rw),
+            })
         rows = []
         n_base = min(args.baseline_objects, args.objects)
         t_base = timed(lambda: naive_export(dataset, tmp / "baseline", n_base))
         base_rate = n_base / t_base
         rows.append(("baseline (naive imagenet3d)", n_base, t_base, base_rate))
         for name, run in runs.items():
-            t = timed(lambda: run(tmp / name))
+            t = timed(lambda: run(tmp / name.replace(" + ", "_")))
             rows.append((name, args.objects, t, args.objects / t))
         print(f"\n{'export':<28} {'objects':>8} {'seconds':>8} {'objects/s':>10} {'x baseline':>10}"
               f" {'10k objects':>11}")
         for name, n, t, rate in rows:
             print(f"{name:<28} {n:>8d} {t:>8.2f} {rate:>10.0f} {rate / base_rate:>10.1f}"
                   f" {10_000 / rate:>10.1f}s")
-        worst = max(10_000 / r[3] for r in rows[1:])
+        worst = max(10_000 / r[3] for r in rows[1:] if r[0] not in DERIVED)
         print(f"\ngoal: 10,000 objects in < {GOAL_S:.0f} s per format: "
               f"{'met' if worst < GOAL_S else 'NOT met'} (slowest {worst:.1f} s)")
-        return 0 if worst < GOAL_S else 1
+        met = worst < GOAL_S
+        derived = [10_000 / r[3] for r in rows if r[0] in DERIVED]
+        if derived:
+            print(f"goal: 10,000 objects in < {DERIVED_GOAL_S:.0f} s per derived format: "
+                  f"{'met' if max(derived) < DERIVED_GOAL_S else 'NOT met'} "
+                  f"(slowest {max(derived):.1f} s)")
+            met = met and max(derived) < DERIVED_GOAL_S
+        return 0 if met else 1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

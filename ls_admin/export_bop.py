@@ -13,6 +13,10 @@ Layout written under ``out``::
     <split>/<scene_id:06d>/image_map.json     {im_id: {object_key, image, width, height,
                                               annotator, ls_annotation_id, object_status, dense}}
     <split>/<scene_id:06d>/rgb/NNNNNN.<ext>   the photo (symlink, copy, or absent: --bop-images)
+    <split>/<scene_id:06d>/mask/NNNNNN_000000.png       the object's silhouette in the photo
+    <split>/<scene_id:06d>/mask_visib/NNNNNN_000000.png its visible part (see below)
+    <split>/<scene_id:06d>/scene_gt_info.json {im_id: [{bbox_obj, bbox_visib, px_count_all,
+                                              px_count_visib, visib_fract}]}
     left_out.json          objects not in scene_gt (skipped, or "bad quality - no object")
 
 Units: 1 CAD unit = ``mm_per_unit`` millimetres (default 1000: ImageNet3D meshes are about one
@@ -24,6 +28,18 @@ principal point at each object's own centre (px, py), and no shared K reproduces
 exactly. So each object (each annotation with --all-annotations) is its own im_id with its own
 cam_K; image_map.json says which photo and object it is, and rgb/ links the same photo again.
 R, t, K come from pose6d.camera.opencv_camera: K (R X + t) projects exactly as our camera.
+
+MASKS (--no-bop-masks leaves them and scene_gt_info.json out): as the BOP toolkit's
+calc_gt_masks.py / calc_gt_info.py write them. Masks are 8-bit PNGs of the photo's size, 255 on
+the object, 0 elsewhere, named IMID_GTID.png (GTID 000000: one object per BOP image). mask: the
+rendered silhouette cut to the photo; mask_visib: its pixels where no other labelled object of
+the same photo is nearer (a z-buffer over the photo's usable labels; there is no depth image).
+scene_gt_info: px_count_all counts the silhouette's pixels outside the photo too (rendered on
+a canvas one photo size larger on each side, as the toolkit does); bbox_obj (of that whole
+silhouette, so it may start at negative x, y) and bbox_visib (of mask_visib) are (x, y, w, h)
+with w = x_max - x_min, h = y_max - y_min (the toolkit's calc_2d_bbox), both [-1, -1, -1, -1]
+when no pixel is visible; visib_fract = px_count_visib / px_count_all. px_count_valid (pixels
+with a depth measurement) is not written: there are no depth images.
 """
 from __future__ import annotations
 
@@ -148,9 +164,52 @@ def scene_files(labels: list[Label], ids: dict[tuple[str, int], int], mm_per_uni
     return gt, cam, imap
 
 
+def mask_png(mask: np.ndarray) -> bytes:
+    """An 8-bit grayscale PNG of a (H, W) bool mask: 255 on, 0 off (the toolkit's masks);
+    zlib level 1 (masks are mostly runs: higher levels cost time and save little)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(mask.astype(np.uint8) * 255).save(buf, "PNG", compress_level=1)  # mode L
+    return buf.getvalue()
+
+
+def write_masks(labels: list[Label], dataset: Dataset, places: dict[int, tuple[Path, int]],
+                workers: int, progress: bool) -> dict[Path, dict[str, list]]:
+    """mask/ and mask_visib/ PNGs of every label (placed at places[id(label)] = (scene folder,
+    im_id)); returns each scene folder's scene_gt_info."""
+    from ls_admin.export_views import render_photos
+    from pose6d.visibility import gt_info
+
+    def write(photo) -> list[tuple[Path, str, dict[str, Any]]]:
+        """Write the photo's masks; per object (scene folder, im_id, its gt_info)."""
+        done = []
+        for lab, view in zip(photo.labels, photo.views):
+            folder, im_id = places[id(lab)]
+            png = mask_png(view.amodal)
+            same = view.px_count_visib == int(view.amodal.sum())  # nothing hidden: one encoding
+            for sub, data in (("mask", png), ("mask_visib", png if same else
+                                              mask_png(view.visible))):
+                # plain writes: the staging folder's rename publishes the export as a whole
+                (folder / sub).mkdir(parents=True, exist_ok=True)
+                (folder / sub / f"{im_id:06d}_{0:06d}.png").write_bytes(data)
+            done.append((folder, str(im_id), gt_info(view)))
+        return done
+
+    infos: dict[Path, dict[str, list]] = defaultdict(dict)
+    for objects in render_photos(labels, dataset, write, workers, progress, desc="bop masks",
+                                 whole=True):
+        for folder, im_id, info in objects:
+            infos[folder][im_id] = [info]
+    return infos
+
+
 def export_bop(labels: list[Label], dataset: Dataset, out: Path, split: str = "train",
                mm_per_unit: float = DEFAULT_MM_PER_UNIT, images: str = "link",
-               overwrite: bool = False, progress: bool = True) -> ExportSummary:
+               overwrite: bool = False, progress: bool = True, masks: bool = True,
+               workers: int = 2) -> ExportSummary:
     """Write the BOP folder (module docstring) under ``out``; returns the summary."""
     from tqdm import tqdm
 
@@ -175,6 +234,14 @@ def export_bop(labels: list[Label], dataset: Dataset, out: Path, split: str = "t
             {"obj_id": n, "category": c, "cad_index": i, "model": f"models/obj_{n:06d}.ply"}
             for (c, i), n in ids.items()])
         scenes = [{"scene_id": n, "category": c} for n, c in enumerate(sorted(by_category), 1)]
+        places = {id(lab): (stage / split / f"{scene['scene_id']:06d}", im_id)
+                  for scene in scenes
+                  for im_id, lab in enumerate(by_category[scene["category"]], start=1)}
+        if masks:
+            for folder, info in write_masks(kept, dataset, places, workers, progress).items():
+                _write_json(folder / "scene_gt_info.json",
+                            {k: info[k] for k in sorted(info, key=int)})
+                summary.files += 1 + 2 * len(info)
         for scene in tqdm(scenes, desc="bop scenes", unit="scene", disable=not progress):
             folder = stage / split / f"{scene['scene_id']:06d}"
             items = by_category[scene["category"]]

@@ -13,6 +13,10 @@ Tokens run left to right, separated by spaces or commas:
   fitxy  fitcad   the same keeping the rotation (centre and distance only) / trying every model
   fitaz           the same trying the azimuth all round (every 30 deg) with the models that look
                   best: an object turned far off (the model shown may be wrong too)
+  pins            list the pins (the pin key point tool, 7, then Ctrl+click a model point and
+                  its place in the photo) with how far each model point is from its place (px)
+  unpin 2  unpin  remove pin 2 / every pin (the pose stays; the next pin solves without them)
+  copy 3          take the rotation of object 3 of the same photo (then fit / fitxy places it)
   r               reset to the model's initial pose and CAD model
   u               undo the last change (repeatable)
   .               re-render at the values shown (after clicking a model in the gallery)
@@ -45,6 +49,9 @@ CHEAT_SHEET = (
     "f flip / n p c3 model / q1-q4 quality / dn dy dense / o overlay / r reset / u undo",
     "fit: auto-fit to the photo (fitxy: centre and distance only, fitcad: every model, "
     "fitaz: azimuth all round, the best models)",
+    "pins: the smart tools' first key point (toolbar's foot), 7 (the pin label), Ctrl+click a "
+    "point of the overlay, then Ctrl+click it in the photo (pins lists them, unpin 2 / unpin "
+    "removes); copy 3: object 3's rotation",
     "submit: Shift+Tab, then Ctrl+Enter",
 )
 
@@ -55,6 +62,8 @@ _CAD = re.compile(r"^c=?(\d{1,6})$")  # a CAD index, not a number that overflows
 FIT_MODES = {"fit": "full", "fitxy": "translation", "fitcad": "cad", "fitaz": "all-round"}
 _QUALITY = re.compile(r"^q([1-%d])$" % len(QUALITY_VALUES))
 _OVERLAY = re.compile(r"^o=(\w+)$")
+_NUMBERED = re.compile(r"^(unpin|copy)=?(\d{1,6})$")
+_JOIN = re.compile(r"\b(unpin|copy)\s+(\d)")  # "unpin 2" is one token
 
 
 class CommandError(BadInput):
@@ -64,7 +73,8 @@ class CommandError(BadInput):
 @dataclasses.dataclass(frozen=True)
 class Command:
     """kind: add | set | flip | cad_next | cad_prev | cad_set | reset | undo | refresh | help |
-    quality | dense | overlay | fit. name: the pose value (add / set), the label (quality /
+    quality | dense | overlay | fit | pins | unpin (value: the pin, 0 = all) | copy (value: the
+    object's index k in its photo). name: the pose value (add / set), the label (quality /
     dense), the overlay style ("" = the next one) or the fit's mode (FIT_MODES' values)."""
 
     kind: str
@@ -75,7 +85,8 @@ class Command:
 def parse_commands(text: str) -> list[Command]:
     """Parse the command box's text; raises CommandError for the first bad token."""
     lines = [line.split(ERROR_MARK, 1)[0].split(INFO_MARK, 1)[0] for line in text.splitlines()]
-    tokens = [tok for tok in re.split(r"[\s,;]+", " ".join(lines).strip().lower()) if tok]
+    joined = _JOIN.sub(r"\1\2", " ".join(lines).strip().lower())
+    tokens = [tok for tok in re.split(r"[\s,;]+", joined) if tok]
     if not tokens:
         return [Command("refresh")]
     return [_parse_token(tok) for tok in tokens]
@@ -103,6 +114,12 @@ def _parse_token(tok: str) -> Command:
         return Command("dense", DENSE_VALUES[tok == "dy"])
     if tok == "o":
         return Command("overlay")
+    if tok in ("pins", "unpin"):
+        return Command(tok)
+    if m := _NUMBERED.match(tok):
+        if m.group(1) == "unpin" and int(m.group(2)) == 0:
+            raise CommandError("pins are numbered from 1 (pins lists them)")
+        return Command(m.group(1), value=float(m.group(2)))
     if tok in FIT_MODES:
         return Command("fit", FIT_MODES[tok])
     if m := _OVERLAY.match(tok):
@@ -111,4 +128,4 @@ def _parse_token(tok: str) -> Command:
                                f"(o={' o='.join(OVERLAY_STYLES)})")
         return Command("overlay", m.group(1))
     raise CommandError(f"unknown command {tok[:40]!r} (try a++ e- d+ x-- a=30 f n c2 q1 dn o r u, "
-                       "? for help)")
+                       "pins, unpin 2, copy 3, ? for help)")

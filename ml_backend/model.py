@@ -12,7 +12,7 @@ from label_sync.records import ANNOTATOR_EMAIL, POSE_RENDERED
 from label_sync.store import default_store_url
 from pose6d.cad_library import CadError, CadLibrary
 from pose6d.camera import InvalidPoseError, Pose
-from pose6d.dataset import Dataset, ObjectKey
+from pose6d.dataset import SYNCED, Dataset, ObjectKey
 from pose6d.errors import DataError, StoreFailure
 from pose6d.inout import image_size
 from pose6d import labeling
@@ -21,7 +21,8 @@ from pose6d.labeling_config import missing_tags
 from pose6d.tasks import REVIEW_NOTE, TaskError, task_object_key
 
 from ml_backend.commands import INFO_MARK
-from ml_backend.overlay_regions import DEFAULT_STYLE, overlay_regions
+from ml_backend.overlay_regions import (DEFAULT_STYLE, neighbours_region, overlay_regions,
+                                        pins_region)
 from ml_backend.pose_source import TaskContext, make_pose_source
 from ml_backend.refinement import Refinement
 from ml_backend.refinement_state import RefinementStore
@@ -31,8 +32,9 @@ log = logging.getLogger("ml_backend")
 
 RETRY_FAILED_S = 60.0
 NO_PREFILL_FIT = ("--prefill-fit needs auto-fit, which needs OpenCV: pip install "
-                  "opencv-python-headless (the Docker image leaves it out)")
+                  "opencv-python-headless (the Docker image has it)")
 EVIDENCE_CACHE = 16  # photos kept ready for auto-fit (a few MB each), per worker
+PHOTO_INDEX_S = 60.0  # how long a category's photo -> objects listing is reused (neighbours)
 
 
 class Pose6DModel:
@@ -49,6 +51,7 @@ class Pose6DModel:
         self.cad: CadLibrary = self.dataset.cad
         self._image_size = functools.lru_cache(maxsize=65536)(self._read_image_size)
         self._evidence = functools.lru_cache(maxsize=EVIDENCE_CACHE)(self._read_evidence)
+        self._photo_index: dict[str, tuple[int, dict[str, list[int]]]] = {}
         if self.settings.prefill_fit and not autofit_installed():
             raise DataError(NO_PREFILL_FIT)
         self.pose_source = make_pose_source(
@@ -176,19 +179,59 @@ class Pose6DModel:
 
     def pose_prediction(self, key: ObjectKey, pose: Pose, cad_index: int, width: int, height: int,
                         bbox=None, extra: list[dict] | None = None,
-                        style: str = DEFAULT_STYLE) -> list[dict]:
+                        style: str = DEFAULT_STYLE, pins: list | None = None) -> list[dict]:
         """Result list for a pose: six Numbers, CAD choice, box and the overlay at ``shown_pose``
-        in the overlay ``style``."""
+        in the overlay ``style``; the photo's other objects faintly (when it has any) and the
+        ``pins`` ([(model pixel, photo pixel or None)], drawn when not None)."""
         shown = shown_pose(pose)
         try:
             mesh = self.cad.mesh(key.category, cad_index)
         except CadError as exc:
             raise TaskError(str(exc)) from None
         regions, _ = overlay_regions(mesh, shown, width, height, self.settings.edge_width, style)
+        others = []
+        for other, other_pose, other_cad in self.neighbours(key):
+            try:  # a neighbour that cannot be drawn is left out, the object still is
+                others.append((self.cad.mesh(other.category, other_cad), other_pose))
+            except CadError:
+                log.warning("predict %s: neighbour %s not drawn (CAD model %s)", key, other,
+                            other_cad)
+        if others:
+            regions.append(neighbours_region(others, width, height))
+        if pins is not None:
+            regions.append(pins_region(pins, width, height))
         results = pose_results(shown) + [choice_result(labeling.CAD, str(cad_index))] + regions
         if bbox is not None:
             results.append(box_region(bbox, width, height))
         return results + (extra or [])
+
+    def neighbours(self, key: ObjectKey) -> list[tuple[ObjectKey, Pose, int]]:
+        """The photo's other objects (same category and photo): (key, pose, CAD index), the
+        synced record's when there is one, else the initial record's (no prefill fit here)."""
+        out = []
+        for k in self._photo_objects(key.category).get(key.name, ()):
+            try:
+                other = ObjectKey(key.category, key.name, k)
+                if other == key:
+                    continue
+                synced = self.dataset.read_optional(other, SYNCED)
+                found = synced if synced is not None else self.dataset.read(other)
+                out.append((other, found.pose, found.cad_index))
+            except (DataError, InvalidPoseError):
+                continue
+        return out
+
+    def _photo_objects(self, category: str) -> dict[str, list[int]]:
+        """{photo name: [k, ...]} of a category's objects: one folder listing per PHOTO_INDEX_S
+        and category (one entry per category is kept), not one per /predict."""
+        period = int(time.monotonic() // PHOTO_INDEX_S)
+        found = self._photo_index.get(category)
+        if found is None or found[0] != period:
+            index: dict[str, list[int]] = {}
+            for key in self.dataset.objects(categories=[category]):
+                index.setdefault(key.name, []).append(key.k)
+            found = self._photo_index[category] = (period, index)
+        return found[1]
 
     def labels_refused(self, user: str | None, task: dict) -> str | None:
         """Why this annotator gets no refinement on this task (--require-qualification)."""

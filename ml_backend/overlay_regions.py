@@ -15,7 +15,8 @@ import numpy as np
 
 from pose6d.cad_library import CadMesh
 from pose6d.camera import Pose
-from pose6d.labeling import EDGES_LABEL, EDGES_REGION_ID, MESH_LABEL, MESH_REGION_ID, mask_region
+from pose6d.labeling import (EDGES_LABEL, EDGES_REGION_ID, MESH_LABEL, MESH_REGION_ID,
+                             NEIGHBOURS_REGION_ID, PINS_REGION_ID, mask_region)
 from pose6d.renderer import Render, render
 
 OVERLAY_STYLES = ("edges", "tint", "solid", "off")
@@ -55,3 +56,41 @@ def overlay_regions(mesh: CadMesh, pose: Pose, width: int, height: int, edge_wid
     return [mask_region(MESH_REGION_ID, MESH_LABEL, fill, readonly=True,
                         alpha=TINT_ALPHA if style == "tint" else 255),
             mask_region(EDGES_REGION_ID, EDGES_LABEL, edges, readonly=True)], rendered
+
+
+NEIGHBOUR_ALPHA = 40  # the photo's other objects: a faint fill (Label Studio paints at 0.6)
+PIN_DOT_PX, PIN_RING_PX = 4.0, 6.0
+
+
+def pins_mask(pins: list, width: int, height: int) -> np.ndarray:
+    """(H, W) bool: each pin's model point (a dot), photo point (a ring) and the line between.
+    pins: [((u, v) model point at the pose shown, (u, v) photo point or None)], pixels."""
+    ys, xs = np.mgrid[0:height, 0:width]
+    out = np.zeros((height, width), dtype=bool)
+    for model, photo in pins:
+        out |= np.hypot(xs - model[0], ys - model[1]) <= PIN_DOT_PX
+        if photo is None:
+            continue
+        ring = np.hypot(xs - photo[0], ys - photo[1])
+        out |= (ring <= PIN_RING_PX) & (ring >= PIN_RING_PX - 1.5)
+        (x0, y0), (x1, y1) = model, photo
+        steps = int(max(abs(x1 - x0), abs(y1 - y0))) + 1
+        for f in np.linspace(0.0, 1.0, steps + 1):
+            x, y = round(x0 + f * (x1 - x0)), round(y0 + f * (y1 - y0))
+            if 0 <= x < width and 0 <= y < height:
+                out[y, x] = True
+    return thicken(out, 2)
+
+
+def pins_region(pins: list, width: int, height: int) -> dict:
+    """The pins as one read-only brush region with a fixed id (replaced in place each time)."""
+    return mask_region(PINS_REGION_ID, MESH_LABEL, pins_mask(pins, width, height), readonly=True)
+
+
+def neighbours_region(neighbours: list, width: int, height: int) -> dict:
+    """The photo's other objects, faintly: neighbours is [(CadMesh, Pose)]."""
+    fill = np.zeros((height, width), dtype=bool)
+    for mesh, pose in neighbours:
+        fill |= render(mesh, pose, width, height).full_mask
+    return mask_region(NEIGHBOURS_REGION_ID, EDGES_LABEL, fill, readonly=True,
+                       alpha=NEIGHBOUR_ALPHA)

@@ -39,6 +39,7 @@ from pose6d.labeling import (AnnotationValues, BOX_TYPES, NUMBER_SPECS, POINT_TY
 from pose6d.labeling_config import number_ranges
 from pose6d.tasks import TaskError
 
+from ml_backend import pins_step
 from ml_backend.chain import Chain, State, apply_command, check_ranges
 from ml_backend.commands import CHEAT_SHEET, ERROR_MARK, INFO_MARK, CommandError, parse_commands
 from ml_backend.overlay_regions import DEFAULT_STYLE, OVERLAY_STYLES
@@ -50,8 +51,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ml_backend.refinement")
 TURN_NOTE_DEG = 20.0  # a fit that turns the azimuth further says so
-NO_AUTOFIT = ("auto-fit is not installed here: it needs opencv-python-headless (the Docker "
-              "image leaves it out to stay small; docker/requirements-image.txt says how to add it)")
+NO_AUTOFIT = ("auto-fit is not installed here: it needs opencv-python-headless "
+              "(pip install opencv-python-headless; the Docker image has it)")
 
 
 class RefinementHost(Protocol):
@@ -65,8 +66,12 @@ class RefinementHost(Protocol):
 
     def pose_prediction(self, key: ObjectKey, pose: Pose, cad_index: int, width: int, height: int,
                         bbox=None, extra: list[dict] | None = None,
-                        style: str = DEFAULT_STYLE) -> list[dict]:
-        """The results that show ``pose`` (Numbers, CAD choice, overlay); TaskError."""
+                        style: str = DEFAULT_STYLE, pins: list | None = None) -> list[dict]:
+        """The results that show ``pose`` (Numbers, CAD choice, overlay, the photo's other
+        objects, the ``pins`` drawn); TaskError."""
+
+    def neighbours(self, key: ObjectKey) -> list[tuple[ObjectKey, Pose, int]]:
+        """The photo's other objects: (key, pose, CAD index), synced else initial."""
 
     def photo_evidence(self, key: ObjectKey) -> "ImageEvidence":
         """The object's photo with its box, for auto-fit (cached); DataError when unreadable."""
@@ -135,12 +140,16 @@ class Refinement:
             try:
                 shown, notes = self._shown_state(values, chain, initial_state)
                 new, more, choices, fit_mode = self._apply(values, shown, chain, initial_state,
-                                                           key, (width, height), ranges, record)
+                                                           key, (width, height), ranges, record,
+                                                           user)
             except BadInput as exc:  # CommandError, InvalidPoseError: nothing changes
                 return self._error(str(exc))
             except CadError as exc:
                 return self._error(f"the CAD model cannot be used: {exc}")
             style = record.style or DEFAULT_STYLE
+            drawn = pins_step.drawn(record.pins, shown_pose(new.pose)) if record.pins else None
+            # Label Studio drops a smart tool's point once the answer comes: the pins go back
+            pins_back = pins_step.regions(record.pins, shown_pose(new.pose), width, height)
         if fit_mode:  # seconds of search: outside the chain's lock, then one more undo step
             try:
                 new, fit_notes = self._fit(key, new, fit_mode, ranges)
@@ -157,8 +166,8 @@ class Refinement:
         lines = "\n".join(f"{INFO_MARK} {n}" for n in notes + more) or None
         try:
             results = self.host.pose_prediction(key, new.pose, new.cad_index, width, height,
-                                                extra=[command_result(lines)] + choices,
-                                                style=style)
+                                                extra=[command_result(lines)] + choices
+                                                + pins_back, style=style, pins=drawn)
         except TaskError as exc:
             return self._error(str(exc))
         return {"result": results, "score": 1.0, "model_version": self.host.model_version}
@@ -186,18 +195,33 @@ class Refinement:
 
     def _apply(self, values: AnnotationValues, current: State, chain: Chain, initial: State,
                key: ObjectKey, size: tuple[int, int], ranges: dict[str, tuple[float, float]],
-               record: Any) -> tuple[State, list[str], list[dict], str]:
+               record: Any, user: str | None = None) -> tuple[State, list[str], list[dict], str]:
         """(the new state, already on the chain for undo; notes for the box; Choices results
         that commands set; the auto-fit mode a final ``fit`` asks for, or ""). BadInput when a
         value leaves its range: nothing changes then."""
-        points = [r for r in values.regions if r.get("type") in POINT_TYPES]
+        pins = [r for r in values.regions if r.get("from_name") == labeling.PIN]
+        points = [r for r in values.regions if r.get("type") in POINT_TYPES
+                  and r.get("from_name") != labeling.PIN]
         boxes = [r for r in values.regions if r.get("type") in BOX_TYPES
                  and r.get("id") != labeling.BOX_REGION_ID]
         text = values.text.get(labeling.COMMAND)
         notes: list[str] = []
         choices: list[dict] = []
         fit_mode = ""
-        if points:  # the newest point is the last (Label Studio sends them in drawing order)
+        if pins:  # every pin point of the annotation, in creation order (one label)
+            if user is None and record.user and not pins_step.known(record.pins, pins):
+                # a smart call names no annotation: another annotator's chain (theirs has pins
+                # none of these points belong to); their pins must not be touched
+                raise CommandError("type . in the command box first (it tells the backend whose "
+                                   "pins these are), then place the pin again")
+            mesh = self.host.cad.mesh(key.category, current.cad_index)
+            _, changed, notes = pins_step.update(record.pins, pins, mesh, current.pose,
+                                                 current.cad_index)
+            new = current
+            if changed:  # one solve, one undo step
+                new = State(pins_step.solve(record.pins, current.pose, ranges), current.cad_index)
+                notes.append(pins_step.describe(record.pins, shown_pose(new.pose)))
+        elif points:  # the newest point is the last (Label Studio sends them in drawing order)
             x, y = _region_pixels(region_point_pixels, points[-1])
             new = State(current.pose.replace(px=x, py=y), current.cad_index)
         elif boxes:
@@ -223,6 +247,14 @@ class Refinement:
                     name = labeling.QUALITY if command.kind == "quality" else labeling.DENSE
                     choices = [c for c in choices if c["from_name"] != name]
                     choices.append(choice_result(name, command.name))
+                elif command.kind == "pins":
+                    notes.append(pins_step.describe(record.pins, shown_pose(new.pose)))
+                elif command.kind == "unpin":
+                    notes.append(pins_step.unpin(record.pins, int(command.value)))
+                elif command.kind == "copy":
+                    new = self._copy(key, new, int(command.value))
+                    notes.append(f"rotation of object {int(command.value)} copied (fit or fitxy "
+                                 "places it)")
                 elif command.kind == "overlay":
                     record.style = _next_style(record.style, command.name)
                     notes.append(f"overlay: {record.style} (o: next style)")
@@ -238,11 +270,20 @@ class Refinement:
             chain.push(new)
         return new, notes, choices, fit_mode
 
+    def _copy(self, key: ObjectKey, state: State, k: int) -> State:
+        """``state`` with the rotation (azimuth, elevation, theta) of object k of the photo."""
+        found = [pose for other, pose, _ in self.host.neighbours(key) if other.k == k]
+        if not found:
+            ks = sorted(other.k for other, _, _ in self.host.neighbours(key))
+            raise CommandError(f"this photo has no object {k} (others: {ks or 'none'})")
+        return State(state.pose.replace(azimuth=found[0].azimuth, elevation=found[0].elevation,
+                                        theta=found[0].theta), state.cad_index)
+
     def _fit(self, key: ObjectKey, state: State, mode: str,
              ranges: dict[str, tuple[float, float]]) -> tuple[State, str]:
         """Auto-fit from ``state``: (the fitted state, a note saying how it went). Only a pose
         that scores better replaces the one shown; another model needs a clear lead."""
-        try:  # OpenCV is optional: the Docker image leaves it out
+        try:  # OpenCV is optional (requirements-backend.txt and the Docker image have it)
             from pose6d.fit import fit_pose, fit_translation
             from pose6d.fit_turns import fit_all_round
             from pose6d.fit_cad import fit_cad

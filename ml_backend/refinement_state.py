@@ -40,6 +40,7 @@ class ChainRecord:
     states: list
     style: str = ""
     updated: str = ""
+    pins: list = dataclasses.field(default_factory=list)  # ml_backend.pins_step's dicts
 
 
 class RefinementStore(Database):
@@ -51,6 +52,10 @@ class RefinementStore(Database):
             style TEXT NOT NULL, updated_at TEXT NOT NULL)""",
         "CREATE INDEX IF NOT EXISTS pose6d_refinement_chain_task "
         "ON pose6d_refinement_chain (task_id)",
+        # Pins (issue 21) of each chain: JSON, in a table of their own (older stores gain it).
+        """CREATE TABLE IF NOT EXISTS pose6d_refinement_pins (
+            chain_id TEXT PRIMARY KEY, task_id TEXT NOT NULL, pins TEXT NOT NULL,
+            updated_at TEXT NOT NULL)""",
         """CREATE TABLE IF NOT EXISTS pose6d_refinement_style (
             annotator TEXT PRIMARY KEY, style TEXT NOT NULL, updated_at TEXT NOT NULL)""",
     )
@@ -82,8 +87,10 @@ class _StoreRows:
     def chains_of_task(self, task_id: str) -> list[ChainRecord]:
         rows = self.tx.run("SELECT chain_id, task_id, annotator, states, style, updated_at "
                            "FROM pose6d_refinement_chain WHERE task_id = ?", (task_id,))
-        return [ChainRecord(r[0], r[1], r[2], states_from_json(r[3], self.make_state), r[4], r[5])
-                for r in rows]
+        pins = {r[0]: json.loads(r[1]) for r in self.tx.run(
+            "SELECT chain_id, pins FROM pose6d_refinement_pins WHERE task_id = ?", (task_id,))}
+        return [ChainRecord(r[0], r[1], r[2], states_from_json(r[3], self.make_state), r[4], r[5],
+                            pins.get(r[0], [])) for r in rows]
 
     def save(self, chain: ChainRecord) -> None:
         self.tx.run("INSERT INTO pose6d_refinement_chain (chain_id, task_id, annotator, states, "
@@ -92,12 +99,17 @@ class _StoreRows:
                     "style = excluded.style, updated_at = excluded.updated_at",
                     (chain.chain_id, chain.task_id, chain.user, states_to_json(chain.states),
                      chain.style, utc_now()))
+        self.tx.run("INSERT INTO pose6d_refinement_pins (chain_id, task_id, pins, updated_at) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (chain_id) DO UPDATE SET "
+                    "pins = excluded.pins, updated_at = excluded.updated_at",
+                    (chain.chain_id, chain.task_id, json.dumps(chain.pins), utc_now()))
 
     def delete(self, task_id: str, chain_id: str | None) -> None:
-        if chain_id is None:
-            self.tx.run("DELETE FROM pose6d_refinement_chain WHERE task_id = ?", (task_id,))
-        else:
-            self.tx.run("DELETE FROM pose6d_refinement_chain WHERE chain_id = ?", (chain_id,))
+        for table in ("pose6d_refinement_chain", "pose6d_refinement_pins"):
+            if chain_id is None:
+                self.tx.run(f"DELETE FROM {table} WHERE task_id = ?", (task_id,))
+            else:
+                self.tx.run(f"DELETE FROM {table} WHERE chain_id = ?", (chain_id,))
 
     def style_of(self, user: str) -> str:
         rows = self.tx.run("SELECT style FROM pose6d_refinement_style WHERE annotator = ?", (user,))
@@ -117,8 +129,8 @@ class _MemoryRows:
         self.chains, self.styles = chains, styles
 
     def chains_of_task(self, task_id: str) -> list[ChainRecord]:
-        return [dataclasses.replace(c, states=list(c.states)) for c in self.chains.values()
-                if c.task_id == task_id]
+        return [dataclasses.replace(c, states=list(c.states), pins=json.loads(json.dumps(c.pins)))
+                for c in self.chains.values() if c.task_id == task_id]
 
     def save(self, chain: ChainRecord) -> None:
         self.chains.pop(chain.chain_id, None)
@@ -196,9 +208,10 @@ class Chains:
                 chain.user = user
             if not chain.style and chain.user:
                 chain.style = rows.style_of(chain.user)
-            before = (states_to_json(chain.states), chain.style, chain.user)
+            before = (states_to_json(chain.states), chain.style, chain.user, json.dumps(chain.pins))
             yield chain
-            if (states_to_json(chain.states), chain.style, chain.user) != before:
+            if (states_to_json(chain.states), chain.style, chain.user,
+                    json.dumps(chain.pins)) != before:
                 rows.save(chain)
                 if chain.user and chain.style and chain.style != before[1]:
                     rows.set_style(chain.user, chain.style)  # remembered for the annotator

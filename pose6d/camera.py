@@ -185,11 +185,17 @@ def intrinsics(pose: Pose, offset: float = 0.0) -> np.ndarray:
     return np.array([[mf, 0.0, pose.px + offset], [0.0, mf, pose.py + offset], [0.0, 0.0, 1.0]])
 
 
+def opencv_extrinsics(azimuth: float, elevation: float, theta: float,
+                      distance: float) -> tuple[np.ndarray, np.ndarray]:
+    """The OpenCV camera's R (3x3) and t (3,) for pose values (radians, CAD units)."""
+    r_cv = in_plane_rotation(theta) @ np.diag([1.0, -1.0, -1.0]) @ viewing_rotation(
+        azimuth, elevation)
+    return r_cv, -r_cv @ camera_centre(azimuth, elevation, distance)
+
+
 def opencv_camera(pose: Pose) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The equivalent OpenCV camera (K 3x3, R 3x3, t (3,)): pixel ~ K @ (R @ X + t)."""
-    r_cv = in_plane_rotation(pose.theta) @ np.diag([1.0, -1.0, -1.0]) @ viewing_rotation(
-        pose.azimuth, pose.elevation)
-    t_cv = -r_cv @ camera_centre(pose.azimuth, pose.elevation, pose.distance)
+    r_cv, t_cv = opencv_extrinsics(pose.azimuth, pose.elevation, pose.theta, pose.distance)
     return intrinsics(pose), r_cv, t_cv
 
 

@@ -11,7 +11,8 @@ from typing import Any, Iterable
 import numpy as np
 
 from pose6d.brush_rle import mask_to_rle
-from pose6d.camera import POSE_NAMES, InvalidPoseError, Pose, image_to_pixel, wrap_angle
+from pose6d.camera import (POSE_NAMES, InvalidPoseError, Pose, image_to_pixel, pixel_to_image,
+                           wrap_angle)
 from pose6d.labels import DENSE_LABELS, QUALITY_LABELS
 
 IMAGE = "image"
@@ -33,11 +34,18 @@ OVERLAY_NEVER_CHOICE = "overlay-never-stored"
 BOX = "box"  # Rectangle: the object's box; drawing one fits distance and centre
 CENTRE = "centre"  # KeyPoint: a click sets (px, py)
 MESH_LABEL, EDGES_LABEL = "Mesh", "Edges"
+# Pins (issue 21): a smart KeyPointLabels with one label, so that every call carries all of the
+# annotation's pins (Label Studio groups a smart tool's regions by label), in creation order:
+# a point of the overlay, then where it is in the photo, and so on.
+PIN, PIN_LABEL = "pin", "pin"
 # Labels of the earlier RectangleLabels / KeyPointLabels config; results carrying them are still read.
 BOX_LABEL, CENTRE_LABEL = "Object", "Centre"
 # Fixed region ids: a returned region with an existing id replaces it in place
 # (docs/label_studio_notes.md).
 MESH_REGION_ID, EDGES_REGION_ID, BOX_REGION_ID = "pose6d_mesh", "pose6d_edges", "pose6d_box"
+# The pins drawn by the backend (model point, target, a line between) and the photo's other
+# objects drawn faintly, both brush regions of the overlay (never stored either).
+PINS_REGION_ID, NEIGHBOURS_REGION_ID = "pose6d_pins", "pose6d_neighbours"
 # Result types of the regions an annotator draws or the backend returns (with and without labels).
 POINT_TYPES = ("keypoint", "keypointlabels")
 BOX_TYPES = ("rectangle", "rectanglelabels")
@@ -154,6 +162,16 @@ def box_region(bbox: Iterable[float], width: int, height: int, region_id: str = 
         "rotation": 0}, readonly=True)
 
 
+def pin_region(region_id: str, x: float, y: float, width: int, height: int) -> dict:
+    """A pin point (camera pixel coordinates; integers are pixel centres) as a KeyPointLabels
+    result with the one pin label: the backend returns the annotation's pin points so that
+    Label Studio keeps them (it drops a smart tool's own point once the answer comes)."""
+    u, v = pixel_to_image(x, y)
+    return _region(region_id, PIN, POINT_TYPES[1], width, height,
+                   {"x": 100.0 * u / width, "y": 100.0 * v / height, "width": 0.6,
+                    "keypointlabels": [PIN_LABEL]})
+
+
 def region_box_pixels(region: dict) -> tuple[float, float, float, float]:
     """(x1, y1, x2, y2) of a rectangle result (unrotated) in the camera's pixel coordinates."""
     w, h = float(region["original_width"]), float(region["original_height"])
@@ -249,7 +267,7 @@ def _hex(rgb: tuple[int, int, int]) -> str:
 from pose6d.overlay import EDGE_COLOR, MESH_COLOR  # noqa: E402  (numpy only; no open3d at import)
 
 LABEL_COLOURS = {MESH_LABEL: _hex(MESH_COLOR), EDGES_LABEL: _hex(EDGE_COLOR)}
-BOX_COLOUR, CENTRE_COLOUR = "#FF6D00", "#FF00E5"
+BOX_COLOUR, CENTRE_COLOUR, PIN_COLOUR = "#FF6D00", "#FF00E5", "#00E676"
 # Hotkeys. Label Studio's defaults use ctrl/alt/shift combinations and the tool letters
 # b e h k m o p r u v w [ ] (k: the smart key point = centre click, r: the smart rectangle = box
 # fit). Every label, choice and Number without a hotkey gets the next key of
@@ -262,5 +280,6 @@ QUALITY_HOTKEYS = dict(zip(QUALITY_VALUES, ("1", "2", "3", "4")))
 # Dense on 5 / 6 (after quality's 1-4), not n / y: "n" is "next CAD model" in the command box.
 DENSE_HOTKEYS = dict(zip(DENSE_VALUES, ("5", "6")))
 NUMBER_HOTKEYS = {spec.name: f"f{13 + i}" for i, spec in enumerate(NUMBERS)}
+PIN_HOTKEY = "7"  # selects the pin label (then Ctrl+click on the overlay / the photo)
 CAD_HOTKEYS = ("9", "0", "q", "t", "a", "s", "d", "f", "g", "z", "x", "c", "i", "j", "l")
 assert DENSE_VALUES == ("no", "yes") and len(QUALITY_HOTKEYS) == len(QUALITY_VALUES)

@@ -89,7 +89,8 @@ HINT_TEXT = ("Enter runs: a e t d x y + - ++ --, a+7, a=30; f flip; n p c3 model
 # box's message lines kept to a short scrolling list so they never push the values away.
 PAGE_CSS = (".ant-radio-wrapper-checked img { outline: 3px solid #1677ff; border-radius: 4px } "
             "[data-testid=textarea-regions] { max-height: 72px; overflow-y: auto }")
-COMMAND_PLACEHOLDER = "a++  e-  d+  x=412  f  n  c3  q1  dn  o  u  ?   (Enter)"
+# (pins: "?" says how; the hint above stays three lines so the CAD gallery stays in view)
+COMMAND_PLACEHOLDER = "a++  e-  d+  x=412  f  n  c3  q1  dn  o  u  pins  ?   (Enter)"
 
 
 def _fmt(value: float) -> str:
@@ -126,6 +127,12 @@ def _image_column(root: ET.Element) -> None:
     # backend, Label Studio's tool keys R / K select them, and a drag / click draws at once.
     _el(left, "Rectangle", name=L.BOX, toName=L.IMAGE, smart="true", smartOnly="true",
         strokeColor=L.BOX_COLOUR, fillColor=L.BOX_COLOUR, strokeWidth="2", opacity="0.15")
+    # Pins: one label, so that every call carries all pins (Label Studio groups by label).
+    # Before the centre's KeyPoint: Label Studio 1.23.2's K picks the last key point tool (the
+    # centre's, as before); the pin's is the first key point of the smart tools' flyout.
+    pins = _el(left, "KeyPointLabels", name=L.PIN, toName=L.IMAGE, smart="true", smartOnly="true",
+               strokeWidth="3")
+    _el(pins, "Label", value=L.PIN_LABEL, background=L.PIN_COLOUR, hotkey=L.PIN_HOTKEY)
     _el(left, "KeyPoint", name=L.CENTRE, toName=L.IMAGE, smart="true", smartOnly="true",
         fillColor=L.CENTRE_COLOUR, strokeWidth="4")
     # The overlay's control only holds the backend's regions: hidden (it would show a picker).

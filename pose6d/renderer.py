@@ -70,23 +70,11 @@ def render(mesh: CadMesh, pose: Pose, width: int, height: int, nthreads: int = 0
 
     nthreads: Embree threads for the cast (0 = all cores).
     """
-    import open3d as o3d
-
-    x0, y0, x1, y1 = projected_box(mesh, pose, width, height)
-    w, h = x1 - x0, y1 - y0
-    if w <= 0 or h <= 0:
+    box, rays, hits = cast(mesh, pose, width, height, nthreads)
+    if hits is None:
         empty = np.zeros((0, 0), dtype=bool)
         return Render(width, height, (0, 0, 0, 0), empty, empty.astype(np.float32),
                       empty.astype(np.float32), empty)
-    k = intrinsics(pose, offset=PIXEL_CENTRE)
-    k[0, 2] -= x0
-    k[1, 2] -= y0
-    _, r, t = opencv_camera(pose)
-    extrinsic = np.eye(4)
-    extrinsic[:3, :3], extrinsic[:3, 3] = r, t
-    rays = o3d.t.geometry.RaycastingScene.create_rays_pinhole(
-        o3d.core.Tensor(k), o3d.core.Tensor(extrinsic), w, h)
-    hits = mesh.scene.cast_rays(rays, nthreads=nthreads)
     depth = hits["t_hit"].numpy()
     mask = np.isfinite(depth)
     normals = hits["primitive_normals"].numpy()
@@ -96,7 +84,71 @@ def render(mesh: CadMesh, pose: Pose, width: int, height: int, nthreads: int = 0
     shade[mask] = np.abs((normals[mask] * dirs).sum(axis=1)) / np.linalg.norm(dirs, axis=1)
     edges = feature_edges(mask, depth, normals, hits["primitive_ids"].numpy(),
                           DEPTH_JUMP * mesh.radius)
-    return Render(width, height, (x0, y0, x1, y1), mask, depth.astype(np.float32), shade, edges)
+    return Render(width, height, box, mask, depth.astype(np.float32), shade, edges)
+
+
+def cast(mesh: CadMesh, pose: Pose, width: int, height: int, nthreads: int = 0):
+    """Cast one ray per pixel of the window ``projected_box`` gives: (box, rays, hits).
+
+    rays: Open3D tensor (h, w, 6), origin and direction in the mesh's (world) frame, the
+    direction scaled to unit camera z, so t_hit is the z-depth. hits: Open3D's cast_rays dict,
+    or None (with rays None) when the window is empty.
+    """
+    import open3d as o3d
+
+    x0, y0, x1, y1 = projected_box(mesh, pose, width, height)
+    w, h = x1 - x0, y1 - y0
+    if w <= 0 or h <= 0:
+        return (0, 0, 0, 0), None, None
+    k = intrinsics(pose, offset=PIXEL_CENTRE)
+    k[0, 2] -= x0
+    k[1, 2] -= y0
+    _, r, t = opencv_camera(pose)
+    extrinsic = np.eye(4)
+    extrinsic[:3, :3], extrinsic[:3, 3] = r, t
+    rays = o3d.t.geometry.RaycastingScene.create_rays_pinhole(
+        o3d.core.Tensor(k), o3d.core.Tensor(extrinsic), w, h)
+    return (x0, y0, x1, y1), rays, mesh.scene.cast_rays(rays, nthreads=nthreads)
+
+
+@dataclasses.dataclass
+class Surface:
+    """The mesh's surface seen through each pixel of ``box`` = (x0, y0, x1, y1) (cropped).
+
+    mask: (h, w) bool, object hit. depth: (h, w) float32 z-depth in CAD units (inf: no hit).
+    rays: (h, w, 6) float32 each pixel's ray (origin, direction scaled to unit z-depth) in the
+    mesh's frame, or None when cast for masks only; ``points`` derives the hit points from them.
+    """
+
+    box: tuple[int, int, int, int]
+    mask: np.ndarray
+    depth: np.ndarray
+    rays: np.ndarray | None = None
+
+    def points(self, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
+        """(h', w', 3) float32: the hit point of each pixel of the window's crop [rows, cols]
+        in the mesh's own frame (CAD units; 0 where no hit): origin + depth * direction, a
+        point on the ray through the pixel's centre, so projected with the pose it lands on
+        that pixel (up to float rounding)."""
+        if self.rays is None:
+            raise ValueError("this surface was cast without points (render_surface points=False)")
+        mask, depth, ray = self.mask[rows, cols], self.depth[rows, cols], self.rays[rows, cols]
+        out = np.zeros(mask.shape + (3,), dtype=np.float32)
+        hit = ray[mask]
+        out[mask] = hit[:, :3] + depth[mask][:, None] * hit[:, 3:]
+        return out
+
+
+def render_surface(mesh: CadMesh, pose: Pose, width: int, height: int, nthreads: int = 0,
+                   points: bool = True) -> Surface:
+    """Ray-cast ``mesh`` at ``pose``: per pixel the hit and its z-depth, and with ``points``
+    the rays that give each pixel's model point (Surface.points)."""
+    box, rays, hits = cast(mesh, pose, width, height, nthreads)
+    if hits is None:
+        z = np.zeros((0, 0), dtype=bool)
+        return Surface(box, z, z.astype(np.float32), np.zeros((0, 0, 6), np.float32))
+    depth = hits["t_hit"].numpy().astype(np.float32, copy=False)
+    return Surface(box, np.isfinite(depth), depth, rays.numpy() if points else None)
 
 
 def feature_edges(mask: np.ndarray, depth: np.ndarray, normals: np.ndarray, prim_ids: np.ndarray,
@@ -128,3 +180,24 @@ def feature_edges(mask: np.ndarray, depth: np.ndarray, normals: np.ndarray, prim
         edges.reshape(-1)[ia[edge & a_nearer]] = True
         edges.reshape(-1)[ib[edge & ~a_nearer]] = True
     return edges
+
+
+def surface_points(mesh: CadMesh, pose: Pose, pixels: np.ndarray, nthreads: int = 0) -> np.ndarray:
+    """The first surface point (N, 3), world units, seen through each pixel (N, 2) at ``pose``.
+
+    Pixels are formula coordinates (integers are pixel centres, like ``render``'s samples);
+    rows whose ray misses the mesh are NaN.
+    """
+    import open3d as o3d
+
+    pixels = np.asarray(pixels, dtype=np.float64).reshape(-1, 2)
+    k, r, t = opencv_camera(pose)
+    cam = np.column_stack([pixels, np.ones(len(pixels))]) @ np.linalg.inv(k).T
+    dirs = cam @ r  # camera -> world: R^T d, as rows
+    origin = -r.T @ t
+    rays = np.hstack([np.broadcast_to(origin, dirs.shape), dirs]).astype(np.float32)
+    hits = mesh.scene.cast_rays(o3d.core.Tensor(rays), nthreads=nthreads)
+    t_hit = hits["t_hit"].numpy().astype(np.float64)
+    points = origin + t_hit[:, None] * dirs
+    points[~np.isfinite(t_hit)] = np.nan
+    return points

@@ -73,3 +73,36 @@ def reference_silhouette(vertices: np.ndarray, faces: np.ndarray, pose, width: i
                          height: int) -> np.ndarray:
     """The mesh's silhouette at ``pose`` from the reference formula and rasteriser: (H, W) bool."""
     return rasterize_reference(reference_pixels(vertices, pose), faces, width, height)
+
+
+def reference_depth_image(vertices: np.ndarray, faces: np.ndarray, pose, width: int,
+                          height: int, margin: int = 0) -> np.ndarray:
+    """Per-pixel z-depth (H + 2 margin, W + 2 margin) of the mesh at ``pose`` (inf: no hit).
+
+    The same barycentric test at pixel centres as ``rasterize_reference``; the depth inside a
+    triangle interpolates 1/z linearly in the image (perspective-correct), the nearest triangle
+    wins. ``margin`` pixels of canvas on each side (row 0 is photo row -margin).
+    """
+    uv = reference_pixels(vertices, pose) + margin
+    z = reference_depth(vertices, pose)
+    w, h = width + 2 * margin, height + 2 * margin
+    out = np.full((h, w), np.inf)
+    for tri, tz in zip(uv[faces], z[faces]):
+        x0, y0 = np.floor(tri.min(axis=0)).astype(int)
+        x1, y1 = np.ceil(tri.max(axis=0)).astype(int)
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w - 1), min(y1, h - 1)
+        if x1 < x0 or y1 < y0:
+            continue
+        xs, ys = np.meshgrid(np.arange(x0, x1 + 1), np.arange(y0, y1 + 1))
+        (ax, ay), (bx, by), (cx, cy) = tri
+        det = (by - cy) * (ax - cx) + (cx - bx) * (ay - cy)
+        if abs(det) < 1e-12:
+            continue
+        l1 = ((by - cy) * (xs - cx) + (cx - bx) * (ys - cy)) / det
+        l2 = ((cy - ay) * (xs - cx) + (ax - cx) * (ys - cy)) / det
+        l3 = 1 - l1 - l2
+        inside = (l1 >= -1e-9) & (l2 >= -1e-9) & (l3 >= -1e-9)
+        depth = 1.0 / (l1 / tz[0] + l2 / tz[1] + l3 / tz[2])
+        window = out[y0:y1 + 1, x0:x1 + 1]
+        window[inside] = np.minimum(window[inside], depth[inside])
+    return out

@@ -439,15 +439,14 @@ def requirement_specs(path: Path) -> dict[str, str]:
     return out
 
 
-IMAGE_LEAVES_OUT = {"tqdm", "opencv-python-headless"}
+IMAGE_LEAVES_OUT = {"tqdm"}
 
 
 def test_image_requirements_are_the_backends_minus_unused_dependencies():
     """The image installs docker/requirements-image*.txt, not requirements-backend.txt: the same
     packages and versions, with open3d-cpu and label-studio-sdk installed --no-deps (their
     imports' needs listed instead). Left out on purpose: tqdm (only make_demo_dataset's progress
-    bar uses it) and OpenCV (auto-fit: 145 MB; in the image the `fit` command says it is not
-    installed)."""
+    bar uses it). OpenCV is in (the headless wheel): fit, fitaz and --prefill-fit work there."""
     backend = requirement_specs(REPO / "requirements-backend.txt")
     image = requirement_specs(REPO / IMAGE_REQUIREMENTS[0])
     nodeps = requirement_specs(REPO / IMAGE_REQUIREMENTS[1])
@@ -461,6 +460,8 @@ def test_image_requirements_are_the_backends_minus_unused_dependencies():
     assert f"pip install -r {IMAGE_REQUIREMENTS[0]}" in run
     assert f"pip install --no-deps -r {IMAGE_REQUIREMENTS[1]}" in run
     assert "import open3d" in run and "LabelInterface" in run  # the build checks the imports
+    assert "cv2" in run  # ... and auto-fit's OpenCV
+    assert image.get("opencv-python-headless") == backend["opencv-python-headless"]
 
 
 def apt_packages() -> set[str]:

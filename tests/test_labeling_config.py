@@ -53,7 +53,7 @@ def test_label_interface_validates():
     interface.validate()  # raises on schema, duplicate names, bad toName or attributes
     assert [o.name for o in interface.objects] == [L.IMAGE]
     kinds = {c.name: type(c).__name__ for c in interface.controls}
-    expected = {L.BOX: "RectangleTag", L.CENTRE: "KeyPointTag",
+    expected = {L.BOX: "RectangleTag", L.CENTRE: "KeyPointTag", L.PIN: "KeyPointLabelsTag",
                 L.OVERLAY: "TaxonomyTag", L.COMMAND: "TextAreaTag", L.CAD: "ChoicesTag",
                 L.QUALITY: "ChoicesTag", L.DENSE: "ChoicesTag"}
     expected.update({name: "NumberTag" for name in POSE_NAMES})
@@ -70,6 +70,10 @@ def test_image_and_regions(xml_root):
     for tool in (box, centre):
         assert tool.get("smart") == "true" and tool.get("smartOnly") == "true"
         assert len(tool) == 0
+    # pins: smart-only with ONE label, so every call carries all pins (grouped by label)
+    pins = _tags(xml_root, "KeyPointLabels")[L.PIN]
+    assert pins.get("smart") == "true" and pins.get("smartOnly") == "true"
+    assert [el.get("value") for el in pins] == [L.PIN_LABEL]
     overlay = _tags(xml_root, "Taxonomy")[L.OVERLAY]
     assert [c.get("value") for c in overlay] == [L.MESH_LABEL, L.EDGES_LABEL]
     for choice in overlay:  # the colour Label Studio paints each overlay region in

@@ -1,4 +1,5 @@
-"""Export pose labels to the ImageNet3D per-image format, BOP, or a flat table (CSV + JSON lines).
+"""Export pose labels to the ImageNet3D per-image format, BOP, a flat table (CSV + JSON lines),
+or the labels derived from the poses: COCO instance masks and 2D-3D correspondences.
 
 Labels come from the synced dataset folder (annotations_new/, default) or straight from a Label
 Studio project (--from project --project-id N; URL and API key from --url / --api-key or
@@ -11,6 +12,8 @@ examples:
   python scripts/export.py --format bop --data-root demo_data --out out/bop --bop-images copy
   python scripts/export.py --format table --data-root demo_data --from project --project-id 3 \\
       --all-annotations --out out/table
+  python scripts/export.py --format coco --data-root demo_data --out out/coco --split train
+  python scripts/export.py --format correspondences --data-root demo_data --out out/corr
 
 Formats (each output folder gets a README describing it):
   imagenet3d  <out>/<category>/<image name>.npz, 'annotations' = list of per-object dicts, angles
@@ -22,8 +25,17 @@ Formats (each output folder gets a README describing it):
               object needs its own cam_K), models as PLY in mm: 1 CAD unit = --mm-per-unit mm
               (default 1000; ImageNet3D meshes are ~1 unit = 1 m across). Skipped and bad objects
               are left out (listed in left_out.json). obj_id_map.json maps (category, cad_index).
+              mask/, mask_visib/ and scene_gt_info.json as the BOP toolkit writes them, rendered
+              from the poses (--no-bop-masks leaves them out).
   table       labels.csv + labels.jsonl: pose in degrees and radians, cad, quality, dense,
               annotator, Label Studio ids, updated_at.
+  coco        annotations/instances_<split>.json: one image per photo, one annotation per
+              object: visible mask as compressed RLE (a z-buffer over the photo's labelled
+              objects), bbox, area, segmentation_amodal, and the pose (pose6d field).
+  correspondences  <category>/<name>_<k>.npz per object: visible mask, per-pixel 3D point on
+              the CAD model (model frame, float16), projected 3D box corners and keypoints.
+  coco and correspondences leave out skipped objects and "bad quality - no object" ones
+              (--include-bad keeps the latter) and objects with no visible pixel.
 
 The output folder is written beside it and renamed into place when complete: it must be empty
 or absent (or pass --overwrite).
@@ -31,13 +43,14 @@ or absent (or pass --overwrite).
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
 from pose6d.cli import fail, open_dataset, parser_from_doc
 from pose6d.dataset import DATASET_FOLDERS, INITIAL, SYNCED
 
-FORMATS = ("imagenet3d", "bop", "table")
+FORMATS = ("imagenet3d", "bop", "table", "coco", "correspondences")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -60,9 +73,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="also export objects whose annotation a reviewer rejected "
                              "(pose6d-review; left out by default)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
-    parser.add_argument("--workers", type=int, default=8, help="file-writing threads (default 8)")
+    parser.add_argument("--workers", type=int, default=8,
+                        help="file-writing threads (default 8); coco, correspondences and bop "
+                             "masks render min(this, cores) photos at a time")
+    parser.add_argument("--include-bad", action="store_true",
+                        help="coco / correspondences: also export \"bad quality - no object\" "
+                             "objects (left out by default)")
     bop = parser.add_argument_group("bop")
-    bop.add_argument("--split", default="train", help="BOP split folder name (default train)")
+    bop.add_argument("--split", default="train",
+                     help="BOP split folder / COCO instances_<split>.json name (default train)")
+    bop.add_argument("--no-bop-masks", dest="bop_masks", action="store_false",
+                     help="no mask/, mask_visib/ and scene_gt_info.json (faster)")
     bop.add_argument("--mm-per-unit", type=float, default=1000.0,
                      help="millimetres per CAD unit (default 1000: unit-size meshes are 1 m)")
     bop.add_argument("--bop-images", choices=("link", "copy", "none"), default="link",
@@ -115,6 +136,11 @@ def load_labels(args: argparse.Namespace, dataset):
     return labels
 
 
+def render_workers(workers: int) -> int:
+    """Photos rendered at a time: --workers, at most one per core (ray casting is CPU work)."""
+    return max(1, min(workers, os.cpu_count() or 1))
+
+
 def main(argv: list[str] | None = None) -> int:
     from ls_admin.export_source import ExportError
 
@@ -138,7 +164,17 @@ def main(argv: list[str] | None = None) -> int:
         elif args.format == "bop":
             from ls_admin.export_bop import export_bop
             summary = export_bop(labels, dataset, args.out, args.split, args.mm_per_unit,
-                                 args.bop_images, args.overwrite, progress)
+                                 args.bop_images, args.overwrite, progress, args.bop_masks,
+                                 render_workers(args.workers))
+        elif args.format == "coco":
+            from ls_admin.export_coco import export_coco
+            summary = export_coco(labels, dataset, args.out, args.split, args.include_bad,
+                                  args.overwrite, render_workers(args.workers), progress)
+        elif args.format == "correspondences":
+            from ls_admin.export_correspondences import export_correspondences
+            summary = export_correspondences(labels, dataset, args.out, args.include_bad,
+                                             args.overwrite, render_workers(args.workers),
+                                             progress)
         else:
             from ls_admin.export_table import export_table
             summary = export_table(labels, args.out, args.overwrite, progress)

@@ -7,11 +7,14 @@ the median rotation error, with R = Rip(theta) Rx(e - pi/2) Rz(-a).
 examples:
   python scripts/report.py --data-root demo_data --out report.html
   python scripts/report.py --data-root demo_data --project-id 3 --out report.html --json report.json
+  python scripts/report.py --data-root demo_data --out report.html --masks masks.html
 
 Labels come from the Label Studio project with --project-id (URL / key from --url / --api-key or
 LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY; every annotation, annotator emails), else from the sync
 store of the synced folder (every annotation), else from annotations_new/ (newest per object:
 no agreement figures then). Ground-truth figures need ground_truth/ records in the dataset.
+--masks writes a second page: the derived masks (what the coco / bop / correspondences exports
+contain) over a sample of photos per category, to check by eye.
 """
 from __future__ import annotations
 
@@ -31,6 +34,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("report.html"),
                         help="HTML report (default report.html)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
+    parser.add_argument("--masks", type=Path, default=None,
+                        help="also write the derived-masks page (HTML) here")
+    parser.add_argument("--masks-per-category", type=int, default=3,
+                        help="photos per category on the masks page (default 3)")
     parser.add_argument("--project-id", type=int, default=None,
                         help="read labels from this Label Studio project")
     parser.add_argument("--url", default=None, help="Label Studio URL (else LABEL_STUDIO_URL)")
@@ -39,9 +46,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="sync store URL (default: POSE6D_SYNC_STORE or "
                              "annotations_new/.sync.sqlite3)")
     parser.add_argument("--qualify-acc", type=float, default=QUALIFY_ACC,
-                        help=f"Acc@pi/6 an annotator needs on ground truth (default {QUALIFY_ACC})")
+                        help=f"Acc@pi/6 an annotator's labels on ground-truth objects need to be "
+                             f"on target (default {QUALIFY_ACC}; the qualification test itself "
+                             "is pose6d-qualify)")
     parser.add_argument("--qualify-min", type=int, default=QUALIFY_MIN,
-                        help=f"ground-truth objects an annotator needs (default {QUALIFY_MIN})")
+                        help=f"ground-truth objects an annotator needs for that (default {QUALIFY_MIN})")
     return parser.parse_args(argv)
 
 
@@ -91,6 +100,14 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_bytes(args.out, render_html(report).encode())
         if args.json:
             atomic_write_bytes(args.json, json.dumps(_json_safe(report), indent=1).encode())
+        if args.masks:
+            from ls_admin.export_source import newest_per_object
+            from ls_admin.report_masks import masks_page
+            page = masks_page(newest_per_object(inputs.labels), dataset, args.masks_per_category)
+            atomic_write_bytes(args.masks, page.encode())
+            print(f"derived masks page written to {args.masks}")
+    except ExportError as exc:  # the masks page: a CAD model or photo size missing
+        fail(str(exc))
     except OSError as exc:
         fail(f"cannot write the report: {exc}")
     print(f"report written to {args.out}")

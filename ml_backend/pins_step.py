@@ -1,0 +1,182 @@
+"""Pins in the command-box loop (issue 21): the annotation's pin points -> pins -> a solved pose.
+
+Label Studio sends every pin point of the annotation with each pin call (one label), in
+creation order, but only where they are: which point is a model point (a click on the overlay)
+and which its place in the photo, and the model point's 3D position (read at the pose shown when
+it was clicked), are kept here, per chain (refinement_state.ChainRecord.pins, by region id), so
+they survive a reload and later solves. A pin is a dict:
+
+    {"model": region id, "target": region id or None, "point": [x, y, z] CAD units,
+     "photo": [u, v] pixels or None, "cad": CAD index, "off": removed (unpin) or unusable,
+     "shown": the six values (radians) shown when the model point was clicked}
+
+A point the backend has not seen is the target of the pin waiting for one, else a new model
+point (ray cast at the pose shown). A pin whose points the annotator deleted is dropped.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from pose6d.cad_library import CadMesh
+from pose6d.camera import Pose, project_points
+from pose6d.labeling import pin_region, region_point_pixels
+from pose6d.pins import PinError, model_points, solve_points
+
+from ml_backend.commands import CommandError
+
+MOVED_PX = 0.5  # a photo point sent back this far from where it was kept has been dragged
+
+
+def live(pins: list[dict]) -> list[dict]:
+    """The pins in use, numbered 1.. in this order (``pins``, ``unpin 2``)."""
+    return [p for p in pins if not p.get("off")]
+
+
+def complete(pins: list[dict]) -> list[dict]:
+    return [p for p in live(pins) if p.get("photo") is not None]
+
+
+def known(pins: list[dict], regions: list[dict]) -> bool:
+    """Whether the chain has no live pins or one of ``regions`` is a point of its pins."""
+    ids = {p["model"] for p in live(pins)} | {p["target"] for p in live(pins) if p.get("target")}
+    return not ids or any(r.get("id") in ids for r in regions)
+
+
+def update(pins: list[dict], regions: list[dict], mesh: CadMesh, pose: Pose, cad: int,
+           pixels_of=region_point_pixels) -> tuple[list[dict], bool, list[str]]:
+    """(the pins after this call's points, whether a pin was completed or moved (solve again),
+    notes). ``pins`` is changed in place and returned. PinError (after recording the point as
+    unusable) for a model point off the mesh."""
+    points = []
+    for region in regions:
+        rid = region.get("id")
+        try:
+            uv = [float(v) for v in pixels_of(region)]
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            continue
+        if isinstance(rid, str) and all(math.isfinite(v) for v in uv):
+            points.append((rid, uv))
+    present = {rid for rid, _ in points}
+    kept = []
+    for pin in pins:  # points the annotator deleted
+        if pin["model"] not in present:
+            continue
+        if pin.get("target") is not None and pin["target"] not in present:
+            pin["target"], pin["photo"] = None, None
+        kept.append(pin)
+    pins[:] = kept
+    known = {p["model"]: p for p in pins} | {p["target"]: p for p in pins if p.get("target")}
+    solve, notes = False, []
+    for rid, uv in points:
+        pin = known.get(rid)
+        if pin is not None:
+            moved = pin.get("photo") is not None and math.dist(pin["photo"], uv) > MOVED_PX
+            if rid == pin.get("target") and moved and not pin.get("off"):
+                pin["photo"], solve = uv, True  # a photo point dragged elsewhere
+            continue
+        waiting = next((p for p in pins if not p.get("off") and p.get("target") is None), None)
+        if waiting is not None:
+            waiting["target"], waiting["photo"] = rid, uv
+            known[rid], solve = waiting, True
+            continue
+        new = {"model": rid, "target": None, "point": None, "photo": None, "cad": cad,
+               "off": False, "shown": list(pose.as_radians().values())}
+        pins.append(new)
+        known[rid] = new
+        try:
+            new["point"] = [float(v) for v in model_points(mesh, pose, np.array([uv]))[0]]
+        except PinError:
+            new["off"] = True
+            raise PinError("that point is not on the model: a pin starts on the overlay "
+                           "(delete the point, then click the model)") from None
+        notes.append(f"pin {len(live(pins))}: model point set; now Ctrl+click where it is "
+                     "in the photo")
+    return pins, solve, notes
+
+
+def solve(pins: list[dict], pose: Pose, ranges: dict[str, tuple[float, float]]) -> Pose:
+    """The pose from the complete pins (pose6d.pins.solve_points), ``pose`` without any."""
+    done = complete(pins)
+    if not done:
+        return pose
+    points = np.array([p["point"] for p in done], dtype=np.float64)
+    targets = np.array([p["photo"] for p in done], dtype=np.float64)
+    return solve_points(points, targets, pose, ranges, prior=_anchor(pins, pose))
+
+
+def _anchor(pins: list[dict], pose: Pose) -> Pose:
+    """The pose shown when the first live pin was started (one or two pins turn theta and
+    scale freely; the prior of 3+ pins holds to what the annotator had before pinning)."""
+    for pin in live(pins):
+        shown = pin.get("shown")
+        if isinstance(shown, list) and len(shown) == 6:
+            try:
+                return Pose(*shown, viewport=pose.viewport, focal=pose.focal)
+            except (TypeError, ValueError):
+                break
+    return pose
+
+
+def residuals(pins: list[dict], pose: Pose) -> list[float | None]:
+    """Each live pin's distance (px) from its model point at ``pose`` to its photo point;
+    None while it waits for its photo point."""
+    out = []
+    for pin in live(pins):
+        if pin.get("photo") is None or pin.get("point") is None:
+            out.append(None)
+            continue
+        uv = project_points(np.array([pin["point"]]), pose)[0]
+        out.append(float(np.hypot(*(uv - np.array(pin["photo"])))))
+    return out
+
+
+def describe(pins: list[dict], pose: Pose) -> str:
+    """One line for ``pins`` and after each solve: 'pins: 1 2.1 px, 2 0.8 px, 3 waiting'."""
+    parts = [f"{i} waiting" if r is None else f"{i} {r:.1f} px"
+             for i, r in enumerate(residuals(pins, pose), start=1)]
+    return "pins: " + (", ".join(parts) if parts else "none (the pin tool, 7, Ctrl+click a point "
+                                                      "of the overlay, then its place in the photo)")
+
+
+def unpin(pins: list[dict], number: int) -> str:
+    """Remove pin ``number`` (1..), or all with 0; its points stay on the photo, unused. A note."""
+    use = live(pins)
+    if number == 0:
+        for pin in use:
+            pin["off"] = True
+        return f"{len(use)} pins removed (the pose stays; delete their points if you like)"
+    if not 1 <= number <= len(use):
+        raise CommandError(f"there is no pin {number} ({len(use)} pins; pins lists them)")
+    use[number - 1]["off"] = True
+    return f"pin {number} removed (the pose stays; the next pin solves without it)"
+
+
+def drawn(pins: list[dict], pose: Pose) -> list[tuple[tuple[float, float], tuple[float, float] | None]]:
+    """What the overlay draws of each live pin: (model point's pixel at ``pose``, photo point
+    or None)."""
+    out = []
+    for pin in live(pins):
+        if pin.get("point") is None:
+            continue
+        uv = project_points(np.array([pin["point"]]), pose)[0]
+        if np.isfinite(uv).all():
+            out.append(((float(uv[0]), float(uv[1])),
+                        tuple(pin["photo"]) if pin.get("photo") is not None else None))
+    return out
+
+
+def regions(pins: list[dict], pose: Pose, width: int, height: int) -> list[dict]:
+    """The live pins' points as results with their ids: each model point where it is at
+    ``pose`` (it moves with the model), each photo point where it was put."""
+    out = []
+    for pin in live(pins):
+        if pin.get("point") is None:
+            continue
+        uv = project_points(np.array([pin["point"]]), pose)[0]
+        if np.isfinite(uv).all():
+            out.append(pin_region(pin["model"], float(uv[0]), float(uv[1]), width, height))
+        if pin.get("photo") is not None:
+            out.append(pin_region(pin["target"], *pin["photo"], width, height))
+    return out

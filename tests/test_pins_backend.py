@@ -1,0 +1,230 @@
+"""Pins, copy and the photo's other objects in the backend's loop (issue 21), through /predict
+as Label Studio sends it: a pin call carries every pin point of the annotation (one label)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backend_helpers import (command_context, interactive_body, make_client, numbers_of,
+                             results_by_name, task_for)
+from checks import decode_brush
+from pose6d import labeling
+from pose6d.cad_library import read_off
+from pose6d.camera import Pose
+from pose6d.dataset import SYNCED, ObjectRecord
+from reference_camera import rasterize_reference, reference_pixels
+
+W, H = 320, 240
+
+
+def pin_region(rid: str, u: float, v: float) -> dict:
+    """A KeyPointLabels result as Label Studio sends it: percent of the photo, where pixel
+    (col, row)'s centre is at (col + 0.5, row + 0.5) (docs/camera.md)."""
+    return {"id": rid, "from_name": labeling.PIN, "to_name": labeling.IMAGE,
+            "type": "keypointlabels", "original_width": W, "original_height": H,
+            "image_rotation": 0, "value": {"x": 100 * (u + 0.5) / W, "y": 100 * (v + 0.5) / H,
+                                           "width": 0.6, "keypointlabels": [labeling.PIN_LABEL]}}
+
+
+@pytest.fixture
+def loop(tiny_dataset, tiny_keys):
+    key = tiny_keys[0]  # car img_a_1_0; img_a_1_1 is its neighbour
+    task = task_for(tiny_dataset, key, 11)
+    record = tiny_dataset.read(key)
+    state = {"numbers": {k: round(v, 2) for k, v in record.pose.as_degrees().items()},
+             "cad": record.cad_index, "client": make_client(tiny_dataset)}
+
+    def post(context: list[dict]) -> dict:
+        res = state["client"].post("/predict", json=interactive_body(task, context))
+        assert res.status_code == 200, res.json
+        result = res.json["results"][0]["result"]
+        if numbers_of(result):
+            state["numbers"] = numbers_of(result)
+        return results_by_name(result)
+
+    def command(text: str) -> dict:
+        return post(command_context(state["numbers"], state["cad"], text))
+
+    def pins(*regions) -> dict:
+        return post(list(regions))
+
+    vertices, faces = read_off(tiny_dataset.root / "CAD/car/01.off")
+    return command, pins, state, (vertices, faces), tiny_dataset
+
+
+def shown(state) -> Pose:
+    return Pose.from_degrees(**state["numbers"], viewport=500)
+
+
+def inside_pixel(mesh, pose: Pose, pick: int = 0) -> tuple[int, int]:
+    """A pixel well inside the silhouette (reference rasteriser), away from its outline."""
+    mask = rasterize_reference(reference_pixels(mesh[0], pose), mesh[1], W, H)
+    core = mask[2:-2, 2:-2] & mask[:-4, 2:-2] & mask[4:, 2:-2] & mask[2:-2, :-4] & mask[2:-2, 4:]
+    ys, xs = np.nonzero(core)
+    i = [len(xs) // 2, 0, len(xs) - 1][pick]
+    return int(xs[i]) + 2, int(ys[i]) + 2
+
+
+def note(by: dict) -> str:
+    return "\n".join(by[labeling.COMMAND]["value"]["text"])
+
+
+def test_one_pin_moves_the_centre_and_is_one_undo_step(loop):
+    command, pins, state, mesh, _ = loop
+    command(".")
+    before = dict(state["numbers"])
+    u, v = inside_pixel(mesh, shown(state))
+    by = pins(pin_region("m1", u, v))
+    assert "pin 1: model point set" in note(by) and state["numbers"] == before
+    by = pins(pin_region("m1", u, v), pin_region("t1", u + 12, v - 7))
+    # the surface point seen at (u, v) goes to (u + 12, v - 7): the centre moves by that much
+    assert state["numbers"]["px"] == pytest.approx(before["px"] + 12, abs=0.051)
+    assert state["numbers"]["py"] == pytest.approx(before["py"] - 7, abs=0.051)
+    assert all(state["numbers"][n] == before[n] for n in ("azimuth", "elevation", "theta",
+                                                          "distance"))
+    # the pin points come back with their ids (Label Studio drops a smart tool's own point):
+    # the photo point where it was put, the model point where it is now (on the photo point)
+    for rid in ("m1", "t1"):
+        assert by[rid]["from_name"] == labeling.PIN and by[rid]["type"] == "keypointlabels"
+        assert by[rid]["value"]["keypointlabels"] == [labeling.PIN_LABEL]
+        assert by[rid]["value"]["x"] == pytest.approx(100 * (u + 12 + 0.5) / W, abs=0.05)
+        assert by[rid]["value"]["y"] == pytest.approx(100 * (v - 7 + 0.5) / H, abs=0.05)
+    drawn = decode_brush(by[labeling.PINS_REGION_ID]["value"]["rle"], W, H)
+    assert drawn[v - 7, u + 12 - 6] or drawn[v - 7, u + 12 + 6]  # the ring round the target
+    assert drawn[v - 7 - 3: v - 7 + 4, u + 12 - 3: u + 12 + 4].any()
+    assert "pins: 1 0." in note(command("pins"))  # its residual, under a pixel
+    command("u")
+    assert state["numbers"] == before
+
+
+def test_two_pins_turn_and_scale_keep_azimuth_elevation(loop):
+    command, pins, state, mesh, _ = loop
+    command(".")
+    before = dict(state["numbers"])
+    (u1, v1), (u2, v2) = inside_pixel(mesh, shown(state), 1), inside_pixel(mesh, shown(state), 2)
+    # the second photo point: the first pin's vector turned and stretched (image similarity)
+    pins(pin_region("m1", u1, v1), pin_region("t1", u1, v1))
+    by = pins(pin_region("m1", u1, v1), pin_region("t1", u1, v1), pin_region("m2", u2, v2),
+              pin_region("t2", u1 + 1.2 * (u2 - u1), v1 + 1.2 * (v2 - v1)))
+    assert "pins: 1" in note(by) and ", 2 " in note(by)
+    assert state["numbers"]["azimuth"] == before["azimuth"]
+    assert state["numbers"]["elevation"] == before["elevation"]
+    assert state["numbers"]["distance"] < before["distance"] / 1.1  # closer: larger
+
+
+def test_pins_survive_a_restart_and_unpin(loop, tiny_dataset):
+    command, pins, state, mesh, _ = loop
+    command(".")
+    u, v = inside_pixel(mesh, shown(state))
+    pins(pin_region("m1", u, v))
+    pins(pin_region("m1", u, v), pin_region("t1", u + 20, v))
+    moved = dict(state["numbers"])
+    state["client"] = make_client(tiny_dataset)  # a restarted backend: the same store
+    # the reloaded annotation sends its points again, plus a new one: m1 keeps its 3D point
+    # (not read again at the moved pose), t1 stays its target, m9 is a new model point
+    u2, v2 = inside_pixel(mesh, shown(state), 1)
+    by = pins(pin_region("m1", u, v), pin_region("t1", u + 20, v), pin_region("m9", u2, v2))
+    assert "pin 2: model point set" in note(by) and state["numbers"] == moved
+    assert "1 0." in note(command("pins")) and "2 waiting" in note(command("pins"))
+    assert "pin 1 removed" in note(command("unpin 1"))
+    assert "1 waiting" in note(command("pins"))
+    assert "removed" in note(command("unpin"))
+    assert "none" in note(command("pins"))
+    assert "no pin 3" in note(command("unpin 3"))
+
+
+def test_a_pin_off_the_model_is_refused_and_ignored(loop):
+    command, pins, state, mesh, _ = loop
+    command(".")
+    by = pins(pin_region("m1", 2, 2))
+    assert note(by).startswith("\u26a0") and "not on the model" in note(by)
+    u, v = inside_pixel(mesh, shown(state))
+    by = pins(pin_region("m1", 2, 2), pin_region("m2", u, v))  # m2 starts a pin, not a target
+    assert "pin 1: model point set" in note(by)
+
+
+def test_copy_takes_the_neighbours_rotation(loop):
+    command, _, state, _, dataset = loop
+    command(".")
+    px = state["numbers"]["px"]
+    command("copy 1")  # object 1 of the photo: its initial pose (az 40, e 15, theta 0)
+    assert (state["numbers"]["azimuth"], state["numbers"]["elevation"],
+            state["numbers"]["theta"]) == (40, 15, 0)
+    assert state["numbers"]["px"] == px
+    assert "no object 5" in note(command("copy 5"))
+    key = dataset.objects()[1]
+    dataset.write(key, ObjectRecord(Pose.from_degrees(-77, 20, 3, 8, 180, 120, viewport=500), 3),
+                  SYNCED)  # a synced label wins over the initial pose
+    command("copy 1")
+    assert (state["numbers"]["azimuth"], state["numbers"]["elevation"],
+            state["numbers"]["theta"]) == (-77, 20, 3)
+
+
+def test_the_photos_other_objects_are_drawn_faintly(tiny_dataset, tiny_keys):
+    client = make_client(tiny_dataset)
+    res = client.post("/predict", json={"tasks": [task_for(tiny_dataset, tiny_keys[0], 1),
+                                                  task_for(tiny_dataset, tiny_keys[2], 2)]})
+    first, second = (results_by_name(r["result"]) for r in res.json["results"])
+    region = first[labeling.NEIGHBOURS_REGION_ID]
+    drawn = decode_brush(region["value"]["rle"], W, H)
+    other = tiny_dataset.read(tiny_keys[1])
+    v, f = read_off(tiny_dataset.root / "CAD/car/03.off")
+    expected = rasterize_reference(reference_pixels(v, other.pose), f, W, H)
+    iou = (drawn & expected).sum() / (drawn | expected).sum()
+    assert iou > 0.97
+    assert labeling.NEIGHBOURS_REGION_ID not in second  # the punching bag is alone
+
+
+def test_another_annotators_tab_leaves_the_pins_alone(tiny_dataset, tiny_keys):
+    """Label Studio names no annotation in a smart call, only the requesting user (by their
+    drafts, none before the first autosave): a second annotator's first pin must not land in
+    the first one's chain."""
+    client = make_client(tiny_dataset)
+    key = tiny_keys[0]
+    base = task_for(tiny_dataset, key, 21)
+    record = tiny_dataset.read(key)
+    numbers = {k: round(v, 2) for k, v in record.pose.as_degrees().items()}
+    a_task = dict(base, drafts=[{"user": "a@example.com", "result": [],
+                                 "updated_at": "2026-12-06T10:00:00Z"}])
+
+    def post(task, context):
+        res = client.post("/predict", json=interactive_body(task, context))
+        assert res.status_code == 200
+        return results_by_name(res.json["results"][0]["result"])
+
+    vertices, faces = read_off(tiny_dataset.root / "CAD/car/01.off")
+    post(a_task, command_context(numbers, record.cad_index, ".", box_id="box-A"))
+    u, v = inside_pixel((vertices, faces), record.pose)
+    post(a_task, [pin_region("a1", u, v)])
+    post(a_task, [pin_region("a1", u, v), pin_region("a2", u + 10, v)])
+    # B: no draft yet, a pin before any command: refused, A's pin untouched
+    by = post(base, [pin_region("b1", u, v)])
+    assert "command box first" in note(by)
+    a_numbers = {k: v for k, v in numbers.items()}
+    a_numbers["px"] = numbers["px"] + 10
+    assert "pins: 1 0." in note(post(a_task, command_context(a_numbers, record.cad_index, "pins",
+                                                             box_id="box-A")))
+    # B types "." (its box names its annotation): its pins start a chain of their own
+    post(base, command_context(numbers, record.cad_index, ".", box_id="box-B"))
+    assert "pin 1: model point set" in note(post(base, [pin_region("b1", u, v)]))
+    assert "pins: 1 0." in note(post(a_task, command_context(a_numbers, record.cad_index, "pins",
+                                                             box_id="box-A")))
+
+
+def test_points_sent_back_as_returned_do_not_solve_again(loop):
+    """Label Studio sends the pin points the backend returned (percent, rounded): no new solve,
+    no new undo step; a photo point dragged 6 px away solves again."""
+    command, pins, state, mesh, _ = loop
+    command(".")
+    u, v = inside_pixel(mesh, shown(state))
+    pins(pin_region("m1", u, v))
+    by = pins(pin_region("m1", u, v), pin_region("t1", u + 12, v - 7))
+    solved = dict(state["numbers"])
+    back = [by["m1"], by["t1"]]  # as returned
+    by = pins(*back)
+    assert labeling.PINS_REGION_ID in by and state["numbers"] == solved
+    assert "pins:" not in note(by)  # nothing solved
+    pins(back[0], pin_region("t1", u + 18, v - 7))
+    assert state["numbers"]["px"] == pytest.approx(solved["px"] + 6, abs=0.051)
+    command("u")
+    assert state["numbers"] == solved  # one step back: the drag's solve only
