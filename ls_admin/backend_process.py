@@ -57,16 +57,41 @@ class BackendProcess:
         self.stop()
         raise RuntimeError(f"backend did not become healthy on {self.url} within {timeout:.0f} s")
 
+    def exit_code(self) -> int | None:
+        """The process's exit code once it has ended (a negative signal number when killed),
+        None while it runs or before ``start``."""
+        return self.proc.poll() if self.proc is not None else None
+
+    def healthy(self, timeout: float = 2.0) -> bool:
+        """Whether ``/health`` answers OK now."""
+        try:
+            return requests.get(self.url + "/health", timeout=timeout).ok
+        except requests.RequestException:
+            return False
+
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
+        """End the process group: also the workers of a server whose main process died (they
+        would keep the port until they notice)."""
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=15)
+        except ProcessLookupError:  # the whole group has ended
+            return
+        except subprocess.TimeoutExpired:
+            pass
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # orphaned workers exit on SIGTERM within ~1 s
             try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout=15)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                os.killpg(self.proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
     def __enter__(self) -> "BackendProcess":
         return self.start()

@@ -30,6 +30,7 @@ from label_studio_sdk.core.api_error import ApiError
 
 from label_sync.journal import SYNC_ACTIONS  # the actions the webhook sends
 from ls_admin.connection import AdminError, api_error_text, sdk_call
+from ls_admin.dm_views import ensure_default_view
 from ls_admin.local_files import ensure_local_storage
 from pose6d.dataset import INITIAL, Dataset, ObjectKey
 from pose6d.errors import BadInput, DataError
@@ -334,6 +335,7 @@ def setup_project(client: LabelStudio, options: SetupOptions, base_url: str) -> 
     project, state = ensure_project(client, options.title, options.project_id)
     report = SetupReport(project.id, f"{base_url.rstrip('/')}/projects/{project.id}/data")
     report.steps.append(f"project {options.title!r}: {state}")
+    report.steps.append(ensure_default_view(client, project.id))  # before any other tab
     ml, state = ensure_ml_backend(client, project.id, options.backend_url, options.backend_auth)
     report.steps.append(f"ML backend {options.backend_url.rstrip('/')}: {state}")
     report.steps.append(f"sync webhook {webhook_url(options.backend_url)}: "

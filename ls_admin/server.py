@@ -170,6 +170,10 @@ class LabelStudioServer:
         if remove_data if remove_data is not None else self._own_data_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
+    def exit_code(self) -> int | None:
+        """The process's exit code once it has ended, None while it runs (or when not started)."""
+        return self._proc.poll() if self._proc is not None else None
+
     def log_text(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")

@@ -5,7 +5,8 @@ Tokens run left to right, separated by spaces or commas:
   a+7 d-0.5       by an amount (degrees, CAD units, pixels)
   a=30 x=412      set a value
   f               flip: azimuth + 180 (the most common model error)
-  n  p  c3        next / previous CAD model, or model 3
+  n  p  c3        next / previous CAD model, or the model numbered 3 (the number under its
+                  picture: the models' file names, so a category may have 1, 2, 4)
   q1 .. q4        object quality: good, partially visible, barely visible, bad quality - no object
   dn  dy          dense scene: no / yes
   o  o=tint       next overlay style (edges, tint, solid, off), or that one
@@ -43,15 +44,14 @@ ERROR_MARK = "\u26a0"  # the backend's error messages start with this; it is nev
 INFO_MARK = "\u2139"  # the backend's notes (help, warnings that changed nothing) start with this
 # One line per topic, shown by "?" (and in README "Annotating").
 _A, _D, _X = NUMBER_SPECS["azimuth"], NUMBER_SPECS["distance"], NUMBER_SPECS["px"]
-CHEAT_SHEET = (
+CHEAT_SHEET = (  # short enough to show whole in the page's message area (9 lines at 330 px)
     f"a e t d x y: a+ a- fine ({_A.fine:g} deg, {_D.fine:g}, {_X.fine:g} px), a++ a-- coarse "
     f"({_A.coarse:g} deg, {_D.coarse:g}, {_X.coarse:g} px), a+7, a=30",
-    "f flip / n p c3 model / q1-q4 quality / dn dy dense / o overlay / r reset / u undo",
-    "fit: auto-fit to the photo (fitxy: centre and distance only, fitcad: every model, "
-    "fitaz: azimuth all round, the best models)",
-    "pins: the smart tools' first key point (toolbar's foot), 7 (the pin label), Ctrl+click a "
-    "point of the overlay, then Ctrl+click it in the photo (pins lists them, unpin 2 / unpin "
-    "removes); copy 3: object 3's rotation",
+    "f flip / n p model / c3 the model numbered 3 / q1-q4 quality / dn dy dense / o overlay / "
+    "r reset / u undo",
+    "fit: auto-fit (fitxy: centre and distance, fitcad: every model, fitaz: azimuth all round)",
+    "pins: smart tools' first key point, 7, Ctrl+click an overlay point, then its place "
+    "(pins, unpin 2, unpin); copy 3: object 3's rotation",
     "submit: Shift+Tab, then Ctrl+Enter",
 )
 

@@ -257,7 +257,7 @@ class Pose6DModel:
         data = task.get("data") or {}
         record_bbox = data.get("bbox")
         note = data.get(REVIEW_NOTE)  # a task a reviewer sent back: say why, in the command box
-        extra = [command_result(f"{INFO_MARK} {note[:500]}")] \
+        extra = [command_result(f"{INFO_MARK} review note:\n{note[:500]}")] \
             if isinstance(note, str) and note.strip() else None
         results = self.pose_prediction(key, initial.pose, initial.cad_index, width, height,
                                        bbox=record_bbox if _is_box(record_bbox) else None,

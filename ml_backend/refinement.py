@@ -143,7 +143,7 @@ class Refinement:
                                                            key, (width, height), ranges, record,
                                                            user)
             except BadInput as exc:  # CommandError, InvalidPoseError: nothing changes
-                return self._error(str(exc))
+                return self._error(str(exc) + _dropped(values.text.get(labeling.COMMAND)))
             except CadError as exc:
                 return self._error(f"the CAD model cannot be used: {exc}")
             style = record.style or DEFAULT_STYLE
@@ -321,6 +321,17 @@ class Refinement:
     def _error(self, message: str) -> dict:
         return {"result": [command_result(f"{ERROR_MARK} {message}")],
                 "model_version": self.host.model_version}
+
+
+def _dropped(text: str | None) -> str:
+    """What a refused call drops, when it carried several typed lines (lines kept while the
+    backend did not answer): '; none of these N lines ran: a+ | e+ | zz'."""
+    typed = [line.strip() for line in (text or "").splitlines()
+             if line.strip() and not line.lstrip().startswith((ERROR_MARK, INFO_MARK))]
+    if len(typed) < 2:
+        return ""
+    listed = " | ".join(typed)
+    return f"; none of these {len(typed)} lines ran: {listed[:200]}"
 
 
 def command_box_id(results: Any) -> str | None:

@@ -125,8 +125,13 @@ def choice_result(from_name: str, value: str) -> dict:
 
 
 def command_result(text: str | None = None) -> dict:
-    """The command box: empty after a command ran (it works as a command line)."""
-    return _classification(COMMAND, "textarea", {"text": [text] if text else []})
+    """The command box: empty after a command ran (it works as a command line), else the
+    backend's message, which always holds a line break (one is appended to a one-line message):
+    the page tells the backend's lines from typed lines it has not answered, which never hold
+    one (pose6d.labeling_config.PAGE_CSS)."""
+    if not text:
+        return _classification(COMMAND, "textarea", {"text": []})
+    return _classification(COMMAND, "textarea", {"text": [text if "\n" in text else text + "\n"]})
 
 
 def _region(region_id: str, from_name: str, kind: str, width: int, height: int, value: dict,

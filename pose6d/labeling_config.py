@@ -73,8 +73,13 @@ def number_ranges(xml: str | None) -> dict[str, tuple[float, float]]:
 
 # --- Building the config. ---
 
-# Layout for a 1366x768 laptop: photo on the left, a 330 px control column on the right.
-ROOT_STYLE = "display: flex; flex-wrap: nowrap; align-items: flex-start; gap: 12px"
+# Layout for a 1366x768 laptop: photo and CAD gallery on the left, a 330 px control column on
+# the right.
+# The control column comes first in the page (shown on the right: row-reverse), so that Shift+Tab
+# from the command box leaves the labeling area for a button (where Ctrl+Enter submits) instead of
+# landing on a CAD model's radio button, an input where Label Studio ignores its hotkeys.
+ROOT_STYLE = ("display: flex; flex-direction: row-reverse; flex-wrap: nowrap; "
+              "align-items: flex-start; gap: 12px")
 LEFT_STYLE = "flex: 1 1 auto; min-width: 0"
 RIGHT_STYLE = "flex: 0 0 330px; max-width: 330px"
 NUMBER_ROW_STYLE = "display: grid; grid-template-columns: 96px 1fr; align-items: center"
@@ -85,12 +90,40 @@ HINT = "font-size: 11px; line-height: 13px; margin: 0 0 2px 0; font-weight: norm
 HINT_TEXT = ("Enter runs: a e t d x y + - ++ --, a+7, a=30; f flip; n p c3 model; q1-q4 quality; "
              "dn dy dense; o overlay; r reset; u undo; ? help. Submit: Shift+Tab, Ctrl+Enter. "
              "K, Ctrl+click: centre; R, Ctrl+drag: box fit.")
-# Page rules: the chosen CAD model's picture framed (visible at a glance), and the command
-# box's message lines kept to a short scrolling list so they never push the values away.
-PAGE_CSS = (".ant-radio-wrapper-checked img { outline: 3px solid #1677ff; border-radius: 4px } "
-            "[data-testid=textarea-regions] { max-height: 72px; overflow-y: auto }")
-# (pins: "?" says how; the hint above stays three lines so the CAD gallery stays in view)
-COMMAND_PLACEHOLDER = "a++  e-  d+  x=412  f  n  c3  q1  dn  o  u  pins  ?   (Enter)"
+# What the page says while the backend has not answered for this task (its Numbers are
+# read-only only once the backend has sent them): shown in place of HINT_TEXT, same height.
+NO_POSE_TEXT = ("\u26a0 No answer from the backend yet (no overlay; the values may be "
+                "placeholders). Type . to ask again. What you type is kept and runs once it "
+                "answers.")
+# Under a line of the command box the backend has not answered (after UNANSWERED_S).
+UNANSWERED_TEXT = ("\u26a0 not answered yet: the backend is busy or not running. Kept: it runs "
+                   "at your next Enter once the backend answers.")
+UNANSWERED_S = 1.5  # answers take 0.2-0.5 s (a fit up to ~5 s)
+HINT_ID, NO_POSE_ID = "pose6d-hint", "pose6d-no-pose"
+MESSAGES_PX = 136  # the fixed message area under the command box (it scrolls)
+# Page rules. The chosen CAD model's picture framed (visible at a glance). Under the command box
+# a message area of fixed height (scrolling) so that messages never move the values or the
+# gallery. A line of the box the backend has not answered: the backend's own lines always hold
+# a line break (pose6d.labeling.command_result), a typed line never does. No pose from the
+# backend: the sliders are enabled (the backend's Numbers are read-only). Keyboard focus shown.
+PAGE_CSS = (
+    ".ant-radio-wrapper-checked img { outline: 3px solid #1677ff; border-radius: 4px } "
+    f"[data-testid=textarea-control] {{ height: {MESSAGES_PX + 44}px; overflow: hidden }} "
+    "[data-testid=textarea-form] .ant-form-item { margin-bottom: 4px } "
+    f"[data-testid=textarea-regions] {{ height: {MESSAGES_PX}px; overflow-y: auto; "
+    "margin-bottom: 0 !important } "
+    "[data-testid=htx-textbox-content] { min-height: 0 !important; padding: 2px 6px !important } "
+    "[data-testid=htx-textbox-content] p { font-size: 11px; line-height: 13px } "
+    "[data-testid=htx-textbox-content]:not(:has(br))::after { display: block; color: #B00020; "
+    f"font-size: 11px; line-height: 13px; content: \"{UNANSWERED_TEXT}\"; "
+    f"animation: pose6d-late {UNANSWERED_S}s step-end }} "
+    "@keyframes pose6d-late { from { visibility: hidden } to { visibility: hidden } } "
+    f"#{NO_POSE_ID} {{ display: none }} "
+    f"body:has(input[type=range][name=azimuth]:enabled) #{NO_POSE_ID} {{ display: block }} "
+    f"body:has(input[type=range][name=azimuth]:enabled) #{HINT_ID} {{ display: none }} "
+    f"#{HINT_ID}, #{NO_POSE_ID} {{ height: 40px; overflow: hidden }} "
+    ":focus-visible { outline: 3px solid #1677ff !important; outline-offset: 1px }")
+COMMAND_PLACEHOLDER = "a++ e- f n c3 q1 dn u ?  (Enter)"
 
 
 def _fmt(value: float) -> str:
@@ -135,6 +168,11 @@ def _image_column(root: ET.Element) -> None:
     _el(pins, "Label", value=L.PIN_LABEL, background=L.PIN_COLOUR, hotkey=L.PIN_HOTKEY)
     _el(left, "KeyPoint", name=L.CENTRE, toName=L.IMAGE, smart="true", smartOnly="true",
         fillColor=L.CENTRE_COLOUR, strokeWidth="4")
+    # The CAD gallery under the photo (whose column has room at 1366x768): in view whatever
+    # the right column shows.
+    _section(left, "CAD model (c<number> in the box)")
+    _el(left, "Choices", name=L.CAD, toName=L.IMAGE, value=f"${L.DATA_CAD_OPTIONS}",
+        choice="single-radio", layout="inline")
     # The overlay's control only holds the backend's regions: hidden (it would show a picker).
     _overlay(_el(left, "View", style="display: none"))
 
@@ -174,14 +212,12 @@ def _control_column(root: ET.Element, numbers: tuple[L.NumberSpec, ...]) -> None
     # smartOnly: Enter calls the backend even with Label Studio's Auto-Annotation toggle off.
     _el(right, "TextArea", name=L.COMMAND, toName=L.IMAGE, rows="1", smartOnly="true",
         placeholder=COMMAND_PLACEHOLDER)
-    _el(right, "Header", value=HINT_TEXT, size="6", style=HINT)
+    _el(_el(right, "View", idAttr=HINT_ID), "Header", value=HINT_TEXT, size="6", style=HINT)
+    _el(_el(right, "View", idAttr=NO_POSE_ID), "Header", value=NO_POSE_TEXT, size="6",
+        style=HINT + "; color: #B00020; font-weight: bold")
     _number_rows(right, numbers)
-    # The required judgements before the CAD gallery, whose length depends on the category.
     _choices(right, L.QUALITY, QUALITY_LABELS, L.QUALITY_HOTKEYS, "Object quality")
     _choices(right, L.DENSE, DENSE_LABELS, L.DENSE_HOTKEYS, "Dense scene")
-    _section(right, "CAD model")
-    _el(right, "Choices", name=L.CAD, toName=L.IMAGE, value=f"${L.DATA_CAD_OPTIONS}",
-        choice="single-radio", layout="inline")
 
 
 def build_config(photo_size: tuple[int, int] | None = None) -> str:
@@ -189,8 +225,8 @@ def build_config(photo_size: tuple[int, int] | None = None) -> str:
     photo the px / py sliders must cover (default L.PHOTO_SIZE)."""
     root = _el(None, "View", style=ROOT_STYLE)
     _el(root, "Style").text = PAGE_CSS
-    _image_column(root)
     _control_column(root, numbers_for(photo_size))
+    _image_column(root)
     ET.indent(root, space="  ")
     comment = ("<!-- Generated by scripts/make_labeling_config.py from pose6d/labeling.py and "
                "pose6d/labels.py. Do not edit by hand. -->\n")

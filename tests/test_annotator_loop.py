@@ -148,7 +148,7 @@ def test_overlay_styles_cycle_and_are_remembered_per_annotator(setup, tiny_datas
     assert alpha_of(by[labeling.MESH_REGION_ID]) == {0}  # edges: no fill
     assert alpha_of(by[labeling.EDGES_REGION_ID]) == {0, 255}
     by = a.send("o")
-    assert by[labeling.COMMAND]["value"]["text"] == [f"{INFO} overlay: tint (o: next style)"]
+    assert by[labeling.COMMAND]["value"]["text"] == [f"{INFO} overlay: tint (o: next style)\n"]
     assert alpha_of(by[labeling.MESH_REGION_ID]) == {0, 64}  # a faint fill
     by = a.send("o")
     assert alpha_of(by[labeling.MESH_REGION_ID]) == {0, 255}  # solid
@@ -173,7 +173,7 @@ def test_a_model_chosen_in_the_gallery_is_drawn_and_said(setup):
     a.cad = other  # clicked in the gallery: Label Studio calls nothing, the Numbers stay
     by = a.send(".")
     assert by[labeling.COMMAND]["value"]["text"] == [
-        f"{INFO} model {other} chosen in the gallery had not been drawn: drawn now"]
+        f"{INFO} model {other} chosen in the gallery had not been drawn: drawn now\n"]
     assert by[labeling.CAD]["value"]["choices"] == [str(other)]
 
 

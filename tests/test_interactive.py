@@ -47,7 +47,7 @@ def test_commands_move_the_pose_and_overlay(session):
     assert not decode_brush(by[labeling.MESH_REGION_ID]["value"]["rle"], 320, 240).any()
     assert decode_brush(by[labeling.EDGES_REGION_ID]["value"]["rle"], 320, 240).any()
     by = send("o=solid")
-    assert by[labeling.COMMAND]["value"]["text"] == ["\u2139 overlay: solid (o: next style)"]
+    assert by[labeling.COMMAND]["value"]["text"] == ["\u2139 overlay: solid (o: next style)\n"]
     mask1 = decode_brush(by[labeling.MESH_REGION_ID]["value"]["rle"], 320, 240)
     send("x-- y+")
     assert state["numbers"]["px"] == pytest.approx(record.pose.px - 30)

@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "labeling_config" / "pose6d.xml"
 SCRIPT = REPO / "scripts" / "make_labeling_config.py"
 from pose6d import labeling_config
+from pose6d import labeling_config as LC
 from pose6d.cli import make_labeling_config
 
 # Label Studio 1.23.2's default hotkeys without modifiers (its keymap.json / Hotkeys defaults):
@@ -153,9 +154,17 @@ def test_hotkeys_unique_and_free(xml_root):
 
 
 def test_layout_image_left_controls_right(xml_root):
-    assert "flex" in xml_root.get("style")
-    style, left, right = list(xml_root)
+    # the control column first in the page, shown on the right (row-reverse): Shift+Tab from
+    # the command box leaves the labeling area instead of landing on a CAD radio button
+    assert "flex" in xml_root.get("style") and "row-reverse" in xml_root.get("style")
+    style, right, left = list(xml_root)
     assert style.tag == "Style" and "textarea-regions" in style.text  # page rules, no layout
     assert left.find("Image") is not None
+    assert {el.get("name") for el in left.iter() if el.get("name")} >= {L.IMAGE, L.CAD}
     assert {el.get("name") for el in right.iter() if el.get("name")} >= (
-        set(POSE_NAMES) | {L.QUALITY, L.DENSE, L.CAD, L.COMMAND})
+        set(POSE_NAMES) | {L.QUALITY, L.DENSE, L.COMMAND})
+    # the command box, then the hint / the no-pose warning (one shown, same height), then values
+    ids = [el.get("idAttr") for el in right.iter("View") if el.get("idAttr")]
+    assert ids == [LC.HINT_ID, LC.NO_POSE_ID]
+    for css_id in ids:
+        assert f"#{css_id}" in style.text

@@ -4,8 +4,12 @@ Steps: (1) make the demo dataset in <dir>/dataset (reused if present); (2) start
 (SQLite, data in <dir>/label-studio, http://127.0.0.1:<port>, admin user from
 <dir>/credentials.json, made on the first run); (3) start the backend on 127.0.0.1:<backend-port>;
 (4) set up the project (scripts/setup_project.py's logic: re-runs import nothing twice); then
-print where to click and wait. Ctrl-C stops the two servers it started, nothing else. A second
-run reuses the dataset, Label Studio's data and the project. Logs: <dir>/logs/.
+print where to click and wait. While it waits it watches both servers: a backend that exits or
+stops answering /health is restarted on the same port (said on stderr, with its exit code);
+one that dies again at once (RESTARTS times within RESTART_WINDOW_S), or a Label Studio that
+exits, ends the demo with exit code 1 and the reason. Ctrl-C or SIGTERM stops the two servers
+it started, nothing else, and says so. A second run reuses the dataset, Label Studio's data and
+the project. Logs: <dir>/logs/.
 
 examples:
   bash scripts/demo.sh                       # = python scripts/demo.py in the project's venv
@@ -30,6 +34,14 @@ from pose6d.cli import fail, parser_from_doc
 
 TITLE = "pose6d demo"
 USERNAME = "admin@example.com"
+WATCH_S = 1.0  # how often the waiting demo looks at its servers
+HEALTH_EVERY = 5  # ... and asks the backend's /health (every HEALTH_EVERY looks)
+HEALTH_MISSES = 3  # a running backend that misses this many /health checks in a row is restarted
+RESTARTS, RESTART_WINDOW_S = 3, 120.0  # more restarts than this within the window: give up
+
+
+class Stop(Exception):
+    """SIGTERM: stop like Ctrl-C."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -129,13 +141,53 @@ def banner(url: str, report, creds: dict[str, str] | None, wait: bool) -> str:
              f"  log in    {login}",
              "  then      'Label All Tasks'; once, turn on Auto-Annotation and Auto-Accept",
              "            Suggestions (bottom bar); type commands in the command box, Enter runs",
-             "            them: a+ a++ (azimuth step), a=30, f (flip 180), n/p (CAD model), u (undo),",
-             "            r (reset), ? (help); K + click: centre; R + drag: fit to a box;",
-             "            set quality (1-4) and dense (n/y), Submit: the label lands in",
+             "            them: a+ a++ (azimuth step), a=30, f (flip 180), n/p (next/previous CAD",
+             "            model), c3 (model numbered 3, under its picture), u (undo), r (reset),",
+             "            ? (help); K + Ctrl+click: centre; R + Ctrl+drag: fit to a box;",
+             "            quality q1-q4 and dense dn/dy in the box (keys 1-4 and 5/6 outside it),",
+             "            then Shift+Tab, Ctrl+Enter (Submit): the label lands in",
              "            dataset/annotations_new/ (README 'Annotating' has the whole workflow)"]
     if wait:
-        lines.append("  stop      Ctrl-C (stops Label Studio and the backend started here)")
+        lines += ["  stop      Ctrl-C or SIGTERM (stops Label Studio and the backend started here;",
+                  "            a backend that dies meanwhile is restarted, said here)"]
     return "\n".join(lines)
+
+
+def watch(backend, server) -> None:
+    """Wait for Ctrl-C / SIGTERM, restarting a backend that died or stopped answering; returns
+    never, raises SystemExit (via fail) when a server cannot be kept running."""
+    restarts: list[float] = []
+    misses = looks = 0
+    while True:
+        time.sleep(WATCH_S)
+        looks += 1
+        if server is not None and server.exit_code() is not None:
+            fail(f"Label Studio exited (code {server.exit_code()}); see {server.log_path}", code=1)
+        code = backend.exit_code()
+        if code is None and looks % HEALTH_EVERY == 0:
+            misses = 0 if backend.healthy() else misses + 1
+        if code is None and misses < HEALTH_MISSES:
+            continue
+        why = (f"exited with code {code}" if code is not None
+               else f"stopped answering {backend.url}/health")
+        now = time.monotonic()
+        restarts = [t for t in restarts if now - t < RESTART_WINDOW_S] + [now]
+        if len(restarts) > RESTARTS:
+            fail(f"the backend {why} again ({RESTARTS} restarts within {RESTART_WINDOW_S:.0f} s); "
+                 f"see {backend.log_path}", code=1)
+        print(f"backend {why}: restarting it on port {backend.port} (log: {backend.log_path})",
+              file=sys.stderr, flush=True)
+        backend.stop()
+        try:
+            backend.start()
+        except RuntimeError as exc:
+            fail(f"the backend {why} and could not be restarted: {exc}", code=1)
+        print(f"backend restarted on port {backend.port}", file=sys.stderr, flush=True)
+        misses = 0
+
+
+def _sigterm(*_) -> None:
+    raise Stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,36 +196,45 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     folder = args.dir.resolve()
-    started = []  # servers this run started, stopped in reverse order
+    started = []  # (name, server) this run started, stopped in reverse order
     signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with SIGINT ignored
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally below
+    signal.signal(signal.SIGTERM, _sigterm)  # stop like Ctrl-C (the finally below)
+    stopping = None
     try:
         dataset = demo_dataset(folder, args.objects, args.seed)
-        creds = None
+        creds = server = None
         if args.label_studio_url:
             url, key = args.label_studio_url.rstrip("/"), args.api_key
             step(2, f"Label Studio: using {url}")
         else:
             creds = credentials(folder)
             server = start_label_studio(folder, args.port, creds)
-            started.append(server)
+            started.append(("Label Studio", server))
             url, key = server.url, creds["token"]
         backend = start_backend(dataset, args.backend_port, folder / "logs" / "backend.log")
-        started.append(backend)
+        started.append(("the backend", backend))
         step(4, "project: setting up")
         client = connect(url, key)
         report = setup_project(client, SetupOptions(dataset, backend.url, title=TITLE), url)
         print(banner(url, report, creds, not args.no_wait), flush=True)
-        while not args.no_wait:
-            time.sleep(3600)
+        if not args.no_wait:
+            watch(backend, server)
     except KeyboardInterrupt:
-        print("\nstopping", file=sys.stderr)
+        stopping = "Ctrl-C"
+    except Stop:
+        stopping = "SIGTERM"
     except AdminError as exc:
         fail(str(exc))
     except Exception as exc:  # noqa: BLE001 - a server that would not start: say why, stop the rest
         fail(f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]} (logs: {folder / 'logs'})")
     finally:
-        for proc in reversed(started):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the stop short
+        names = " and ".join(name for name, _ in reversed(started)) or "nothing"
+        if stopping:
+            print(f"\n{stopping}: stopping {names}", file=sys.stderr, flush=True)
+        for _, proc in reversed(started):
             proc.stop()  # Label Studio keeps its data dir (not a temporary one)
+        if stopping:
+            print(f"stopped {names}", file=sys.stderr, flush=True)
     return 0
 
