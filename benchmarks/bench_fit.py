@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Auto-fit (pose6d.fit) on the demo dataset and on the harder set (benchmarks/fit_dataset.py):
+"""Auto-fit (pose6d.fitting.fit) on the demo dataset and on the harder set (benchmarks/fit_dataset.py):
 initial poses against fitted ones. A benchmark that prints figures; it asserts nothing.
 
 For each set, rows for the initial and the fitted poses: median rotation error (deg),
@@ -30,17 +30,17 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from fit_dataset import HardCase, make_hard_set, make_timing_set  # noqa: E402
 from pose6d.camera import Pose  # noqa: E402
-from pose6d.fit import fit_pose  # noqa: E402
-from pose6d.fit_turns import fit_all_round  # noqa: E402
+from pose6d.fitting.fit import fit_pose  # noqa: E402
+from pose6d.fitting.turns import fit_all_round  # noqa: E402
 from pose6d.pose_error import (pose_rotation_error, summarize_errors,  # noqa: E402
                                symmetric_rotation_error)
-from pose6d.silhouette import mesh_symmetry  # noqa: E402
+from pose6d.fitting.silhouette import mesh_symmetry  # noqa: E402
 
 
 def demo_cases(objects: int, seed: int, folder: Path) -> list[HardCase]:
     """The demo dataset's objects as cases (the fit gets the initial record's CAD model)."""
     from pose6d.dataset import GROUND_TRUTH, Dataset
-    from pose6d.demo_dataset import make_demo_dataset
+    from pose6d.demo.dataset import make_demo_dataset
     from pose6d.inout import read_image
 
     make_demo_dataset(folder, objects, seed, progress=False)

@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def base_dataset(work: Path, source: Path | None, objects: int) -> Path:
     """The rendered demo dataset (``source`` when given), below the work folder."""
-    from pose6d.demo_dataset import make_demo_dataset
+    from pose6d.demo.dataset import make_demo_dataset
 
     root = work / "base"
     if source is not None:

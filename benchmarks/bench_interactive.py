@@ -590,7 +590,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.data_root:
         root = Path(args.data_root)
     else:
-        from pose6d.demo_dataset import make_demo_dataset
+        from pose6d.demo.dataset import make_demo_dataset
 
         root = Path(tempfile.mkdtemp(prefix="pose6d-bench-")) / "demo"
         make_demo_dataset(root, objects=args.objects, seed=args.seed, progress=False)

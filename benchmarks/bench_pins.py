@@ -36,7 +36,7 @@ from pose6d.cad_library import CadMesh  # noqa: E402
 from pose6d.camera import Pose, project_points  # noqa: E402
 from pose6d.pins import model_points, solve_pins  # noqa: E402
 from pose6d.pose_error import pose_rotation_error, symmetric_rotation_error  # noqa: E402
-from pose6d.silhouette import mesh_symmetry  # noqa: E402
+from pose6d.fitting.silhouette import mesh_symmetry  # noqa: E402
 from pose6d.renderer import render, surface_points  # noqa: E402
 
 WIDTH, HEIGHT, VIEWPORT = 640, 480, 3000.0

@@ -30,7 +30,7 @@ from ml_backend.overlay_regions import overlay_regions  # noqa: E402
 def demo_root(path: str | None) -> Path:
     if path:
         return Path(path)
-    from pose6d.demo_dataset import make_demo_dataset
+    from pose6d.demo.dataset import make_demo_dataset
 
     root = Path(tempfile.mkdtemp(prefix="pose6d-bench-")) / "demo"
     make_demo_dataset(root, objects=12, seed=0, progress=False)

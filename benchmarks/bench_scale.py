@@ -5,7 +5,7 @@ project's real code paths. Run by hand; no network. On 2 cores: ~5 min with --im
 the full 100k run about 40 minutes, --memory-only about 20.
 
 Steps and what is measured (each import next to its baseline, measured in the same run):
-  1. dataset   --generate demo objects rendered (pose6d.demo_dataset), their records replicated
+  1. dataset   --generate demo objects rendered (pose6d.demo.dataset), their records replicated
                under new keys up to N (same photos; benchmarks/bench_import.py's replication)
   2. servers   a throwaway PostgreSQL (tests/postgres_server.py) with two databases: Label
                Studio's and the sync store; Label Studio 1.23.2 on it; two backend processes

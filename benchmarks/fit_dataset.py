@@ -5,7 +5,7 @@ Each case renders one CAD model A of a category into a cluttered photo and hands
 another model B of the same category (category-level CAD, as in ImageNet3D):
 - real ImageNet3D meshes from ../shared/imagenet3d_cad (categories with at least two models;
   never copied anywhere), and
-- the project's procedural models (pose6d.procedural_cad), so the set exists without ../shared.
+- the project's procedural models (pose6d.demo.procedural_cad), so the set exists without ../shared.
 
 Photos: demo_photo's backdrop plus sharp-edged clutter (lines, boxes, polygons), the object
 painted by demo_photo.composite_object, an occluder in front of it in OCCLUDER_P of the cases,
@@ -28,9 +28,9 @@ import numpy as np
 
 from pose6d.cad_library import CadLibrary, CadMesh
 from pose6d.camera import Pose
-from pose6d.demo_dataset import mask_bbox, place, sized_pose, wrap_angle
-from pose6d.demo_photo import background, composite_object, muted_colour, smooth_noise
-from pose6d.procedural_cad import MODELS, build_model
+from pose6d.demo.dataset import mask_bbox, place, sized_pose, wrap_angle
+from pose6d.demo.photo import background, composite_object, muted_colour, smooth_noise
+from pose6d.demo.procedural_cad import MODELS, build_model
 from pose6d.renderer import render
 
 REPO = Path(__file__).resolve().parents[1]

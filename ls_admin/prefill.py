@@ -1,10 +1,10 @@
 """Auto-fit at prefill, the admin's side (``setup_project --prefill-fit``).
 
-1. Every object about to be imported is fitted to its photo (pose6d.fit_batch, a progress bar,
+1. Every object about to be imported is fitted to its photo (pose6d.fitting.batch, a progress bar,
    ``workers`` processes) and the fit is kept in the dataset's FitCache, where the backend
    started with ``--prefill-fit`` finds it: opening a task then costs a file read, not a fit.
 2. Each task carries the fit score (``data.fit_score``, 0-1: how well the fitted silhouette
-   explains the photo, pose6d.fit), the number the backend also returns as the prediction's
+   explains the photo, pose6d.fitting.fit), the number the backend also returns as the prediction's
    score.
 3. A Data Manager view, "Hardest first (auto-fit score)", sorts the tasks by it, lowest first:
    with "Label Tasks As Displayed" annotators get the objects the fit could not explain first.
@@ -32,8 +32,8 @@ def prefill_fits(dataset: Dataset, keys: Iterable[ObjectKey], workers: int = 1,
     """Fit ``keys`` (kept in the dataset's FitCache); returns ({object key: fit score},
     [(object key, why it could not be fitted)]). AdminError when auto-fit is not installed."""
     try:
-        from pose6d.fit_batch import fit_lines
-        import pose6d.fit  # noqa: F401 - OpenCV: fail now with one line, not per object
+        from pose6d.fitting.batch import fit_lines
+        import pose6d.fitting.fit  # noqa: F401 - OpenCV: fail now with one line, not per object
     except ImportError as exc:
         raise AdminError(f"--prefill-fit needs auto-fit, which needs OpenCV ({exc}): "
                          "pip install opencv-python-headless") from None

@@ -246,7 +246,7 @@ class Pose6DModel:
         return self._evidence(key)
 
     def _read_evidence(self, key: ObjectKey):
-        from pose6d.image_evidence import ImageEvidence
+        from pose6d.fitting.evidence import ImageEvidence
         from pose6d.inout import read_image
 
         return ImageEvidence(read_image(self.dataset.image_path(key)), self.dataset.read(key).bbox)
@@ -272,9 +272,9 @@ class Pose6DModel:
 
 
 def autofit_installed() -> bool:
-    """Whether pose6d.fit can be imported here (it needs OpenCV, an optional dependency)."""
+    """Whether pose6d.fitting.fit can be imported here (it needs OpenCV, an optional dependency)."""
     try:
-        import pose6d.fit  # noqa: F401
+        import pose6d.fitting.fit  # noqa: F401
     except ImportError:
         return False
     return True

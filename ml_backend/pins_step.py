@@ -22,7 +22,7 @@ import numpy as np
 from pose6d.cad_library import CadMesh
 from pose6d.camera import Pose, project_points
 from pose6d.labeling import pin_region, region_point_pixels
-from pose6d.pins import PinError, model_points, solve_points
+from pose6d.fitting.pins import PinError, model_points, solve_points
 
 from ml_backend.commands import CommandError
 
@@ -97,7 +97,7 @@ def update(pins: list[dict], regions: list[dict], mesh: CadMesh, pose: Pose, cad
 
 
 def solve(pins: list[dict], pose: Pose, ranges: dict[str, tuple[float, float]]) -> Pose:
-    """The pose from the complete pins (pose6d.pins.solve_points), ``pose`` without any."""
+    """The pose from the complete pins (pose6d.fitting.pins.solve_points), ``pose`` without any."""
     done = complete(pins)
     if not done:
         return pose

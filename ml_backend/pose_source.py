@@ -11,7 +11,7 @@ from typing import Any, Callable, NamedTuple, Protocol
 
 from pose6d.camera import Pose
 from pose6d.dataset import Dataset, ObjectKey
-from pose6d.fit_cache import FitCache
+from pose6d.fitting.cache import FitCache
 from pose6d.predictions import prediction_pose, read_predictions
 
 log = logging.getLogger("ml_backend")
@@ -58,8 +58,8 @@ class DatasetPoseSource:
 
 
 class FittedPoseSource:
-    """Another source's pose fitted to the photo (pose6d.fit) before it is shown: the prefill
-    option (``--prefill-fit``). The score is the fit's (0-1, see pose6d.fit), the CAD model the
+    """Another source's pose fitted to the photo (pose6d.fitting.fit) before it is shown: the prefill
+    option (``--prefill-fit``). The score is the fit's (0-1, see pose6d.fitting.fit), the CAD model the
     source's. Fits are kept in the dataset's FitCache (``setup_project --prefill-fit`` fills it
     ahead), so a task opens at the speed of a file read; one missing there is fitted on the
     spot (about a second) and kept. An object the fit cannot use keeps the source's pose.
@@ -82,7 +82,7 @@ class FittedPoseSource:
     def _fit(self, key: ObjectKey, start: InitialPose) -> InitialPose:
         line = self.cache.get(key, start.pose, start.cad_index)
         if line is None:
-            from pose6d.fit_batch import fit_start  # OpenCV: only when fits are used
+            from pose6d.fitting.batch import fit_start  # OpenCV: only when fits are used
 
             try:
                 line = fit_start(self.evidence(key), self.dataset.cad, key, start.pose,

@@ -47,7 +47,7 @@ from ml_backend.pose_source import TaskContext
 from ml_backend.refinement_state import Chains
 
 if TYPE_CHECKING:
-    from pose6d.image_evidence import ImageEvidence
+    from pose6d.fitting.evidence import ImageEvidence
 
 log = logging.getLogger("ml_backend.refinement")
 TURN_NOTE_DEG = 20.0  # a fit that turns the azimuth further says so
@@ -284,9 +284,9 @@ class Refinement:
         """Auto-fit from ``state``: (the fitted state, a note saying how it went). Only a pose
         that scores better replaces the one shown; another model needs a clear lead."""
         try:  # OpenCV is optional (requirements-backend.txt and the Docker image have it)
-            from pose6d.fit import fit_pose, fit_translation
-            from pose6d.fit_turns import fit_all_round
-            from pose6d.fit_cad import fit_cad
+            from pose6d.fitting.fit import fit_pose, fit_translation
+            from pose6d.fitting.turns import fit_all_round
+            from pose6d.fitting.cad import fit_cad
         except ImportError:
             raise CommandError(NO_AUTOFIT) from None
         evidence = self.host.photo_evidence(key)

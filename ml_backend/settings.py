@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from pose6d.defaults import ENV_PREFIX
-from pose6d.fit_cache import FIT_CACHE
+from pose6d.fitting.cache import FIT_CACHE
 
 
 

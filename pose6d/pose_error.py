@@ -27,7 +27,7 @@ def pose_rotation_error(p1: Pose, p2: Pose) -> float:
 
 def symmetric_rotation_error(p1: Pose, p2: Pose, symmetry: str = "none") -> float:
     """Rotation error (radians) up to the object's symmetry about its vertical z axis
-    (pose6d.silhouette.mesh_symmetry names it), the smallest over the poses that look the same:
+    (pose6d.fitting.silhouette.mesh_symmetry names it), the smallest over the poses that look the same:
 
     - "none": pose_rotation_error;
     - "half_turn": the smaller of the errors to p1 and to p1 turned by 180 deg in azimuth;

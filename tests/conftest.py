@@ -37,7 +37,7 @@ def shared_cad_root() -> Path:
 @pytest.fixture(scope="session")
 def generated_cad_root(tmp_path_factory) -> Path:
     """The project's own procedural meshes (the demo dataset's CAD/), for any clone."""
-    from pose6d.demo_dataset import write_demo_cad
+    from pose6d.demo.dataset import write_demo_cad
 
     root = tmp_path_factory.mktemp("generated_cad")
     write_demo_cad(root)

@@ -195,7 +195,7 @@ def make_tasks(dataset: Dataset) -> list[dict]:
 def demo_root(path: str | None, objects: int) -> Path:
     if path:
         return Path(path)
-    from pose6d.demo_dataset import make_demo_dataset
+    from pose6d.demo.dataset import make_demo_dataset
 
     root = Path(tempfile.mkdtemp(prefix="pose6d-load-")) / "demo"
     make_demo_dataset(root, objects=objects, seed=0, progress=False)

@@ -21,7 +21,7 @@ from label_studio_server import chromium_launch_kwargs, login  # noqa: E402
 from ls_admin.server import LabelStudioServer  # noqa: E402
 from ls_admin.backend_process import BackendProcess  # noqa: E402
 from pose6d.dataset import GROUND_TRUTH, Dataset, ObjectKey  # noqa: E402
-from pose6d.demo_dataset import make_demo_dataset  # noqa: E402
+from pose6d.demo.dataset import make_demo_dataset  # noqa: E402
 from ls_admin.project import SetupOptions, setup_project  # noqa: E402
 
 CAR, CHAIR = "car/demo_car_0005_0", "chair/demo_chair_0002_0"

@@ -21,7 +21,7 @@ from ls_admin.project import (ML_TITLE, SYNC_ACTIONS, SetupOptions, label_config
                               webhook_url)
 from ls_admin.backend_process import BackendProcess, free_port
 from pose6d.dataset import Dataset, ObjectKey
-from pose6d.demo_dataset import make_demo_dataset
+from pose6d.demo.dataset import make_demo_dataset
 from pose6d import labeling as L
 from pose6d.tasks import object_task
 

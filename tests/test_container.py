@@ -37,7 +37,7 @@ MAX_IMAGE_MB = 900  # OpenCV (auto-fit) included; 1.65 GB with every declared de
 UNUSED = ("pandas", "IPython", "ipywidgets", "nbformat", "sklearn", "matplotlib")
 IMPORTS = ("import ml_backend._wsgi, ml_backend.__main__, label_sync.engine, gunicorn.app.base; "
            "import open3d.t.geometry; from label_studio_sdk.label_interface import LabelInterface; "
-           "import pose6d.fit, pose6d.fit_turns, pose6d.fit_cad, cv2; "
+           "import pose6d.fitting.fit, pose6d.fitting.turns, pose6d.fitting.cad, cv2; "
            "from ml_backend.model import autofit_installed; assert autofit_installed()")  # prefill
 
 

@@ -13,10 +13,10 @@ import pytest
 from checks import iou
 from pose6d.camera import Pose
 from pose6d.dataset import GROUND_TRUTH, INITIAL, SYNCED, Dataset, ObjectKey
-from pose6d.demo_dataset import (MANIFEST, DemoDatasetError, make_demo_dataset, mask_bbox,
+from pose6d.demo.dataset import (MANIFEST, DemoDatasetError, make_demo_dataset, mask_bbox,
                                  wrap_angle)
 from pose6d.inout import read_image
-from pose6d.procedural_cad import MODELS, build_model
+from pose6d.demo.procedural_cad import MODELS, build_model
 from pose6d.cad_library import CadMesh
 from pose6d.renderer import render
 

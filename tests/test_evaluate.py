@@ -144,7 +144,7 @@ def test_a_predictions_file_is_a_source(tmp_path):
     """file:PATH reads the backend's predictions format; objects not in it are not compared."""
     from ls_admin.evaluate import PoseSource
     from pose6d.dataset import Dataset
-    from pose6d.demo_dataset import make_demo_dataset
+    from pose6d.demo.dataset import make_demo_dataset
 
     root = tmp_path / "demo"
     make_demo_dataset(root, objects=3, seed=1, progress=False)
@@ -181,7 +181,7 @@ def run(label_studio, *args: str) -> subprocess.CompletedProcess:
 def demo(label_studio_root, tmp_path_factory):
     """A demo dataset with the ground truth of some objects written as synced human labels."""
     from pose6d.dataset import GROUND_TRUTH, SYNCED, Dataset
-    from pose6d.demo_dataset import make_demo_dataset
+    from pose6d.demo.dataset import make_demo_dataset
 
     root = tmp_path_factory.mktemp("evaluate") / "demo"
     make_demo_dataset(root, objects=14, seed=4, progress=False)

@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.live, pytest.mark.browser]
 def evaluation(label_studio, tmp_path_factory):
     from ls_admin.evaluate import CreateOptions, create
     from pose6d.dataset import GROUND_TRUTH, SYNCED, Dataset
-    from pose6d.demo_dataset import make_demo_dataset
+    from pose6d.demo.dataset import make_demo_dataset
 
     root = tmp_path_factory.mktemp("evaluate_browser") / "demo"
     make_demo_dataset(root, objects=10, seed=6, progress=False)

@@ -38,7 +38,7 @@ def sync_record(record: ObjectRecord, **extra) -> ObjectRecord:
 
 def add_synced_demo(root: Path, cad_root: Path | None = None) -> Dataset:
     """The demo dataset's ground truth as synced labels, plus the OVERLAP photo."""
-    from pose6d.demo_dataset import make_demo_dataset
+    from pose6d.demo.dataset import make_demo_dataset
 
     make_demo_dataset(root, objects=40, seed=3, progress=False)
     ds = Dataset(root)

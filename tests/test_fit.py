@@ -1,4 +1,4 @@
-"""Auto-fit (pose6d.fit, pose6d.image_evidence, pose6d.fit_batch, scripts/auto_fit.py).
+"""Auto-fit (pose6d.fitting.fit, pose6d.fitting.evidence, pose6d.fitting.batch, scripts/auto_fit.py).
 
 Expected values come from the demo generator's ground truth and from geometry known by
 construction, never from the fit itself.
@@ -18,18 +18,18 @@ from conftest import REPO, box_mesh
 from pose6d.cad_library import CadMesh
 from pose6d.camera import InvalidPoseError, Pose
 from pose6d.dataset import GROUND_TRUTH, Dataset
-from pose6d.demo_dataset import make_demo_dataset
-from pose6d.demo_photo import background, composite_object
-from pose6d.fit import FitError, fit_pose, fit_translation
-from pose6d.fit_cad import fit_cad, screen_models
-from pose6d.fit_score import score_pose
-from pose6d.fit_turns import all_round_turns, fit_all_round, place_turns
-from pose6d.silhouette import frame_pose, mesh_symmetry, render_silhouette
-from pose6d.fit_batch import fit_dataset
-from pose6d.image_evidence import EvidenceError, ImageEvidence
+from pose6d.demo.dataset import make_demo_dataset
+from pose6d.demo.photo import background, composite_object
+from pose6d.fitting.fit import FitError, fit_pose, fit_translation
+from pose6d.fitting.cad import fit_cad, screen_models
+from pose6d.fitting.score import score_pose
+from pose6d.fitting.turns import all_round_turns, fit_all_round, place_turns
+from pose6d.fitting.silhouette import frame_pose, mesh_symmetry, render_silhouette
+from pose6d.fitting.batch import fit_dataset
+from pose6d.fitting.evidence import EvidenceError, ImageEvidence
 from pose6d.inout import read_image
 from pose6d.pose_error import pose_rotation_error
-from pose6d.procedural_cad import build_model, cylinder
+from pose6d.demo.procedural_cad import build_model, cylinder
 from pose6d.renderer import render
 
 
@@ -143,11 +143,11 @@ def test_interior_edges_tell_where_the_handle_is():
     handle hides behind, its outline fits as well (the body is a cylinder) but its interior edges
     no longer lie on the photo's. When an outline fits only roughly (another instance of the
     category) the judge gives no values: the score alone decides."""
-    from pose6d.demo_dataset import sized_pose
-    from pose6d.fit import BOX_OUTLINE
-    from pose6d.fit_interior import judge
-    from pose6d.fit_score import Score, interior_agreement
-    from pose6d.fit_search import apply_delta
+    from pose6d.demo.dataset import sized_pose
+    from pose6d.fitting.fit import BOX_OUTLINE
+    from pose6d.fitting.interior import judge
+    from pose6d.fitting.score import Score, interior_agreement
+    from pose6d.fitting.search import apply_delta
 
     mesh = _mesh("mug", 1)
     rng = np.random.default_rng(3)
@@ -184,8 +184,8 @@ def test_the_photographed_models_own_edges_turn_it_back(demo, key):
     """refine_by_interior with the photographed model, started 5 deg off in azimuth and 3 in
     elevation with no pull back (prior weight 0): its creases and outline bring it within 2 deg;
     started at the truth, it stays within 2 deg (the value's optimum, not exactly the truth)."""
-    from pose6d.fit_place import fit_levels
-    from pose6d.fit_interior import refine_by_interior
+    from pose6d.fitting.place import fit_levels
+    from pose6d.fitting.interior import refine_by_interior
 
     photo, mesh, gt, box = _object(demo, key)
     levels = fit_levels(ImageEvidence(photo, box), mesh, gt)
@@ -274,7 +274,7 @@ def test_a_candidate_far_from_the_start_is_taken_when_it_explains_the_photo(car)
 def test_edges_of_a_rectangle_run_along_its_sides():
     """Canny on a bright rectangle: edges on its border, gradient direction 0 (modulo pi) on
     the left and right sides, pi / 2 on the top and bottom."""
-    from pose6d.image_evidence import oriented_distance, oriented_edges
+    from pose6d.fitting.evidence import oriented_distance, oriented_edges
 
     image = np.zeros((120, 160, 3), np.uint8)
     image[30:90, 40:120] = 200

@@ -20,7 +20,7 @@ INFO, ERROR = "\u2139", "\u26a0"
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Dataset:
-    from pose6d.demo_dataset import make_demo_dataset
+    from pose6d.demo.dataset import make_demo_dataset
 
     root = tmp_path_factory.mktemp("fitcmd") / "demo"
     make_demo_dataset(root, objects=16, seed=0, progress=False)
@@ -125,7 +125,7 @@ def test_fitaz_with_another_model_shown_tries_every_model_all_round(demo):
 
 def test_without_opencv_fit_says_so_and_changes_nothing(demo, monkeypatch):
     """The Docker image leaves OpenCV out: `fit` is then an error line naming what is missing."""
-    monkeypatch.setitem(sys.modules, "pose6d.fit", None)  # import pose6d.fit -> ImportError
+    monkeypatch.setitem(sys.modules, "pose6d.fitting.fit", None)  # import pose6d.fitting.fit -> ImportError
     client = make_client(demo)
     task = task_for(demo, KEY, 4)
     numbers = {n: round(v, labeling.NUMBER_SPECS[n].decimals)

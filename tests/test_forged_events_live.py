@@ -13,7 +13,7 @@ from label_sync.engine import SyncService
 from ls_admin import reconcile as R
 from ls_admin.project import ensure_project
 from pose6d.dataset import Dataset
-from pose6d.demo_dataset import make_demo_dataset
+from pose6d.demo.dataset import make_demo_dataset
 from pose6d.tasks import object_task
 
 pytestmark = pytest.mark.live

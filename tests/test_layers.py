@@ -1,6 +1,7 @@
 """The package layers, read from the source (every import, also those inside functions):
 
     pose6d  <-  label_sync  <-  ml_backend, ls_admin
+    (inside pose6d: the core  <-  fitting, demo  <-  cli)
 
 Each package imports only from itself and the layers below; ml_backend and ls_admin never import
 each other; no module imports itself back through others (no cycles); no code outside tests/
@@ -68,6 +69,51 @@ def test_each_package_imports_only_the_layers_below():
     assert len(project_modules()) > 40
     wrong = layer_violations()
     assert not wrong, "\n".join(wrong)
+
+
+# Inside pose6d: the core (camera, renderer, dataset, labeling, ...) below its two subpackages,
+# fitting (auto-fit and pins) and demo (the demo dataset's generators); cli on top. The public
+# name pose6d.pins re-exports pose6d.fitting.pins (issue 21's API).
+POSE6D_SUBPACKAGES = ("pose6d.fitting", "pose6d.demo", "pose6d.cli")
+POSE6D_ALLOWED = {"core": set(), "pose6d.fitting": set(), "pose6d.demo": set(),
+                  "pose6d.cli": {"pose6d.fitting", "pose6d.demo"}}
+PUBLIC_ALIASES = {"pose6d.pins": {"pose6d.fitting"}}
+
+
+def pose6d_part(name: str) -> str:
+    return next((p for p in POSE6D_SUBPACKAGES if name == p or name.startswith(p + ".")), "core")
+
+
+def pose6d_violations(root: Path = REPO) -> list[str]:
+    wrong = []
+    for name, path in project_modules(root).items():
+        if not name.startswith("pose6d"):
+            continue
+        part = pose6d_part(name)
+        allowed = POSE6D_ALLOWED[part] | PUBLIC_ALIASES.get(name, set()) | {part}
+        for imported in imports_of(path, root):
+            other = pose6d_part(imported) if imported.startswith("pose6d.") else "core"
+            if other != "core" and other not in allowed:
+                wrong.append(f"{name} imports {imported}")
+    return wrong
+
+
+def test_pose6d_core_sits_below_its_fitting_and_demo_subpackages():
+    assert {pose6d_part(n) for n in project_modules() if n.startswith("pose6d.")} \
+        == {"core", *POSE6D_SUBPACKAGES}
+    wrong = pose6d_violations()
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_pose6d_check_sees_a_violation(tmp_path):
+    (tmp_path / "pose6d" / "fitting").mkdir(parents=True)
+    for init in ("pose6d/__init__.py", "pose6d/fitting/__init__.py"):
+        (tmp_path / init).write_text("")
+    (tmp_path / "pose6d" / "camera.py").write_text("def f():\n    from pose6d.fitting.fit import x\n")
+    (tmp_path / "pose6d" / "fitting" / "fit.py").write_text("import pose6d.demo.dataset\n")
+    assert sorted(pose6d_violations(tmp_path)) == [
+        "pose6d.camera imports pose6d.fitting.fit", "pose6d.camera imports pose6d.fitting.fit.x",
+        "pose6d.fitting.fit imports pose6d.demo.dataset"]
 
 
 def test_no_import_cycles():

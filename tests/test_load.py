@@ -45,7 +45,7 @@ def leaky_source(dataset):
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Dataset:
-    from pose6d.demo_dataset import make_demo_dataset
+    from pose6d.demo.dataset import make_demo_dataset
 
     root = tmp_path_factory.mktemp("load") / "demo"
     make_demo_dataset(root, objects=8, seed=0, progress=False)

@@ -122,7 +122,7 @@ def test_pins_outweigh_the_elevation_and_theta_shown(cad_root):
     bring the pose within 2.5 deg of the truth, i.e. the prior keeps at most about a quarter of
     the start's error (a mug's round body: 2.1 deg); a rotationally symmetric mesh, whose pins
     lie near its axis, is left out: there the prior decides."""
-    from pose6d.silhouette import mesh_symmetry
+    from pose6d.fitting.silhouette import mesh_symmetry
 
     for mesh in meshes(cad_root):
         if mesh_symmetry(mesh) == "rotational":

@@ -42,7 +42,7 @@ JS_TOOL = ("() => { const t = window.dataManager.lsf.currentAnnotation.names.get
 
 @pytest.fixture(scope="module")
 def setup(label_studio, label_studio_root, tmp_path_factory):
-    from pose6d.demo_dataset import make_demo_dataset
+    from pose6d.demo.dataset import make_demo_dataset
 
     root = tmp_path_factory.mktemp("pins") / "demo"
     assert label_studio_root in root.parents

@@ -1,4 +1,4 @@
-"""Auto-fit at prefill (issue 11): the backend's --prefill-fit, its cache (pose6d.fit_cache), the
+"""Auto-fit at prefill (issue 11): the backend's --prefill-fit, its cache (pose6d.fitting.cache), the
 fits as a pose source file, and setup_project --prefill-fit against a real Label Studio.
 
 The reference is the demo dataset's ground truth: an object's initial record is replaced by a
@@ -24,9 +24,9 @@ from ml_backend.pose_source import make_pose_source
 from pose6d import labeling as L
 from pose6d.camera import Pose
 from pose6d.dataset import GROUND_TRUTH, INITIAL, Dataset, ObjectKey, write_record
-from pose6d.demo_dataset import make_demo_dataset
-from pose6d.fit_batch import fit_dataset
-from pose6d.fit_cache import FitCache
+from pose6d.demo.dataset import make_demo_dataset
+from pose6d.fitting.batch import fit_dataset
+from pose6d.fitting.cache import FitCache
 from pose6d.pose_error import pose_rotation_error
 
 REPO = Path(__file__).resolve().parents[1]

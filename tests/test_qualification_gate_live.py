@@ -20,7 +20,7 @@ from ls_admin.reconcile import reconcile
 from pose6d import labeling as L
 from pose6d.camera import POSE_NAMES
 from pose6d.dataset import SYNCED, Dataset, ObjectKey
-from pose6d.demo_dataset import make_demo_dataset
+from pose6d.demo.dataset import make_demo_dataset
 
 pytestmark = pytest.mark.live
 EMAIL, PASSWORD = "newcomer@lab.org", "newcomer-pass-1"

@@ -23,7 +23,7 @@ from ls_admin.backend_process import BackendProcess
 from ls_admin.qualify import score_qualification
 from pose6d.camera import Pose
 from pose6d.dataset import GROUND_TRUTH, SYNCED, Dataset, ObjectKey
-from pose6d.demo_dataset import make_demo_dataset
+from pose6d.demo.dataset import make_demo_dataset
 from pose6d import labeling as L
 from pose6d.labels import quality_value, dense_value
 import ls_payloads as P

@@ -18,7 +18,7 @@ from label_sync.engine import SyncService
 from pose6d import labeling as L
 from pose6d.camera import POSE_NAMES
 from pose6d.dataset import SYNCED, Dataset, ObjectKey
-from pose6d.demo_dataset import make_demo_dataset
+from pose6d.demo.dataset import make_demo_dataset
 
 pytestmark = pytest.mark.live
 REPO = Path(__file__).resolve().parents[1]

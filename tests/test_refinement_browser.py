@@ -82,7 +82,7 @@ class Answers:
 def setup(label_studio, label_studio_root, tmp_path_factory):
     """Demo dataset under the local-files root, the backend, a project with two tasks whose
     predictions (pose, CAD, overlay) come from the backend."""
-    from pose6d.demo_dataset import make_demo_dataset
+    from pose6d.demo.dataset import make_demo_dataset
 
     root = tmp_path_factory.mktemp("refine") / "demo"
     assert label_studio_root in root.parents

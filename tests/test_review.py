@@ -280,7 +280,7 @@ def labelled(label_studio, label_studio_root, tmp_path_factory):
     from ls_admin.backend_process import BackendProcess
     from ls_admin.project import SetupOptions, setup_project
     from pose6d.dataset import Dataset
-    from pose6d.demo_dataset import make_demo_dataset
+    from pose6d.demo.dataset import make_demo_dataset
 
     root = tmp_path_factory.mktemp("review") / "data"
     make_demo_dataset(root, objects=6, seed=4, progress=False)

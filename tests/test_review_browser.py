@@ -34,7 +34,7 @@ def setup(label_studio, tmp_path_factory):
     from ls_admin.backend_process import BackendProcess
     from ls_admin.project import SetupOptions, setup_project
     from pose6d.dataset import Dataset
-    from pose6d.demo_dataset import make_demo_dataset
+    from pose6d.demo.dataset import make_demo_dataset
 
     root = tmp_path_factory.mktemp("review_browser") / "data"
     make_demo_dataset(root, objects=4, seed=5, progress=False)

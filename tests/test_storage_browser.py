@@ -45,7 +45,7 @@ pytestmark = [pytest.mark.live, pytest.mark.browser]
 
 @pytest.fixture(scope="module")
 def project(label_studio, label_studio_root, tmp_path_factory):
-    from pose6d.demo_dataset import make_demo_dataset
+    from pose6d.demo.dataset import make_demo_dataset
 
     root = tmp_path_factory.mktemp("storage") / "demo"
     make_demo_dataset(root, objects=16, seed=0, progress=False)

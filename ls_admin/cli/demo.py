@@ -82,7 +82,7 @@ def port_free(port: int) -> bool:
 
 def demo_dataset(folder: Path, objects: int, seed: int) -> Path:
     """<folder>/dataset: made once; a later run reuses it whatever --objects says."""
-    from pose6d.demo_dataset import MANIFEST, make_demo_dataset
+    from pose6d.demo.dataset import MANIFEST, make_demo_dataset
 
     root = folder / "dataset"
     manifest = root / MANIFEST

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from pose6d.cli import fail
-from pose6d.fit_batch import fit_dataset
+from pose6d.fitting.batch import fit_dataset
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

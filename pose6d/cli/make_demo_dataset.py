@@ -12,7 +12,7 @@ from pathlib import Path
 
 import argparse
 
-from pose6d.demo_dataset import DemoDatasetError, MANIFEST, make_demo_dataset
+from pose6d.demo.dataset import DemoDatasetError, MANIFEST, make_demo_dataset
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -1,4 +1,4 @@
-"""Where the fitted model sits in the photo (pose6d.fit): the photo window an object's fit works
+"""Where the fitted model sits in the photo (pose6d.fitting.fit): the photo window an object's fit works
 in, at two levels of detail (``fit_levels``), the search's cheap first step, distance and centre
 only (``place``), and the placement that makes the model span the detector's box
 (``settle_on_box``), when the box shows the whole object (``box_is_whole``).
@@ -13,10 +13,10 @@ from pose6d.box_fit import fit_pose_to_box, free_sides
 from pose6d.cad_library import CadMesh
 from pose6d.camera import InvalidPoseError, Pose
 from pose6d.errors import BadInput
-from pose6d.fit_score import Score, score_pose
-from pose6d.fit_search import COARSE_STEPS, TRANSLATION, pattern_search
-from pose6d.image_evidence import EvidenceLevel, ImageEvidence
-from pose6d.silhouette import projected_extent
+from pose6d.fitting.score import Score, score_pose
+from pose6d.fitting.search import COARSE_STEPS, TRANSLATION, pattern_search
+from pose6d.fitting.evidence import EvidenceLevel, ImageEvidence
+from pose6d.fitting.silhouette import projected_extent
 
 COARSE_PX, FINE_PX = 64.0, 100.0  # object extent targeted by the coarse / fine frames
 REGION_MARGIN = 0.35  # the photo window is the object's box grown by this fraction of its size

@@ -1,7 +1,7 @@
 """The azimuth all round (the ``fitaz`` command): an object the pose shown has turned far away.
 
 Every turn of the azimuth is first only placed (distance and centre at the coarse level:
-``place_turns``, whose scores also rank CAD models in pose6d.fit_cad); fit_pose then takes the
+``place_turns``, whose scores also rank CAD models in pose6d.fitting.cad); fit_pose then takes the
 turns as candidates, searching the SCREEN_KEEP best in full.
 
     result = fit_all_round(photo, mesh, shown_pose, bbox)     # every 30 deg
@@ -15,11 +15,11 @@ import numpy as np
 
 from pose6d.cad_library import CadMesh
 from pose6d.camera import Pose, wrap_angle
-from pose6d.fit import PRIOR_WEIGHT, FitError, FitResult, as_pose, fit_pose, pose_objective
-from pose6d.fit_place import fit_levels, place
-from pose6d.fit_score import COARSE_TOL
-from pose6d.fit_search import NX
-from pose6d.image_evidence import ImageEvidence
+from pose6d.fitting.fit import PRIOR_WEIGHT, FitError, FitResult, as_pose, fit_pose, pose_objective
+from pose6d.fitting.place import fit_levels, place
+from pose6d.fitting.score import COARSE_TOL
+from pose6d.fitting.search import NX
+from pose6d.fitting.evidence import ImageEvidence
 
 
 def turned_poses(start: Pose, turns_deg: Sequence[float]) -> list[Pose]:

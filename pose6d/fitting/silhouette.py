@@ -14,7 +14,7 @@ import numpy as np
 
 from pose6d.cad_library import CadMesh
 from pose6d.camera import Pose, opencv_camera
-from pose6d.image_evidence import Frame
+from pose6d.fitting.evidence import Frame
 
 
 def frame_pose(pose: Pose, frame: Frame) -> Pose:

@@ -2,11 +2,11 @@
 
 One JSON file per object, ``annotations_new/.fits/<category>/<name>_<k>.json`` (the one folder
 the backend may write; hidden, and not ``.npz``, so nothing reads it as labels), holding the
-line ``pose6d.fit_batch`` writes (pose in degrees, cad_index, score, initial_score, seconds) plus
+line ``pose6d.fitting.batch`` writes (pose in degrees, cad_index, score, initial_score, seconds) plus
 what it was fitted from::
 
     "start": [azimuth, elevation, theta, distance, px, py, viewport, cad_index]  (radians)
-    "fit_version": pose6d.fit.FIT_VERSION
+    "fit_version": pose6d.fitting.fit.FIT_VERSION
 
 An entry counts only for the same start and fit version: another pose source, a new pretrained
 model or a changed fit refits instead of showing a stale pose. Entries are written atomically,
@@ -29,7 +29,7 @@ START_DIGITS = 9  # start values are compared rounded: a pose read back from JSO
 
 
 def fit_version() -> str:
-    from pose6d.fit import FIT_VERSION  # OpenCV: imported only when fits are really used
+    from pose6d.fitting.fit import FIT_VERSION  # OpenCV: imported only when fits are really used
 
     return FIT_VERSION
 

@@ -1,5 +1,5 @@
 """What a photo says about where an object's outline can be, computed once per photo and object
-(the auto-fit's image side; ``pose6d.fit`` scores rendered poses against it).
+(the auto-fit's image side; ``pose6d.fitting.fit`` scores rendered poses against it).
 
 - Oriented edges: Canny on the colour gradient (the strongest of the R, G, B gradients at each
   pixel), with the gradient direction modulo pi. Per direction bin a distance transform, so a
@@ -13,7 +13,7 @@ integer factor k so that the object is a given number of pixels across (coarse-t
 Frame pixel c averages photo pixels x0 + k c .. x0 + k c + k - 1, so full-image pixel
 coordinates (no +0.5 offset, see ``pose6d.camera``) map exactly to frame coordinates
 ``u_frame = (u - x0 + 0.5) / k - 0.5``; the camera is linear in viewport and px, py, so a pose
-is rendered into a frame by scaling them (``pose6d.fit.frame_pose``).
+is rendered into a frame by scaling them (``pose6d.fitting.fit.frame_pose``).
 """
 from __future__ import annotations
 

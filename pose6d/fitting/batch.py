@@ -1,7 +1,7 @@
 """Auto-fit every object of a dataset (the library behind scripts/auto_fit.py).
 
 For each object the initial record (``annotations/<category>/<name>_<k>.npz``: the model's
-pose, its CAD model and box) and the photo are read, the pose is fitted (``pose6d.fit``), and
+pose, its CAD model and box) and the photo are read, the pose is fitted (``pose6d.fitting.fit``), and
 one JSON line is written::
 
     {"object_key": "car/img_1_0", "azimuth": deg, "elevation": deg, "theta": deg,
@@ -11,7 +11,7 @@ one JSON line is written::
 or, for an object that cannot be fitted (missing or unreadable photo, record or CAD model,
 invalid pose), ``{"object_key": ..., "error": "<message>"}``; the other objects go on. Lines
 come in the order of the keys. With ``all_cads`` every CAD model of the category is fitted and
-the suggested one (``pose6d.fit_cad.fit_cad``: the initial one unless another wins by a margin) is
+the suggested one (``pose6d.fitting.cad.fit_cad``: the initial one unless another wins by a margin) is
 written. Nothing in the dataset is modified.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any, Iterable, Iterator
 from pose6d.cad_library import CadLibrary
 from pose6d.camera import Pose
 from pose6d.dataset import Dataset, ObjectKey
-from pose6d.fit_cache import FitCache
+from pose6d.fitting.cache import FitCache
 
 _DATASET: Dataset | None = None  # one per worker process (keeps its CAD cache)
 
@@ -48,11 +48,11 @@ def fit_start(photo, cad: CadLibrary, key: ObjectKey, start: Pose, cad_index: in
 
     photo: (H, W, 3) uint8 RGB or an ImageEvidence (then ``bbox`` is ignored). bbox: the
     object's (x1, y1, x2, y2) in pixels or None. all_cads: fit every model of the category and
-    keep the suggested one (pose6d.fit_cad.fit_cad). Raises ValueError / OSError for unusable inputs
+    keep the suggested one (pose6d.fitting.cad.fit_cad). Raises ValueError / OSError for unusable inputs
     (FitError, CadError, InvalidPoseError...).
     """
-    from pose6d.fit import fit_pose
-    from pose6d.fit_cad import fit_cad
+    from pose6d.fitting.fit import fit_pose
+    from pose6d.fitting.cad import fit_cad
 
     t0 = time.perf_counter()
     if all_cads:
@@ -76,7 +76,7 @@ def fit_object(root: str | Path, key: str, all_cads: bool = False,
     """Fit one object from its initial record; returns its JSON-ready line (see the module
     docstring). Never raises for a bad object: the line then has an "error" message.
 
-    cache: reuse and keep the fit in the dataset's FitCache (pose6d.fit_cache; what the backend
+    cache: reuse and keep the fit in the dataset's FitCache (pose6d.fitting.cache; what the backend
     shows at prefill). Fits over all CAD models are not cached.
     """
     from pose6d.inout import read_image

@@ -1,10 +1,10 @@
 """The model's own interior edges (a mug's handle in front of its body, a car's windows), used by
-pose6d.fit only when the outline lies on the photo's edges (BOX_OUTLINE: the photographed model
+pose6d.fitting.fit only when the outline lies on the photo's edges (BOX_OUTLINE: the photographed model
 itself): to refine a fitted pose further (``refine_by_interior``) and to choose between poses
 whose outlines fit equally well (``judge``). Another instance of the category has other
 creases, and they mislead (docs/fitting.md), so its fits never look inside.
 
-    value = score + INTERIOR_WEIGHT * interior_agreement          (pose6d.fit_score)
+    value = score + INTERIOR_WEIGHT * interior_agreement          (pose6d.fitting.score)
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import numpy as np
 
 from pose6d.cad_library import CadMesh
 from pose6d.camera import Pose
-from pose6d.fit_score import Score, interior_agreement, score_pose
-from pose6d.fit_search import COARSE_STEPS, apply_delta, pattern_search, prior_penalty
-from pose6d.image_evidence import EvidenceLevel
+from pose6d.fitting.score import Score, interior_agreement, score_pose
+from pose6d.fitting.search import COARSE_STEPS, apply_delta, pattern_search, prior_penalty
+from pose6d.fitting.evidence import EvidenceLevel
 
 INTERIOR_WEIGHT = 0.5  # interior agreement's weight next to the score
 INTERIOR_EVALS = 40  # renders refine_by_interior may score
@@ -47,7 +47,7 @@ def refine_by_interior(level: EvidenceLevel, mesh: CadMesh, centre: Pose, x: np.
                        size_px: float, active: Sequence[int], prior_weight: float,
                        compensate: CadMesh | None = None, nthreads: int = 1,
                        start_score: Score | None = None) -> tuple[Pose, Score, int]:
-    """A pattern search from ``centre`` moved by ``x`` (fit_search.apply_delta; (NX,)) over the
+    """A pattern search from ``centre`` moved by ``x`` (search.apply_delta; (NX,)) over the
     ``active`` values, maximising interior_value minus the prior's penalty (``prior_weight``),
     with coarse steps (a crease a few degrees off is still found). start_score: score_pose of
     the pose at ``x`` at this level, when the caller has it (not rendered again). Returns (pose,

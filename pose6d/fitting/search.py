@@ -1,5 +1,5 @@
 """The auto-fit's search moves: a pose moved by a vector of deltas, the prior's penalty, and a
-derivative-free pattern search (``pose6d.fit`` puts them together).
+derivative-free pattern search (``pose6d.fitting.fit`` puts them together).
 
 A move x has NX values: (d azimuth deg, d elevation deg, d theta deg, d log distance,
 d px / size, d py / size) and three log stretches of the CAD model along its x, y, z axes (a
@@ -14,7 +14,7 @@ import numpy as np
 
 from pose6d.cad_library import CadMesh
 from pose6d.camera import Pose
-from pose6d.silhouette import projected_extent
+from pose6d.fitting.silhouette import projected_extent
 
 # Prior: penalty = weight * 0.5 * sum((delta / sigma)^2) over (azimuth deg, elevation deg,
 # theta deg, log distance, px / size, py / size).

@@ -29,12 +29,12 @@ from pose6d.camera import Pose, project_points, wrap_angle
 from pose6d.dataset import GROUND_TRUTH, INITIAL, ObjectRecord, write_record
 from pose6d.inout import atomic_write_bytes, write_image
 from pose6d.pose_error import pose_rotation_error
-from pose6d.procedural_cad import MODELS, build_model
+from pose6d.demo.procedural_cad import MODELS, build_model
 from pose6d.labels import dense_code, quality_code
-from pose6d.demo_photo import background, composite_object
+from pose6d.demo.photo import background, composite_object
 from pose6d.renderer import render
 
-GENERATOR = "pose6d.demo_dataset"
+GENERATOR = "pose6d.demo.dataset"
 VERSION = 1
 MANIFEST = "demo_manifest.json"
 CATEGORIES = tuple(sorted(MODELS))

@@ -1,15 +1,15 @@
 """Auto-fit: from an initial pose (the model's or the annotator's rough one), search the pose whose
 rendered silhouette best explains the photo (issue 11).
 
-The score (``pose6d.fit_score``) of a pose is a number in [0, 1] a person can read: 1 when
+The score (``pose6d.fitting.score``) of a pose is a number in [0, 1] a person can read: 1 when
 the rendered outline lies on the photo's edges and the silhouette covers the foreground in the
-box. The moves and the pattern search are ``pose6d.fit_search``'s.
+box. The moves and the pattern search are ``pose6d.fitting.search``'s.
 
 The search (``fit_pose``) keeps the initial pose as a strong prior (docs/fitting.md): it
 maximises score - prior penalty (PRIOR_WEIGHT * 0.5 * sum((delta / PRIOR_SIGMA)^2), a quadratic
 pull towards the hypothesis it started from), coarse to fine: the photo window around the
 object shrunk so that the object is about COARSE_PX, then FINE_PX, pixels across (the camera is
-linear in viewport and px, py; pose6d.fit_place), rendering only the object's window.
+linear in viewport and px, py; pose6d.fitting.place), rendering only the object's window.
 - Values searched: azimuth, elevation, theta, log distance, px, py, plus three nuisance
   stretches of the CAD model along its axes (the photographed object is another instance of the
   category; the final distance and centre are settled on the model as it is). Rotation moves
@@ -23,12 +23,12 @@ linear in viewport and px, py; pose6d.fit_place), rendering only the object's wi
   when they explain the photo well (FLIP_MIN_SCORE), clearly better (FLIP_MARGIN) and with a
   visibly different silhouette (ALIKE_IOU); the caller's candidates need CANDIDATE_MARGIN. When
   every final hypothesis's outline lies on the photo's edges (the photographed model itself),
-  its interior edges count too (pose6d.fit_interior: a mug's handle in front of its body leaves
-  the outline alike). Many candidates (all round: pose6d.fit_turns) are screened: each is placed
+  its interior edges count too (pose6d.fitting.interior: a mug's handle in front of its body leaves
+  the outline alike). Many candidates (all round: pose6d.fitting.turns) are screened: each is placed
   at the coarse level, the SCREEN_KEEP best are searched in full, FINE_RIVALS at the fine level.
 - The prior steps back (a tenth of its weight) only when that gains STEP_BACK_GAIN of score.
   When the outline lies on the photo's edges (BOX_OUTLINE), the rotation is then refined by the
-  model's own creases too (fit_interior.refine_by_interior).
+  model's own creases too (interior.refine_by_interior).
 - Turns must earn their keep: when the outline fits only roughly (BOX_OUTLINE: another instance
   of the category), the rotation found is kept only if it scores ROTATION_GAIN above a fit that
   moves the model without turning it (``rotation_kept`` says when it did not).
@@ -48,13 +48,13 @@ import numpy as np
 from pose6d.cad_library import CadMesh
 from pose6d.camera import InvalidPoseError, Pose
 from pose6d.errors import BadInput
-from pose6d.fit_interior import judge, refine_by_interior
-from pose6d.fit_place import box_is_whole, fit_levels, place, settle_on_box
-from pose6d.fit_score import COARSE_TOL, OUTLINE_TOL, Score, score_pose
-from pose6d.fit_search import (COARSE_STEPS, FINE_STEPS, NX, SHAPE, TRANSLATION, apply_delta,
+from pose6d.fitting.interior import judge, refine_by_interior
+from pose6d.fitting.place import box_is_whole, fit_levels, place, settle_on_box
+from pose6d.fitting.score import COARSE_TOL, OUTLINE_TOL, Score, score_pose
+from pose6d.fitting.search import (COARSE_STEPS, FINE_STEPS, NX, SHAPE, TRANSLATION, apply_delta,
                                pattern_search, prior_penalty)
-from pose6d.image_evidence import EvidenceLevel, ImageEvidence
-from pose6d.silhouette import mesh_symmetry, silhouette_iou
+from pose6d.fitting.evidence import EvidenceLevel, ImageEvidence
+from pose6d.fitting.silhouette import mesh_symmetry, silhouette_iou
 
 FLIP_MARGIN = 0.08  # score lead the 180-deg hypothesis needs over the pose given
 FLIP_MIN_SCORE = 0.75  # ... and explain the photo well: another instance of the category rarely
@@ -65,7 +65,7 @@ QUARTER_TURNS_DEG: tuple[float, ...] = (90.0, -90.0)  # far hypotheses held to t
 QUARTER_GAIN = 0.05  # ... searched only when placed this much better than the pose given
 # (and at least FLIP_MIN_SCORE)
 NEIGHBOUR_DEG: tuple[float, ...] = ()  # azimuth neighbours tried (measured: no gain)
-PRIOR_WEIGHT = 0.02  # the prior's weight (pose6d.fit_search.prior_penalty)
+PRIOR_WEIGHT = 0.02  # the prior's weight (pose6d.fitting.search.prior_penalty)
 COARSE_EVALS, FINE_EVALS, SETTLE_EVALS, STEP_BACK_EVALS = 75, 90, 25, 40
 SCREEN_KEEP = 3  # hypotheses besides the given pose's searched in full after the screening
 FINE_RIVALS = 2  # ... and taken on to the fine level (when at least as good as the given pose)
@@ -73,7 +73,7 @@ STEP_BACK_FACTOR, STEP_BACK_GAIN = 0.1, 0.03
 # When the fitted outline lies on the photo's edges no better than this (another instance of the
 # category, the usual case), the distance and centre that make the model span the object's box
 # place it better than the outline does (docs/fitting.md: harder set, median centre error
-# 12.5 -> 7.3 px), unless the box is cut by the photo's border (fit_place.box_is_whole); above
+# 12.5 -> 7.3 px), unless the box is cut by the photo's border (place.box_is_whole); above
 # it (the photographed model itself) the outline places it best.
 BOX_OUTLINE = 0.8
 # Below BOX_OUTLINE a turn must also score this much above the start placed on the box (harder
@@ -84,7 +84,7 @@ MIN_OUTLINE_PX = 12  # fewer outline pixels than this in a frame: not enough to 
 COMPENSATE = True  # rotation moves keep the silhouette's box in place (apply_delta)
 
 
-# Bump when the score or the search changes: fits cached on disk (pose6d.fit_cache) are redone.
+# Bump when the score or the search changes: fits cached on disk (pose6d.fitting.cache) are redone.
 FIT_VERSION = "2026.12.5"
 
 
@@ -149,7 +149,7 @@ def _unchanged(start: Pose, score: Score | None, t0: float, evals: int, message:
 
 def pose_objective(level: EvidenceLevel, mesh: CadMesh, centre: Pose, size: float, tol: float,
                    weight: float, stretch: bool, nthreads: int):
-    """x -> score of ``centre`` moved by x (fit_search.apply_delta) minus the prior's penalty:
+    """x -> score of ``centre`` moved by x (search.apply_delta) minus the prior's penalty:
     the function the pattern search maximises at one evidence level (size: object pixels; tol:
     OUTLINE_TOL or COARSE_TOL; weight: the prior's; stretch: x[6:9] stretch the model)."""
     comp = mesh if COMPENSATE else None
@@ -181,7 +181,7 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
     placement that makes the model span it (when the outline fits only roughly: BOX_OUTLINE;
     not when the box touches the photo's border: the object is cut there).
     placed: the first step already made for the pose given and each candidate, in that order
-    (fit_turns.place_turns on the same evidence, with the same prior); used only when they match
+    (turns.place_turns on the same evidence, with the same prior); used only when they match
     the hypotheses one for one (no flip or quarter turns tried).
 
     Returns a FitResult; the pose is unchanged (with ``message`` saying why) for a blank photo,
@@ -308,7 +308,7 @@ def fit_pose(photo, mesh: CadMesh, initial_pose, bbox=None, *, mode: str = "full
     best = finals[0]
     margin = coarse_margin
     if len(finals) > 1:
-        # When every outline lies on the photo's edges, interior edges help decide (fit_interior).
+        # When every outline lies on the photo's edges, interior edges help decide (interior).
         judged = judge(setup.fine, mesh, finals, setup.size, BOX_OUTLINE, nthreads)
         evals += len(judged)
         value = judged or {r[0]: r[2].total for r in finals}

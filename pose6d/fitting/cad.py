@@ -1,4 +1,4 @@
-"""Choosing the CAD model: every model of the category fitted to the photo (pose6d.fit), the best
+"""Choosing the CAD model: every model of the category fitted to the photo (pose6d.fitting.fit), the best
 suggested only with a clear lead (outlines of category-level models differ little,
 docs/fitting.md).
 
@@ -12,9 +12,9 @@ import math
 from typing import Mapping
 
 from pose6d.cad_library import CadMesh
-from pose6d.fit import PRIOR_WEIGHT, FitError, FitResult, as_pose, fit_pose
-from pose6d.fit_turns import all_round_turns, fit_all_round, place_turns
-from pose6d.image_evidence import ImageEvidence
+from pose6d.fitting.fit import PRIOR_WEIGHT, FitError, FitResult, as_pose, fit_pose
+from pose6d.fitting.turns import all_round_turns, fit_all_round, place_turns
+from pose6d.fitting.evidence import ImageEvidence
 
 CAD_SWITCH_MARGIN = 0.03  # score lead another model needs over the one shown
 ALL_ROUND_MODELS = 2  # all round: models fitted in full after the screening (and the one shown)
@@ -78,7 +78,7 @@ def screen_models(photo, meshes: Mapping[int, CadMesh], initial_pose, bbox=None,
                   step_deg: float = 30.0, keep: int = ALL_ROUND_MODELS,
                   nthreads: int = 1) -> set[int]:
     """The ``keep`` models (cad indices) that explain the photo best after only being placed
-    (fit_turns.place_turns) at the pose given and at every ``step_deg`` turn of its azimuth: a
+    (turns.place_turns) at the pose given and at every ``step_deg`` turn of its azimuth: a
     cheap ranking before the all-round fit, which costs about ten times more per model. photo
     and bbox as for fit_pose."""
     evidence = photo if isinstance(photo, ImageEvidence) else ImageEvidence(photo, bbox)

@@ -1,4 +1,4 @@
-"""The auto-fit's score: how well a rendered pose explains the photo (``pose6d.fit`` searches it).
+"""The auto-fit's score: how well a rendered pose explains the photo (``pose6d.fitting.fit`` searches it).
 
 The score (``score_pose``) of a pose is a number in [0, 1] a person can read:
 
@@ -16,7 +16,7 @@ The score (``score_pose``) of a pose is a number in [0, 1] a person can read:
 ``interior_agreement`` scores the edges inside the silhouette the same way (creases and depth
 steps: a mug's handle in front of its body). It is not part of the score: only the photographed
 model's own interior edges can be trusted, so the fit uses it only when the outline fits
-(pose6d.fit_interior: refining the rotation, choosing between alike outlines).
+(pose6d.fitting.interior: refining the rotation, choosing between alike outlines).
 """
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ import numpy as np
 
 from pose6d.cad_library import CadMesh
 from pose6d.camera import Pose
-from pose6d.image_evidence import EvidenceLevel, direction_bins
+from pose6d.fitting.evidence import EvidenceLevel, direction_bins
 from pose6d.renderer import render
-from pose6d.silhouette import frame_pose, render_silhouette
+from pose6d.fitting.silhouette import frame_pose, render_silhouette
 
 OUTLINE_TOL = 0.03  # tau as a fraction of the object's size (its projected extent)
 COARSE_TOL = 0.06  # a wider basin at the coarse level
