@@ -58,7 +58,7 @@ JS_SHOWN = ("id => { const e = document.getElementById(id);"
 
 @pytest.fixture(scope="module")
 def project(label_studio, label_studio_root, tmp_path_factory):
-    from pose6d.demo_dataset import make_demo_dataset
+    from pose6d.demo.dataset import make_demo_dataset
 
     root = tmp_path_factory.mktemp("down") / "demo"
     make_demo_dataset(root, objects=8, seed=0, progress=False)
