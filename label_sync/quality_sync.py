@@ -91,7 +91,7 @@ class QualityRouting:
         if kind == QUALIFICATION:
             return Outcome("ignored", f"project {project_id} is a qualification project: its "
                                       "annotations are test answers, scored by pose6d-qualify, "
-                                     "never dataset records")
+                                      "never dataset records")
         if kind == EVALUATION:
             try:
                 rating = rating_from_annotation(annotation, task, project_id)

@@ -348,23 +348,29 @@ def parallel_writes(jobs: Sequence[Any], write: Callable[[Any], Any], workers: i
 # --- Review decisions (pose6d-review): rejected objects are left out unless asked. ---
 
 
-def rejected_annotations(dataset: Dataset, store_url: str | None = None) -> dict[int, int | None]:
-    """{annotation id: reviewed_us} of the annotations whose live review rejects them (the
-    store's pose6d_qc_review); {} without a store."""
+def stored_reviews(dataset: Dataset, store_url: str | None = None) -> list[Any]:
+    """Every live review decision in the sync store (label_sync.quality_store.Review); [] when
+    there is no store. ExportError when the store cannot be read."""
     from label_sync.quality_store import QualityStore
 
     url = default_store_url(dataset.root, store_url)
     if not store_exists(url):
-        return {}
+        return []
     try:
         store = QualityStore(url)
         try:
             with store.transaction() as tx:
-                reviews = tx.reviews()
+                return tx.reviews()
         finally:
             store.close()
     except StoreFailure as exc:
         raise ExportError(f"cannot read the reviews in {redact_url(url)}: {exc}") from None
+
+
+def rejected_annotations(dataset: Dataset, store_url: str | None = None) -> dict[int, int | None]:
+    """{annotation id: reviewed_us} of the annotations whose live review rejects them (the
+    store's pose6d_qc_review); {} without a store."""
+    reviews = stored_reviews(dataset, store_url)
     newest: dict[int, Any] = {}
     for r in reviews:  # the newest live review of an annotation decides (QualityTx.review_of)
         if r.annotation_id not in newest or (r.updated_us, r.review_annotation_id) > \

@@ -25,7 +25,7 @@ from typing import Any
 
 from ls_admin.export_source import (BAD_STATUS, Label, ground_truth_records,
                                     labels_from_project, labels_from_synced, newest_per_object,
-                                    read_records, store_labels, user_names)
+                                    read_records, store_labels, stored_reviews, user_names)
 from pose6d.dataset import INITIAL, Dataset, ObjectKey, ObjectRecord
 from pose6d.pose_error import pose_rotation_error, summarize_errors
 
@@ -50,7 +50,7 @@ class ReportInputs:
     qualifications: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     # pose6d-evaluate's stored results (ls_admin.evaluate_results.store_results)
     evaluations: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    # pose6d-review's decisions kept in the store (stored_reviews)
+    # pose6d-review's decisions kept in the store (review_summary)
     reviews: dict[str, Any] | None = None
 
 
@@ -62,7 +62,7 @@ def load_inputs(dataset: Dataset, client: Any = None, project_id: int | None = N
     gt = ground_truth_records(dataset)
     quals = stored_qualification_rows(dataset, store_url)
     evals = stored_evaluations(dataset, store_url)
-    reviews = stored_reviews(dataset, store_url)
+    reviews = review_summary(dataset, store_url)
     if project_id is not None:
         labels = labels_from_project(client, project_id, dataset, True, on_reject=on_reject)
         return ReportInputs(f"Label Studio project {project_id}", labels, True, initial, gt,
@@ -100,22 +100,11 @@ def stored_evaluations(dataset: Dataset, store_url: str | None = None) -> list[d
         store.close()
 
 
-def stored_reviews(dataset: Dataset, store_url: str | None = None) -> dict[str, Any] | None:
+def review_summary(dataset: Dataset, store_url: str | None = None) -> dict[str, Any] | None:
     """pose6d-review's decisions in the sync store: how many accepted and rejected, of those
     how many sent back and how many wait for ``pose6d-review sync``, the reasons' counts and
     each reviewer's counts; None when nothing was reviewed."""
-    from label_sync.quality_store import QualityStore
-    from label_sync.store import default_store_url, store_exists
-
-    url = default_store_url(dataset.root, store_url)
-    if not store_exists(url):
-        return None
-    store = QualityStore(url)
-    try:
-        with store.transaction() as tx:
-            reviews = tx.reviews()
-    finally:
-        store.close()
+    reviews = stored_reviews(dataset, store_url)
     if not reviews:
         return None
     rejected = [r for r in reviews if r.decision == "reject"]

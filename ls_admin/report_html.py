@@ -162,7 +162,7 @@ def evaluation_section(evaluations: list[dict[str, Any]]) -> list[str]:
 
 
 def review_section(review: dict[str, Any]) -> list[str]:
-    """pose6d-review's decisions (ls_admin.report.stored_reviews): counts, reasons, reviewers."""
+    """pose6d-review's decisions (ls_admin.report.review_summary): counts, reasons, reviewers."""
     waiting = review["rejected"] - review["sent_back"]
     reasons = ", ".join(f"{html.escape(k)} {v}" for k, v in sorted(review["reasons"].items()))
     return ["<h2>Review</h2>",
