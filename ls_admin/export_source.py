@@ -348,23 +348,35 @@ def parallel_writes(jobs: Sequence[Any], write: Callable[[Any], Any], workers: i
 # --- Review decisions (pose6d-review): rejected objects are left out unless asked. ---
 
 
-def stored_reviews(dataset: Dataset, store_url: str | None = None) -> list[Any]:
-    """Every live review decision in the sync store (label_sync.quality_store.Review); [] when
-    there is no store. ExportError when the store cannot be read."""
+def read_quality_store(dataset: Dataset, store_url: str | None, read: Callable[[Any], Any],
+                       empty: Any) -> Any:
+    """``read(store)`` on the quality-control tables of the sync store (a
+    label_sync.quality_store.QualityStore, closed afterwards); ``empty``, and no store made,
+    when there is none."""
     from label_sync.quality_store import QualityStore
 
     url = default_store_url(dataset.root, store_url)
     if not store_exists(url):
-        return []
+        return empty
+    store = QualityStore(url)
     try:
-        store = QualityStore(url)
-        try:
-            with store.transaction() as tx:
-                return tx.reviews()
-        finally:
-            store.close()
+        return read(store)
+    finally:
+        store.close()
+
+
+def stored_reviews(dataset: Dataset, store_url: str | None = None) -> list[Any]:
+    """Every live review decision in the sync store (label_sync.quality_store.Review); [] when
+    there is no store. ExportError when the store cannot be read."""
+    def reviews(store: Any) -> list[Any]:
+        with store.transaction() as tx:
+            return tx.reviews()
+
+    try:
+        return read_quality_store(dataset, store_url, reviews, [])
     except StoreFailure as exc:
-        raise ExportError(f"cannot read the reviews in {redact_url(url)}: {exc}") from None
+        url = redact_url(default_store_url(dataset.root, store_url))
+        raise ExportError(f"cannot read the reviews in {url}: {exc}") from None
 
 
 def rejected_annotations(dataset: Dataset, store_url: str | None = None) -> dict[int, int | None]:

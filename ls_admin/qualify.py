@@ -33,11 +33,11 @@ from label_studio_sdk import LabelStudio
 
 from label_sync.database import utc_now
 from label_sync.quality_store import QUALIFICATION, Qualification, QualityStore
-from label_sync.store import default_store_url, store_exists
+from label_sync.store import default_store_url
 from ls_admin.connection import AdminError, sdk_call
 from ls_admin.export_source import (BAD_STATUS, ExportError, Label, ground_truth_records,
-                                    labels_from_project, newest_per_object, read_records,
-                                    user_names)
+                                    labels_from_project, newest_per_object,
+                                    read_quality_store, read_records, user_names)
 from ls_admin.project import SetupOptions, SetupReport, ensure_project, setup_project
 from pose6d.camera import Pose
 from pose6d.dataset import GROUND_TRUTH, SYNCED, Dataset, ObjectKey, ObjectRecord
@@ -338,15 +338,11 @@ def release_held(dataset: Dataset, store_url: str) -> int:
 def stored_results(dataset: Dataset, store_url: str | None = None) -> list[Qualification]:
     """Every Qualification row of the store (``status``; the report's section); none (and no
     store made) when the store does not exist."""
-    url = default_store_url(dataset.root, store_url)
-    if not store_exists(url):
-        return []
-    store = QualityStore(url)
-    try:
+    def rows(store: QualityStore) -> list[Qualification]:
         with store.transaction() as tx:
             return tx.qualifications()
-    finally:
-        store.close()
+
+    return read_quality_store(dataset, store_url, rows, [])
 
 
 def result_rows(results: Iterable[Qualification]) -> list[dict[str, Any]]:

@@ -25,7 +25,8 @@ from typing import Any
 
 from ls_admin.export_source import (BAD_STATUS, Label, ground_truth_records,
                                     labels_from_project, labels_from_synced, newest_per_object,
-                                    read_records, store_labels, stored_reviews, user_names)
+                                    read_quality_store, read_records, store_labels,
+                                    stored_reviews, user_names)
 from pose6d.dataset import INITIAL, Dataset, ObjectKey, ObjectRecord
 from pose6d.pose_error import pose_rotation_error, summarize_errors
 
@@ -86,18 +87,9 @@ def stored_qualification_rows(dataset: Dataset, store_url: str | None = None
 
 def stored_evaluations(dataset: Dataset, store_url: str | None = None) -> list[dict[str, Any]]:
     """pose6d-evaluate's blind A/B results kept in the sync store (none without a store)."""
-    from label_sync.quality_store import QualityStore
-    from label_sync.store import default_store_url, store_exists
     from ls_admin.evaluate_results import store_results
 
-    url = default_store_url(dataset.root, store_url)
-    if not store_exists(url):
-        return []
-    store = QualityStore(url)
-    try:
-        return store_results(store)
-    finally:
-        store.close()
+    return read_quality_store(dataset, store_url, store_results, [])
 
 
 def review_summary(dataset: Dataset, store_url: str | None = None) -> dict[str, Any] | None:
