@@ -29,13 +29,10 @@ def project_reference(x, azimuth, elevation, theta, distance, px, py, viewport, 
     return np.stack([u + px, -v + py], axis=1)
 
 
-def rasterize_reference(uv: np.ndarray, faces: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Union of the projected triangles sampled at pixel centres (integer coordinates): (H, W) bool.
-
-    A pixel is inside when its centre lies inside or on a triangle (barycentric test).
-    """
-    mask = np.zeros((height, width), dtype=bool)
-    for tri in uv[faces]:
+def _covered(uv: np.ndarray, faces: np.ndarray, width: int, height: int):
+    """Per triangle i whose box meets the canvas: (i, (rows, cols) window, barycentric l1, l2,
+    l3 at the window's pixel centres, inside): a centre inside or on the triangle is inside."""
+    for i, tri in enumerate(uv[faces]):
         x0, y0 = np.floor(tri.min(axis=0)).astype(int)
         x1, y1 = np.ceil(tri.max(axis=0)).astype(int)
         x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width - 1), min(y1, height - 1)
@@ -50,7 +47,18 @@ def rasterize_reference(uv: np.ndarray, faces: np.ndarray, width: int, height: i
         l2 = ((cy - ay) * (xs - cx) + (ax - cx) * (ys - cy)) / det
         l3 = 1 - l1 - l2
         eps = -1e-9
-        mask[y0:y1 + 1, x0:x1 + 1] |= (l1 >= eps) & (l2 >= eps) & (l3 >= eps)
+        inside = (l1 >= eps) & (l2 >= eps) & (l3 >= eps)
+        yield i, (slice(y0, y1 + 1), slice(x0, x1 + 1)), l1, l2, l3, inside
+
+
+def rasterize_reference(uv: np.ndarray, faces: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Union of the projected triangles sampled at pixel centres (integer coordinates): (H, W) bool.
+
+    A pixel is inside when its centre lies inside or on a triangle (barycentric test).
+    """
+    mask = np.zeros((height, width), dtype=bool)
+    for _, window, _, _, _, inside in _covered(uv, faces, width, height):
+        mask[window] |= inside
     return mask
 
 
@@ -84,25 +92,10 @@ def reference_depth_image(vertices: np.ndarray, faces: np.ndarray, pose, width: 
     wins. ``margin`` pixels of canvas on each side (row 0 is photo row -margin).
     """
     uv = reference_pixels(vertices, pose) + margin
-    z = reference_depth(vertices, pose)
-    w, h = width + 2 * margin, height + 2 * margin
-    out = np.full((h, w), np.inf)
-    for tri, tz in zip(uv[faces], z[faces]):
-        x0, y0 = np.floor(tri.min(axis=0)).astype(int)
-        x1, y1 = np.ceil(tri.max(axis=0)).astype(int)
-        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w - 1), min(y1, h - 1)
-        if x1 < x0 or y1 < y0:
-            continue
-        xs, ys = np.meshgrid(np.arange(x0, x1 + 1), np.arange(y0, y1 + 1))
-        (ax, ay), (bx, by), (cx, cy) = tri
-        det = (by - cy) * (ax - cx) + (cx - bx) * (ay - cy)
-        if abs(det) < 1e-12:
-            continue
-        l1 = ((by - cy) * (xs - cx) + (cx - bx) * (ys - cy)) / det
-        l2 = ((cy - ay) * (xs - cx) + (ax - cx) * (ys - cy)) / det
-        l3 = 1 - l1 - l2
-        inside = (l1 >= -1e-9) & (l2 >= -1e-9) & (l3 >= -1e-9)
-        depth = 1.0 / (l1 / tz[0] + l2 / tz[1] + l3 / tz[2])
-        window = out[y0:y1 + 1, x0:x1 + 1]
-        window[inside] = np.minimum(window[inside], depth[inside])
+    z = reference_depth(vertices, pose)[faces]
+    out = np.full((height + 2 * margin, width + 2 * margin), np.inf)
+    for i, window, l1, l2, l3, inside in _covered(uv, faces, *out.shape[::-1]):
+        depth = 1.0 / (l1 / z[i, 0] + l2 / z[i, 1] + l3 / z[i, 2])
+        view = out[window]
+        view[inside] = np.minimum(view[inside], depth[inside])
     return out
