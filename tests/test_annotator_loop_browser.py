@@ -61,6 +61,12 @@ def project(label_studio, label_studio_root, tmp_path_factory):
 def open_task(page, server, project: dict, key: str) -> None:
     """Open one task from the Data Manager (its URL), Auto-Annotation and Auto-Accept on."""
     page.goto(f"{server.url}/projects/{project['project']}/data?task={project['tasks'][key]}")
+    wait_for_labeling(page)
+
+
+def wait_for_labeling(page) -> None:
+    """Wait for the labeling page's controls and photo, and turn Auto-Annotation and
+    Auto-Accept on."""
     page.wait_for_selector("input[type=range][name=azimuth]", timeout=90000)
     page.wait_for_function("() => [...document.images].some(i => i.naturalWidth > 300)",
                            timeout=30000)

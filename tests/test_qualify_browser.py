@@ -27,7 +27,7 @@ from pose6d import labeling as L
 from pose6d.camera import Pose
 from pose6d.dataset import GROUND_TRUTH, Dataset, ObjectKey
 from pose6d.labels import dense_value, quality_value
-from test_annotator_loop_browser import switched_on
+from test_annotator_loop_browser import open_task, wait_for_labeling
 from test_qualify import angle_between, rotation_deg, store_rows
 from test_refinement_browser import Annotator, Answers, VIEWPORT
 
@@ -62,18 +62,6 @@ def qualification(label_studio, label_studio_root, tmp_path_factory):
         backend.stop()
 
 
-def open_task(page, server, q: dict, key: str) -> None:
-    """The labeling page of one test task (from the Data Manager), Auto-Annotation and
-    Auto-Accept on."""
-    page.goto(f"{server.url}/projects/{q['project']}/data?task={q['tasks'][key]}")
-    page.wait_for_selector("input[type=range][name=azimuth]", timeout=90000)
-    page.wait_for_function("() => [...document.images].some(i => i.naturalWidth > 300)",
-                           timeout=30000)
-    for toggle in ("bottombar-auto-annotation-toggle", "bottombar-auto-accept-toggle"):
-        wait_for(lambda: switched_on(page.get_by_test_id(toggle)), 30, f"{toggle} on", page=page)
-    page.wait_for_timeout(1000)
-
-
 # Label Studio's labeling store (window.Htx), its annotations: (id, author) each, the selected one.
 STORE = "(window.Htx || window.dataManager.lsf.store || window.dataManager.lsf).annotationStore"
 JS_TABS = f"""() => {STORE}.annotations.map(
@@ -85,12 +73,7 @@ JS_OBJECT_KEY = """() => { const d = window.dataManager.lsf.task.data;
 
 def stream_task(page) -> str:
     """Wait for the stream's current task to load; its object key."""
-    page.wait_for_selector("input[type=range][name=azimuth]", timeout=90000)
-    page.wait_for_function("() => [...document.images].some(i => i.naturalWidth > 300)",
-                           timeout=30000)
-    for toggle in ("bottombar-auto-annotation-toggle", "bottombar-auto-accept-toggle"):
-        wait_for(lambda: switched_on(page.get_by_test_id(toggle)), 30, f"{toggle} on", page=page)
-    page.wait_for_timeout(1000)
+    wait_for_labeling(page)
     return page.evaluate(JS_OBJECT_KEY)
 
 
