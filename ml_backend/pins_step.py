@@ -38,10 +38,11 @@ def complete(pins: list[dict]) -> list[dict]:
     return [p for p in live(pins) if p.get("photo") is not None]
 
 
-def known(pins: list[dict], regions: list[dict]) -> bool:
-    """Whether the chain has no live pins or one of ``regions`` is a point of its pins."""
+def holds(pins: list[dict], regions: list[dict]) -> bool:
+    """Whether one of ``regions`` is a point of the chain's live ``pins`` (the call is that
+    annotation's: a pin call carries every pin point of its annotation)."""
     ids = {p["model"] for p in live(pins)} | {p["target"] for p in live(pins) if p.get("target")}
-    return not ids or any(r.get("id") in ids for r in regions)
+    return any(r.get("id") in ids for r in regions)
 
 
 def update(pins: list[dict], regions: list[dict], mesh: CadMesh, pose: Pose, cad: int,

@@ -40,11 +40,13 @@ from pose6d.labeling_config import number_ranges
 from pose6d.tasks import TaskError
 
 from ml_backend import pins_step
+from ml_backend.caller import (call_annotation, command_box_id, newest_drafts,
+                               requesting_user)
 from ml_backend.chain import Chain, State, apply_command, check_ranges
 from ml_backend.commands import CHEAT_SHEET, ERROR_MARK, INFO_MARK, CommandError, parse_commands
 from ml_backend.overlay_regions import DEFAULT_STYLE, OVERLAY_STYLES
 from ml_backend.pose_source import TaskContext
-from ml_backend.refinement_state import Chains
+from ml_backend.refinement_state import Chains, UnclearCaller
 
 if TYPE_CHECKING:
     from pose6d.fitting.evidence import ImageEvidence
@@ -125,13 +127,31 @@ class Refinement:
             return self._error(f"this task cannot be rendered: {exc}")
         ranges = number_ranges(label_config)
         initial_state = State(initial.pose, initial.cad_index)
-        hint, user = command_box_id(context.get("result")), requesting_user(task)
+        hint, user = call_annotation(task, context.get("result")), requesting_user(task)
         refused = self.host.labels_refused(user, task)
         if refused:
             return self._error(refused)
         log.debug("refine task %s: chain %s, annotator %s", task.get("id"), hint, user)
+        pins = [r for r in values.regions if r.get("from_name") == labeling.PIN]
+        owns = (lambda c: pins_step.holds(c.pins, pins)) if pins else None
+        pinned = (lambda c: bool(pins_step.live(c.pins))) if pins else None
+        try:
+            return self._refine(task, values, key, initial_state, (width, height), ranges, hint,
+                                user, owns, pinned)
+        except UnclearCaller:
+            what, redo = ("pin", "place the pin") if pins else ("drawing", "draw it")
+            return self._error(f"the backend cannot tell whose {what} this is yet (another "
+                               f"annotator is on this task): type . in the command box first, "
+                               f"wait until Label Studio has saved your draft (a few seconds), "
+                               f"then {redo} again")
+
+    def _refine(self, task: dict, values: AnnotationValues, key: ObjectKey, initial_state: State,
+                size: tuple[int, int], ranges: dict, hint: str | None, user: str | None,
+                owns: Callable | None, pinned: Callable | None) -> dict:
+        """handle's work on the call's chain (Chains.open: UnclearCaller)."""
+        width, height = size
         # One task's calls one at a time, across workers (Label Studio may send two at once).
-        with self._chains.open(_task_id(task), hint, user) as record:
+        with self._chains.open(_task_id(task), hint, user, owns, pinned) as record:
             chain = Chain(record.states)
             if not chain.states:  # a new annotation, or a restarted backend: its own draft
                 saved = _saved_state(task, initial_state)
@@ -140,8 +160,7 @@ class Refinement:
             try:
                 shown, notes = self._shown_state(values, chain, initial_state)
                 new, more, choices, fit_mode = self._apply(values, shown, chain, initial_state,
-                                                           key, (width, height), ranges, record,
-                                                           user)
+                                                           key, (width, height), ranges, record)
             except BadInput as exc:  # CommandError, InvalidPoseError: nothing changes
                 return self._error(str(exc) + _dropped(values.text.get(labeling.COMMAND)))
             except CadError as exc:
@@ -195,7 +214,7 @@ class Refinement:
 
     def _apply(self, values: AnnotationValues, current: State, chain: Chain, initial: State,
                key: ObjectKey, size: tuple[int, int], ranges: dict[str, tuple[float, float]],
-               record: Any, user: str | None = None) -> tuple[State, list[str], list[dict], str]:
+               record: Any) -> tuple[State, list[str], list[dict], str]:
         """(the new state, already on the chain for undo; notes for the box; Choices results
         that commands set; the auto-fit mode a final ``fit`` asks for, or ""). BadInput when a
         value leaves its range: nothing changes then."""
@@ -209,11 +228,6 @@ class Refinement:
         choices: list[dict] = []
         fit_mode = ""
         if pins:  # every pin point of the annotation, in creation order (one label)
-            if user is None and record.user and not pins_step.known(record.pins, pins):
-                # a smart call names no annotation: another annotator's chain (theirs has pins
-                # none of these points belong to); their pins must not be touched
-                raise CommandError("type . in the command box first (it tells the backend whose "
-                                   "pins these are), then place the pin again")
             mesh = self.host.cad.mesh(key.category, current.cad_index)
             _, changed, notes = pins_step.update(record.pins, pins, mesh, current.pose,
                                                  current.cad_index)
@@ -334,28 +348,6 @@ def _dropped(text: str | None) -> str:
     return f"; none of these {len(typed)} lines ran: {listed[:200]}"
 
 
-def command_box_id(results: Any) -> str | None:
-    """The id the browser gave the command box's result in one annotation (it stays with the
-    annotation, drafts and reloads included): the annotation's chain. None without one."""
-    for item in results if isinstance(results, list) else []:
-        if isinstance(item, dict) and item.get("from_name") == labeling.COMMAND:
-            value = item.get("id")
-            if isinstance(value, str) and 0 < len(value) <= 64 and value.isprintable():
-                return value
-    return None
-
-
-def requesting_user(task: dict) -> str | None:
-    """The annotator making the call: Label Studio includes only the requesting user's own
-    drafts with an interactive call, each naming its user (an email). None without a draft."""
-    drafts = task.get("drafts") if isinstance(task, dict) else None
-    for draft in drafts if isinstance(drafts, list) else []:
-        user = draft.get("user") if isinstance(draft, dict) else None
-        if isinstance(user, str) and 0 < len(user) <= 254:
-            return user
-    return None
-
-
 def _next_style(current: str, wanted: str) -> str:
     if wanted:
         return wanted
@@ -371,11 +363,7 @@ def _task_id(task: dict) -> str:
 def _saved_state(task: dict, initial: State) -> State | None:
     """The pose of the requesting user's newest draft (Label Studio sends only theirs), None
     when there is none."""
-    items = task.get("drafts") if isinstance(task, dict) else None
-    items = [i for i in items if isinstance(i, dict) and isinstance(i.get("result"), list)] \
-        if isinstance(items, list) else []
-    items.sort(key=lambda i: str(i.get("updated_at") or i.get("created_at") or ""))
-    for item in reversed(items):
+    for item in newest_drafts(task):
         values = read_results(item["result"])
         try:
             return State(values.pose(initial.pose.viewport), _cad_choice(values, initial.cad_index))

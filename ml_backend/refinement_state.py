@@ -3,12 +3,14 @@
 default), so that every gunicorn worker and every replica sees the same chains; in this
 process while the store fails. Also each annotator's overlay style.
 
-Which chain a call belongs to (docs/label_studio_notes.md): Label Studio sends no user and no
-annotation id with an interactive call, but the command box's result carries an id that the
-browser made for that annotation (kept in its drafts, so across reloads): the chain's id. A
-smart-tool call (centre click, box) carries only the drawn region: it continues the chain its
-annotator used last on the task (the user is known from the drafts Label Studio includes, which
-are the requesting user's own), else the task's most recent chain.
+Which chain a call belongs to (docs/label_studio_notes.md, ml_backend/caller.py): the command
+box's id, from the call or from the caller's newest draft, is the chain's id. A smart-tool call
+that names no annotation (before the caller's first draft autosave) continues the chain that
+holds its pin points, else its annotator's newest chain (the user known from their drafts),
+else the one chain of no known annotator at work on the task, else a new one. When two such
+chains are (two annotators who opened the task within seconds), or a pin could only go to
+another annotator's chain, the call is refused (UnclearCaller): the wrong chain would move
+somebody else's pose.
 """
 from __future__ import annotations
 
@@ -17,8 +19,11 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import threading
+import datetime as dt
 import time
+import uuid
 from typing import Callable, Iterator
 
 from label_sync.database import Database, Tx, utc_now
@@ -27,6 +32,14 @@ from pose6d.camera import InvalidPoseError, Pose
 log = logging.getLogger("ml_backend.refinement")
 MAX_MEMORY_CHAINS = 20000
 LOCK_TASK = 101  # lock space (the sync's own spaces are small numbers)
+# A chain of no known annotator changed this recently may be a tab at work whose draft Label
+# Studio has not saved yet; older ones are tabs left behind.
+ACTIVE_S = 1800.0
+
+
+class UnclearCaller(Exception):
+    """A call that names neither its annotation nor its annotator, and could be another
+    annotator's (refinement answers it with what to do)."""
 
 
 @dataclasses.dataclass
@@ -155,15 +168,46 @@ def chain_id_of(task_id: str, annotation_hint: str | None) -> str | None:
 
 
 def pick_chain(chains: list[ChainRecord], task_id: str, chain_id: str | None,
-               user: str | None) -> ChainRecord:
-    """The call's chain (module docstring), or a new empty one."""
+               user: str | None, owns: Callable[[ChainRecord], bool] | None = None,
+               pinned: Callable[[ChainRecord], bool] | None = None,
+               now: dt.datetime | None = None) -> ChainRecord:
+    """The call's chain (module docstring), or a new empty one. For a pin call, ``owns`` tells
+    a chain holding one of the call's points and ``pinned`` one with pins of its own (both None
+    for other calls). UnclearCaller when the call could be another annotator's."""
     if chain_id is not None:
         found = next((c for c in chains if c.chain_id == chain_id), None)
         return found or ChainRecord(chain_id, task_id, user, [])
-    mine = [c for c in chains if user is not None and c.user == user] or chains
+    if owns is not None:
+        owning = [c for c in chains if owns(c)]
+        if owning:
+            return _newest(owning)
+    mine = [c for c in chains if user is not None and c.user == user]
     if mine:
-        return max(mine, key=lambda c: c.updated)
-    return ChainRecord(f"{task_id}/-", task_id, user, [])
+        return _newest(mine)
+    # Another known annotator's chain is never the caller's, nor (for a pin) one with pins the
+    # call does not carry (its annotation's pin call would carry them all), nor one left behind.
+    at_work = [c for c in chains if c.user is None and not (pinned is not None and pinned(c))
+               and _age_s(c, now) < ACTIVE_S]
+    if len(at_work) > 1 or (owns is not None and not at_work and chains):
+        raise UnclearCaller()
+    if at_work:
+        return at_work[0]
+    return ChainRecord(f"{task_id}/-{uuid.uuid4().hex[:12]}", task_id, user, [])
+
+
+def _newest(chains: list[ChainRecord]) -> ChainRecord:
+    return max(chains, key=lambda c: c.updated)
+
+
+def _age_s(chain: ChainRecord, now: dt.datetime | None) -> float:
+    """Seconds since the chain last changed (inf when unknown)."""
+    try:
+        then = dt.datetime.fromisoformat(str(chain.updated))
+    except (TypeError, ValueError):
+        return math.inf
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=dt.timezone.utc)
+    return ((now or dt.datetime.now(dt.timezone.utc)) - then).total_seconds()
 
 
 class Chains:
@@ -199,11 +243,13 @@ class Chains:
                 yield _MemoryRows(self._memory_chains, self._memory_styles)
 
     @contextlib.contextmanager
-    def open(self, task_id: str, annotation_hint: str | None,
-             user: str | None) -> Iterator[ChainRecord]:
+    def open(self, task_id: str, annotation_hint: str | None, user: str | None,
+             owns: Callable[[ChainRecord], bool] | None = None,
+             pinned: Callable[[ChainRecord], bool] | None = None) -> Iterator[ChainRecord]:
+        """The call's chain (pick_chain; UnclearCaller), saved on exit if changed."""
         with self.rows(task_id) as rows:
             chain = pick_chain(rows.chains_of_task(task_id), task_id,
-                               chain_id_of(task_id, annotation_hint), user)
+                               chain_id_of(task_id, annotation_hint), user, owns, pinned)
             if user is not None:
                 chain.user = user
             if not chain.style and chain.user:

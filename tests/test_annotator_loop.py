@@ -4,6 +4,8 @@ refuse instead of clamping, quality / dense from the command box, overlay styles
 synced record saying whether its pose had been drawn."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from label_studio_sdk.converter.brush import decode_rle
@@ -27,6 +29,14 @@ class Annotator:
         self.task = dict(task, drafts=[{"id": 1, "user": email, "result": []}] if email else [])
         self.numbers: dict[str, float] = {}
         self.cad = task["data"]["cad_index"]
+
+    def autosave(self, email: str) -> None:
+        """Label Studio saved this tab's draft: its calls now carry it (the user, and the
+        annotation's results as shown, the command box with its id among them)."""
+        self.email = email
+        self.task = dict(self.task, drafts=[{
+            "id": 1, "user": email, "updated_at": "2026-12-06T10:00:00Z",
+            "result": command_context(self.numbers, self.cad, ".", self.box_id)}])
 
     def start(self, numbers: dict[str, float]) -> "Annotator":
         self.numbers = dict(numbers)
@@ -90,6 +100,61 @@ def test_a_centre_click_continues_its_annotators_chain(setup):
     assert a.numbers["azimuth"] == pytest.approx(start["azimuth"] + 20)  # A's pose, moved
     assert a.numbers["elevation"] == pytest.approx(start["elevation"])
     assert (a.numbers["px"], a.numbers["py"]) == pytest.approx((80 - 0.5, 120 - 0.5))
+
+
+CENTRE_CLICK = {"id": "kp", "from_name": labeling.CENTRE, "to_name": labeling.IMAGE,
+                "type": "keypoint", "original_width": 320, "original_height": 240,
+                "value": {"x": 25.0, "y": 50.0, "width": 1}}
+
+
+def test_a_smart_call_two_tabs_could_have_made_is_refused_until_a_draft_names_it(setup):
+    """Two annotators open the task and type "." within seconds (no draft saved yet: Label
+    Studio names neither annotation nor user): a centre click could be either's, so it is
+    refused and nobody's pose moves. Once A's draft is saved (it names A's command box), the
+    same click moves A's pose from A's own (a+20), and B's chain is untouched."""
+    client, task, _, start = setup
+    a = Annotator(client, task, "boxA").start(start)
+    b = Annotator(client, task, "boxB").start(start)
+    a.send("a+20")
+    b.send(".")
+    by = a.click(CENTRE_CLICK)
+    assert "cannot tell whose" in "\n".join(by[labeling.COMMAND]["value"]["text"])
+    assert a.numbers["azimuth"] == pytest.approx(start["azimuth"] + 20)  # not answered: kept
+    a.autosave("a@example.com")
+    a.click(CENTRE_CLICK)
+    assert a.numbers["azimuth"] == pytest.approx(start["azimuth"] + 20)
+    assert (a.numbers["px"], a.numbers["py"]) == pytest.approx((80 - 0.5, 120 - 0.5))
+    b.send("u")  # B's chain holds only B's pose: nothing to go back to
+    assert b.numbers == pytest.approx(start)
+    a.send("u")  # A's click was one step on A's chain
+    assert a.numbers["azimuth"] == pytest.approx(start["azimuth"] + 20)
+    assert a.numbers["px"] == pytest.approx(start["px"])
+
+
+def test_a_lone_tab_needs_no_draft_and_a_tab_left_behind_is_not_continued():
+    """pick_chain with no annotation and no user named: the one chain at work on the task is
+    continued; one last changed more than ACTIVE_S ago is a tab left behind (a new chain)."""
+    import datetime as dt
+
+    from ml_backend.refinement_state import ACTIVE_S, ChainRecord, UnclearCaller, pick_chain
+
+    now = dt.datetime(2026, 12, 6, 12, 0, tzinfo=dt.timezone.utc)
+    ago = lambda s: (now - dt.timedelta(seconds=s)).isoformat()  # noqa: E731
+    working = ChainRecord("7/boxA", "7", None, [], updated=ago(5))
+    left = ChainRecord("7/boxOld", "7", None, [], updated=ago(ACTIVE_S + 60))
+    other = ChainRecord("7/boxB", "7", "b@example.com", [], updated=ago(1))
+    assert pick_chain([working, left, other], "7", None, None, now=now) is working
+    fresh = pick_chain([left, other], "7", None, None, now=now)
+    assert fresh.chain_id not in ("7/boxOld", "7/boxB") and fresh.states == []
+    with pytest.raises(UnclearCaller):  # two tabs at work, neither named
+        pick_chain([working, dataclasses.replace(working, chain_id="7/boxC")], "7", None, None,
+                   now=now)
+    # a pin: the chain holding its points wins; a chain with other pins is never a new pin's
+    assert pick_chain([working, other], "7", None, None, owns=lambda c: c is other,
+                      pinned=lambda c: c is other, now=now) is other
+    with pytest.raises(UnclearCaller):
+        pick_chain([dataclasses.replace(working, user=None)], "7", None, None,
+                   owns=lambda c: False, pinned=lambda c: True, now=now)
 
 
 @pytest.mark.parametrize("command, name, limit", [

@@ -76,14 +76,15 @@ def wait_for_labeling(page) -> None:
 
 
 def annotator_on(browser, server, project: dict, key: str, email: str | None = None,
-                 password: str | None = None) -> Annotator:
-    """A logged-in page of its own (the admin by default) with ``key``'s task open."""
+                 password: str | None = None, kind: type[Annotator] = Annotator) -> Annotator:
+    """A logged-in page of its own (the admin by default) with ``key``'s task open, driven by
+    ``kind`` (an Annotator class)."""
     page = browser.new_context(viewport=VIEWPORT).new_page()
     answers = Answers()
     page.on("response", answers.on_response)
     login(page, server, email=email, password=password)
     open_task(page, server, project, key)
-    return Annotator(page, project["dataset"], ObjectKey.parse(key), answers)
+    return kind(page, project["dataset"], ObjectKey.parse(key), answers)
 
 
 def switched_on(box) -> bool:

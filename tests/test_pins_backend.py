@@ -211,6 +211,42 @@ def test_another_annotators_tab_leaves_the_pins_alone(tiny_dataset, tiny_keys):
                                                              box_id="box-A")))
 
 
+def test_a_first_pin_two_tabs_could_have_placed_waits_for_a_draft(tiny_dataset, tiny_keys):
+    """A and B type "." within seconds; A's first pin point comes before Label Studio saved
+    A's draft (the call names nobody): refused, recorded nowhere. With A's draft (naming A's
+    command box) it is A's pin 1, and its photo point moves A's pose by the offset; B has no
+    pins and B's pose has not moved."""
+    client = make_client(tiny_dataset)
+    key = tiny_keys[0]
+    base = task_for(tiny_dataset, key, 31)
+    record = tiny_dataset.read(key)
+    numbers = {k: round(v, 2) for k, v in record.pose.as_degrees().items()}
+    a_context = command_context(numbers, record.cad_index, ".", box_id="box-A")
+    a_task = dict(base, drafts=[{"user": "a@example.com", "result": a_context,
+                                 "updated_at": "2026-12-06T10:00:00Z"}])
+
+    def post(task, context):
+        res = client.post("/predict", json=interactive_body(task, context))
+        assert res.status_code == 200
+        return results_by_name(res.json["results"][0]["result"])
+
+    post(base, a_context)
+    post(base, command_context(numbers, record.cad_index, ".", box_id="box-B"))
+    vertices, faces = read_off(tiny_dataset.root / "CAD/car/01.off")
+    u, v = inside_pixel((vertices, faces), record.pose)
+    assert "command box first" in note(post(base, [pin_region("a1", u, v)]))
+    for box in ("box-A", "box-B"):
+        assert "pins: none" in note(post(base, command_context(numbers, record.cad_index, "pins",
+                                                               box_id=box)))
+    assert "pin 1: model point set" in note(post(a_task, [pin_region("a1", u, v)]))
+    moved = numbers_of(list(post(a_task, [pin_region("a1", u, v),
+                                          pin_region("a2", u + 12, v - 5)]).values()))
+    assert moved["px"] == pytest.approx(numbers["px"] + 12, abs=0.051)
+    assert moved["py"] == pytest.approx(numbers["py"] - 5, abs=0.051)
+    by_b = post(base, command_context(numbers, record.cad_index, "pins", box_id="box-B"))
+    assert "pins: none" in note(by_b) and numbers_of(list(by_b.values())) == numbers
+
+
 def test_points_sent_back_as_returned_do_not_solve_again(loop):
     """Label Studio sends the pin points the backend returned (percent, rounded): no new solve,
     no new undo step; a photo point dragged 6 px away solves again."""

@@ -6,7 +6,10 @@ Real Label Studio + the real backend on a demo dataset + headless Chromium (Play
 label chosen by its hotkey, a Ctrl+click on the overlay (the model point) and one beside it in
 the photo: the centre moves by that offset (one pin), nothing else; a second pin turns theta and
 scales the distance (azimuth and elevation kept); the page reloaded after the draft was saved:
-the pin points come back and the next point starts pin 3 (the first four are known).
+the pin points come back and the next point starts pin 3 (the first four are known). Then two
+annotators on one task, each in a tab of their own: each one's pins move only their own pose,
+`pins` lists only their own, each numbers their next pin after their own, and a reload of one
+tab brings back only that annotator's pins.
 Screenshots: docs/images/pins_*.png.
 """
 from __future__ import annotations
@@ -18,13 +21,14 @@ import numpy as np
 import pytest
 
 from checks import wait_for
-from label_studio_server import chromium_launch_kwargs, login
+from label_studio_server import chromium_launch_kwargs, create_user, login
 from ls_admin.backend_process import BackendProcess
 from ls_admin.project import SetupOptions, setup_project
 from pose6d import labeling as L
 from pose6d.camera import POSE_NAMES, Pose
 from pose6d.dataset import Dataset, ObjectKey
 from reference_camera import reference_silhouette
+from test_annotator_loop_browser import annotator_on, wait_for_labeling
 from test_refinement_browser import JS_ANNOTATION, Answers, Annotator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,6 +36,8 @@ IMAGES = REPO / "docs" / "images"
 VIEWPORT = {"width": 1366, "height": 768}
 OBJECT = "car/demo_car_0005_0"
 OTHER = "mug/demo_mug_0004_0"
+A_EMAIL, A_PASSWORD = "pins-a@example.com", "pins-a-password-123"  # fresh: no drafts
+B_EMAIL, B_PASSWORD = "pins-b@example.com", "pins-b-password-123"
 
 pytestmark = [pytest.mark.live, pytest.mark.browser]
 JS_PIN_CHOSEN = ("() => window.dataManager.lsf.currentAnnotation.names.get('pin')"
@@ -53,7 +59,12 @@ def setup(label_studio, label_studio_root, tmp_path_factory):
         keys = [ObjectKey.parse(OBJECT), ObjectKey.parse(OTHER)]
         report = setup_project(client, SetupOptions(root, backend.url, title="pose6d pins",
                                                     keys=keys, progress=False), label_studio.url)
-        yield {"dataset": Dataset(root), "project": report.project_id, "key": keys[0]}
+        tasks = {t.data["object_key"]: t.id
+                 for t in client.tasks.list(project=report.project_id, fields="all")}
+        for email, password in ((A_EMAIL, A_PASSWORD), (B_EMAIL, B_PASSWORD)):
+            create_user(label_studio, email, password)
+        yield {"dataset": Dataset(root), "project": report.project_id, "key": keys[0],
+               "tasks": tasks}
     finally:
         backend.stop()
 
@@ -183,5 +194,79 @@ def test_pins_in_the_browser(label_studio, setup):
             assert not [r for r in page.evaluate(JS_ANNOTATION)
                         if r.get("from_name") == L.OVERLAY]  # the pins' drawing is never stored
             assert math.isfinite(me.numbers()["distance"])
+        finally:
+            browser.close()
+
+
+def test_pins_in_two_annotators_tabs(label_studio, setup):
+    """A and B on one task at once: B's pin moves B's pose from B's own start, not A's; `pins`
+    in each tab lists that annotator's pins only; each one's next pin is numbered after their
+    own (a shared count would say "pin 3"); B's reload brings back B's two points only."""
+    from playwright.sync_api import sync_playwright
+
+    dataset, key = setup["dataset"], setup["key"]
+    record = dataset.read(key)
+    width, height = int(record.extra["width"]), int(record.extra["height"])
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(**chromium_launch_kwargs())
+        try:
+            a = annotator_on(browser, label_studio, setup, OBJECT, A_EMAIL, A_PASSWORD,
+                             kind=Pinner)
+            b = annotator_on(browser, label_studio, setup, OBJECT, B_EMAIL, B_PASSWORD,
+                             kind=Pinner)
+            a.command(".")
+            b.command(".")
+            # A pin call names neither annotation nor user: the backend tells the tabs apart by
+            # each one's draft (its command box id), there once Label Studio autosaved it.
+            a.page.wait_for_timeout(6500)
+            start_a, start_b = a.numbers(), b.numbers()
+            assert start_b == pytest.approx(start_a, abs=1e-9)  # both the initial pose
+            pose = Pose.from_degrees(**start_a, viewport=record.pose.viewport)
+            scale = width / a.photo_box()["width"]
+            tol = 2 * scale + 0.2
+
+            # A's pin 1: 24 px right, 14 px up; B's pin 1 on another part: 20 px left, 10 down.
+            ua, va = inside(dataset, key, record.cad_index, pose, width, height, 0)
+            a.pin_click(ua, va)
+            a.pin_click(ua + 24, va - 14)
+            ub, vb = inside(dataset, key, record.cad_index, pose, width, height, 1)
+            answer = b.pin_click(ub, vb)
+            assert "pin 1: model point set" in note(answer), note(answer)
+            b.pin_click(ub - 20, vb + 10)
+            moved_a, moved_b = a.numbers(), b.numbers()
+            assert abs(moved_a["px"] - (start_a["px"] + 24)) <= tol, (start_a, moved_a)
+            assert abs(moved_a["py"] - (start_a["py"] - 14)) <= tol, (start_a, moved_a)
+            assert abs(moved_b["px"] - (start_b["px"] - 20)) <= tol, (start_b, moved_b)
+            assert abs(moved_b["py"] - (start_b["py"] + 10)) <= tol, (start_b, moved_b)
+
+            # `pins` in each tab: one pin each, and A's pose untouched by B's pin.
+            for who in (a, b):
+                text = note(who.command("pins"))
+                assert "pins: 1 " in text and ", 2 " not in text, text
+            assert a.numbers() == pytest.approx(moved_a, abs=1e-9)
+            assert len(a.pin_points()) == 2 and len(b.pin_points()) == 2
+            a.page.screenshot(path=str(IMAGES / "pins_4_two_tabs_a.png"))
+            b.page.screenshot(path=str(IMAGES / "pins_5_two_tabs_b.png"))
+
+            # A's next point starts A's pin 2.
+            pose_a = Pose.from_degrees(**moved_a, viewport=record.pose.viewport)
+            u2, v2 = inside(dataset, key, record.cad_index, pose_a, width, height, 1)
+            assert "pin 2: model point set" in note(a.pin_click(u2, v2))
+
+            # B reloads once the draft is saved: B's two points and pose come back, not A's
+            # three, and B's next point starts B's pin 2.
+            ids_b = sorted(r["id"] for r in b.pin_points())
+            b.page.wait_for_timeout(6500)  # Label Studio's draft autosave
+            b.page.reload()
+            wait_for_labeling(b.page)
+            wait_for(lambda: len(b.pin_points()) == 2, 30, "B's pin points after a reload",
+                     page=b.page)
+            assert sorted(r["id"] for r in b.pin_points()) == ids_b
+            assert b.numbers() == pytest.approx(moved_b, abs=1e-9)
+            b.command(".")
+            pose_b = Pose.from_degrees(**moved_b, viewport=record.pose.viewport)
+            u3, v3 = inside(dataset, key, record.cad_index, pose_b, width, height, 0)
+            assert "pin 2: model point set" in note(b.pin_click(u3, v3))
+            assert len(a.pin_points()) == 3
         finally:
             browser.close()
