@@ -238,3 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stopped {names}", file=sys.stderr, flush=True)
     return 0
 
+
+
+if __name__ == "__main__":  # python -m ls_admin.cli.demo
+    raise SystemExit(main())

@@ -156,3 +156,7 @@ def _results(args: argparse.Namespace, store_url: str) -> int:
     except OSError as exc:
         fail(f"cannot write the results: {exc}")
     return 0
+
+
+if __name__ == "__main__":  # python -m ls_admin.cli.evaluate
+    raise SystemExit(main())

@@ -193,3 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {note}")
     return 0
 
+
+
+if __name__ == "__main__":  # python -m ls_admin.cli.export
+    raise SystemExit(main())

@@ -243,3 +243,7 @@ def _stored_rule(dataset, args: argparse.Namespace, client, project_id: int | No
     finally:
         store.close()
     return qc.settings.get("pass_rule") if qc else None
+
+
+if __name__ == "__main__":  # python -m ls_admin.cli.qualify
+    raise SystemExit(main())

@@ -65,3 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(report.lines()))
     return 0
 
+
+
+if __name__ == "__main__":  # python -m ls_admin.cli.reconcile
+    raise SystemExit(main())

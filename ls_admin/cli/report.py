@@ -113,3 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"report written to {args.out}")
     return 0
 
+
+
+if __name__ == "__main__":  # python -m ls_admin.cli.report
+    raise SystemExit(main())

@@ -142,3 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     except (AdminError, DataError, StoreFailure) as exc:
         fail(str(exc))
     return 0
+
+
+if __name__ == "__main__":  # python -m ls_admin.cli.review
+    raise SystemExit(main())

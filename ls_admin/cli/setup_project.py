@@ -110,3 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(report.lines()))
     return 0
 
+
+
+if __name__ == "__main__":  # python -m ls_admin.cli.setup_project
+    raise SystemExit(main())

@@ -58,3 +58,7 @@ def main(argv: list[str] | None = None) -> int:
           file=sys.stderr)
     return 0
 
+
+
+if __name__ == "__main__":  # python -m pose6d.cli.auto_fit
+    raise SystemExit(main())

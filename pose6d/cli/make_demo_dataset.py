@@ -54,3 +54,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(manifest['categories'])} categories to {args.out}")
     return 0
 
+
+
+if __name__ == "__main__":  # python -m pose6d.cli.make_demo_dataset
+    raise SystemExit(main())

@@ -58,3 +58,7 @@ def main(argv: list[str] | None = None, default_out: Path | None = None) -> int:
     print(f"wrote {out}")
     return 0
 
+
+
+if __name__ == "__main__":  # python -m pose6d.cli.make_labeling_config
+    raise SystemExit(main())

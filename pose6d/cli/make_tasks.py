@@ -96,3 +96,7 @@ def main(argv: list[str] | None = None) -> int:
           + (" (see messages above)" if skipped else ""), file=sys.stderr)
     return 0
 
+
+
+if __name__ == "__main__":  # python -m pose6d.cli.make_tasks
+    raise SystemExit(main())

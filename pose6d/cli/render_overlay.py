@@ -66,3 +66,7 @@ def main(argv=None) -> int:
         fail(f"cannot write output: {exc}")
     return 0
 
+
+
+if __name__ == "__main__":  # python -m pose6d.cli.render_overlay
+    raise SystemExit(main())
