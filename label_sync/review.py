@@ -14,7 +14,7 @@ from xml.sax.saxutils import quoteattr
 from label_sync.quality_store import Review
 from label_sync.records import (MalformedEvent, SyncRejected, annotator_of, is_id, is_skipped,
                                 object_key_of, parse_updated_at)
-from pose6d.tasks import REVIEW_NOTE
+from pose6d.tasks import REVIEW_NOTE, SENT_BACK_FOR
 
 # Tag names of the review config.
 OVERLAY_IMAGE, PHOTO_IMAGE = "overlay", "photo"
@@ -36,7 +36,7 @@ DATA_MAIN_PROJECT = "main_project_id"
 # Fields of a task sent back to the main project: the note the annotator reads and the review
 # annotation it answers (the marker that finds a task created by a run killed before it recorded
 # it, so that no object is sent back twice).
-DATA_REVIEW_NOTE, DATA_SENT_BACK_FOR = REVIEW_NOTE, "sent_back_for"  # the backend shows the note
+DATA_REVIEW_NOTE, DATA_SENT_BACK_FOR = REVIEW_NOTE, SENT_BACK_FOR  # the backend reads both
 
 
 def review_config() -> str:

@@ -18,12 +18,12 @@ from pose6d.inout import image_size
 from pose6d import labeling
 from pose6d.labeling import box_region, choice_result, command_result, pose_results, shown_pose
 from pose6d.labeling_config import missing_tags
-from pose6d.tasks import REVIEW_NOTE, TaskError, task_object_key
+from pose6d.tasks import REVIEW_NOTE, SENT_BACK_FOR, TaskError, task_object_key
 
 from ml_backend.commands import INFO_MARK
 from ml_backend.overlay_regions import (DEFAULT_STYLE, neighbours_region, overlay_regions,
                                         pins_region)
-from ml_backend.pose_source import TaskContext, make_pose_source
+from ml_backend.pose_source import InitialPose, TaskContext, make_pose_source
 from ml_backend.refinement import Refinement
 from ml_backend.refinement_state import RefinementStore
 from ml_backend.settings import Settings
@@ -167,15 +167,32 @@ class Pose6DModel:
         return image_size(self.dataset.image_path(key))
 
     def task_context(self, task: dict) -> TaskContext:
-        """The task's object, initial pose and photo size; TaskError when unusable."""
+        """The task's object, initial pose and photo size; TaskError when unusable. A task a
+        reviewer sent back starts at the object's synced pose (the one sent back, to be
+        corrected), not at the model's again."""
         key = task_object_key(task)
         try:
             initial = self.pose_source.initial(key)
+            data = task.get("data") if isinstance(task, dict) else None
+            if isinstance(data, dict) and data.get(SENT_BACK_FOR) is not None:
+                initial = self._sent_back_start(key, initial)
             width, height = self._image_size(key)
             self.cad.path(key.category, initial.cad_index)
         except (DataError, InvalidPoseError) as exc:
             raise TaskError(str(exc)) from None
         return TaskContext(key, initial, width, height)
+
+    def _sent_back_start(self, key: ObjectKey, initial: InitialPose) -> InitialPose:
+        """The synced pose of a sent-back object; ``initial`` when there is none or it cannot
+        be read or drawn (the annotator then starts over, as on a new task)."""
+        try:
+            record = self.dataset.read_optional(key, SYNCED)
+            if record is not None:
+                self.cad.path(key.category, record.cad_index)
+                return InitialPose(record.pose, record.cad_index, initial.score, "sent-back")
+        except (DataError, InvalidPoseError) as exc:  # CadError is a DataError
+            log.warning("sent-back task of %s starts at the initial pose: %s", key, exc)
+        return initial
 
     def pose_prediction(self, key: ObjectKey, pose: Pose, cad_index: int, width: int, height: int,
                         bbox=None, extra: list[dict] | None = None,
@@ -256,9 +273,8 @@ class Pose6DModel:
         key, initial, width, height = self.task_context(task)
         data = task.get("data") or {}
         record_bbox = data.get("bbox")
-        note = data.get(REVIEW_NOTE)  # a task a reviewer sent back: say why, in the command box
-        extra = [command_result(f"{INFO_MARK} review note:\n{note[:500]}")] \
-            if isinstance(note, str) and note.strip() else None
+        note = review_note_text(data.get(REVIEW_NOTE))  # a task a reviewer sent back: why
+        extra = [command_result(note)] if note else None
         results = self.pose_prediction(key, initial.pose, initial.cad_index, width, height,
                                        bbox=record_bbox if _is_box(record_bbox) else None,
                                        extra=extra)
@@ -269,6 +285,16 @@ class Pose6DModel:
         for store in (self._sync, self._refinement_store):
             if store is not None:
                 store.close()
+
+
+def review_note_text(note: Any) -> str | None:
+    """A sent-back task's note for the command box, every line marked as the backend's (an
+    unmarked line there would run as a command with the annotator's next Enter); None when
+    there is no note."""
+    lines = [line.strip() for line in note[:500].splitlines() if line.strip()] \
+        if isinstance(note, str) else []
+    return "\n".join(f"{INFO_MARK} " + ("review note: " if i == 0 else "") + line
+                     for i, line in enumerate(lines)) or None
 
 
 def autofit_installed() -> bool:

@@ -35,8 +35,9 @@ from pose6d.labels import CATEGORY_INSTRUCTIONS
 LOCAL_FILES_PREFIX = "/data/local-files/?d="  # Label Studio's local-files URL; d is root-relative
 PREDICTION_MODEL_VERSION = "initial-annotation"
 THUMBNAIL_STYLE = "height: 56px; display: block"
-# data field of a task a reviewer sent back (ls_admin.review): why, shown in the command box
-REVIEW_NOTE = "review_note"
+# data fields of a task a reviewer sent back (ls_admin.review): why, shown in the command box,
+# and the review it answers (the backend then opens it at the pose sent back, to be corrected)
+REVIEW_NOTE, SENT_BACK_FOR = "review_note", "sent_back_for"
 
 
 class TaskError(DataError):

@@ -160,7 +160,8 @@ def test_the_backend_tells_an_unqualified_annotator_why_nothing_moves(tiny_datas
 
 
 def test_a_sent_back_task_says_why_in_the_command_box(tiny_dataset, tiny_keys):
-    from backend_helpers import make_client, task_for
+    from backend_helpers import (command_context, interactive_body, make_client, numbers_of,
+                                 task_for)
     from pose6d import labeling
     from pose6d.tasks import REVIEW_NOTE
 
@@ -169,6 +170,53 @@ def test_a_sent_back_task_says_why_in_the_command_box(tiny_dataset, tiny_keys):
     task["data"][REVIEW_NOTE] = "Sent back by rev@lab.org: bad pose; the wheels are off"
     result = client.post("/predict", json={"tasks": [task]}).json["results"][0]["result"]
     box = [r for r in result if r["from_name"] == labeling.COMMAND]
-    assert box and box[0]["value"]["text"][0].endswith(task["data"][REVIEW_NOTE])
+    assert box and box[0]["value"]["text"][0].rstrip("\n").endswith(task["data"][REVIEW_NOTE])
+    # the note stays in the box while the annotator types below it: it never runs as commands
+    task["data"][REVIEW_NOTE] += "\nand the mirror: f"
+    result = client.post("/predict", json={"tasks": [task]}).json["results"][0]["result"]
+    shown = [r for r in result if r["from_name"] == labeling.COMMAND][0]["value"]["text"][0]
+    numbers = numbers_of(result)
+    answer = client.post("/predict", json=interactive_body(task, command_context(
+        numbers, task["data"]["cad_index"], shown + "\ne+"))).json["results"][0]["result"]
+    assert numbers_of(answer)["elevation"] == pytest.approx(numbers["elevation"] + 1)
+    assert numbers_of(answer)["azimuth"] == pytest.approx(numbers["azimuth"])
     plain = client.post("/predict", json={"tasks": [task_for(tiny_dataset, tiny_keys[0], 9)]})
     assert not [r for r in plain.json["results"][0]["result"] if r["from_name"] == labeling.COMMAND]
+
+
+def test_a_sent_back_task_opens_at_the_pose_sent_back(tiny_dataset, tiny_keys):
+    """The annotator corrects the rejected pose instead of starting over: a task carrying the
+    sent-back marker is prefilled (and refined) from the object's synced pose; the same object
+    in a task without the marker from the initial pose; with no synced record, the initial."""
+    import dataclasses
+
+    from backend_helpers import (command_context, interactive_body, make_client, numbers_of,
+                                 task_for)
+    from pose6d.tasks import SENT_BACK_FOR
+
+    key = tiny_keys[0]
+    initial = tiny_dataset.read(key)
+    rejected = initial.pose.replace(azimuth=initial.pose.azimuth + 3.0, px=initial.pose.px + 7)
+    client = make_client(tiny_dataset)
+    back = task_for(tiny_dataset, key, 12)
+    back["data"][SENT_BACK_FOR] = 99
+
+    def prefill(task) -> dict:
+        res = client.post("/predict", json={"tasks": [task]})
+        return numbers_of(res.json["results"][0]["result"])
+
+    def same(shown: dict, pose) -> bool:  # azimuth up to a whole turn (shown wrapped or not)
+        want = pose.as_degrees()
+        turn = (shown["azimuth"] - want["azimuth"] + 180) % 360 - 180
+        return abs(turn) < 0.01 and all(abs(shown[n] - want[n]) < 0.01 for n in want
+                                        if n != "azimuth")
+
+    assert same(prefill(back), initial.pose)  # nothing synced: the initial pose
+    tiny_dataset.write(key, dataclasses.replace(initial, pose=rejected), SYNCED)
+    assert same(prefill(back), rejected) and not same(prefill(back), initial.pose)
+    assert same(prefill(task_for(tiny_dataset, key, 13)), initial.pose)
+    # refinement starts there too: "a+" turns the pose sent back
+    res = client.post("/predict", json=interactive_body(
+        back, command_context({}, initial.cad_index, "a+")))
+    turned = numbers_of(res.json["results"][0]["result"])
+    assert same(turned, rejected.replace(azimuth=rejected.azimuth + math.radians(1.0)))

@@ -1,8 +1,9 @@
 """pose6d-review in a real browser (Label Studio 1.23.2, the real backend, headless Chromium): a
 reviewer rejects a submitted pose on the review page (reason and comment), the review project's
 webhook brings the decision to the store, pose6d-review sync sends the object back, and the
-annotator's "Label All Tasks" opens it again with the reviewer's note above the command box and
-in it; the corrected submission syncs, and accepted in a second round the record says reviewed.
+annotator's "Label All Tasks" opens it again at the pose sent back, with the reviewer's note
+above the command box and in it; the corrected submission syncs, and accepted in a second
+round the record says reviewed.
 Screenshots: docs/images/qc_review_task.png, docs/images/qc_review_sent_back.png.
 """
 from __future__ import annotations
@@ -17,7 +18,8 @@ from label_studio_server import chromium_launch_kwargs, create_user, login
 from label_sync import review as R
 from label_sync.quality_store import QualityStore
 from label_sync.store import default_store_url
-from test_refinement_browser import VIEWPORT
+from pose6d.dataset import GROUND_TRUTH, SYNCED, ObjectKey
+from test_refinement_browser import JS_SLIDERS, VIEWPORT
 from test_review import (UserSession, pose_answer, review_result, run_review, synced_npz,
                          wait_until)
 
@@ -59,6 +61,11 @@ def setup(label_studio, tmp_path_factory):
         review_id = int(out.split()[2])
         yield {"dataset": dataset, "client": client, "main": report.project_id,
                "review": review_id, "submitted": submitted, "ann": ann}
+
+
+def turn_deg(angle: float) -> float:
+    """An angle difference in degrees, wrapped into [-180, 180)."""
+    return (angle + 180.0) % 360.0 - 180.0
 
 
 def stored_reviews(dataset) -> list:
@@ -125,6 +132,10 @@ def test_a_rejected_pose_comes_back_to_the_annotator_with_the_reason(label_studi
             ann.screenshot(path=str(IMAGES / "qc_review_sent_back.png"))
             regions = ann.get_by_test_id("textarea-regions").inner_text()
             assert "Sent back by" in regions, regions  # the backend's message in the command box
+            # it opens at the pose sent back (the truth turned 180 deg), to be corrected
+            truth = dataset.read(ObjectKey.parse(key), GROUND_TRUTH).pose.as_degrees()
+            shown = ann.evaluate(JS_SLIDERS)
+            assert abs(turn_deg(shown["azimuth"] - truth["azimuth"] - 180)) < 0.02, shown
 
             # 4. the correction: turn it round, quality and dense, submit
             command = ann.get_by_test_id("textarea-input")
@@ -140,6 +151,8 @@ def test_a_rejected_pose_comes_back_to_the_annotator_with_the_reason(label_studi
                            and r["ls_annotation_id"] != setup["submitted"][key] and r, 30,
                            "the corrected submission synced", page=ann)
             assert "review_status" not in rec and bool(rec["pose_rendered"])
+            fixed = dataset.read(ObjectKey.parse(key), SYNCED).pose.as_degrees()
+            assert abs(turn_deg(fixed["azimuth"] - truth["azimuth"])) < 0.02  # f turned it back
         finally:
             browser.close()
 
