@@ -17,6 +17,7 @@ Layout written under ``out``::
     <split>/<scene_id:06d>/mask_visib/NNNNNN_000000.png its visible part (see below)
     <split>/<scene_id:06d>/scene_gt_info.json {im_id: [{bbox_obj, bbox_visib, px_count_all,
                                               px_count_visib, visib_fract}]}
+    <split>/<scene_id:06d>/scene_gt_coco.json the visible masks as COCO annotations (see below)
     left_out.json          objects not in scene_gt (skipped, or "bad quality - no object")
 
 Units: 1 CAD unit = ``mm_per_unit`` millimetres (default 1000: ImageNet3D meshes are about one
@@ -29,8 +30,8 @@ exactly. So each object (each annotation with --all-annotations) is its own im_i
 cam_K; image_map.json says which photo and object it is, and rgb/ links the same photo again.
 R, t, K come from pose6d.camera.opencv_camera: K (R X + t) projects exactly as our camera.
 
-MASKS (--no-bop-masks leaves them and scene_gt_info.json out): as the BOP toolkit's
-calc_gt_masks.py / calc_gt_info.py write them. Masks are 8-bit PNGs of the photo's size, 255 on
+MASKS (--no-bop-masks leaves them, scene_gt_info.json and scene_gt_coco.json out): as the BOP
+toolkit's calc_gt_masks.py / calc_gt_info.py / calc_gt_coco.py write them. Masks are 8-bit PNGs of the photo's size, 255 on
 the object, 0 elsewhere, named IMID_GTID.png (GTID 000000: one object per BOP image). mask: the
 rendered silhouette cut to the photo; mask_visib: its pixels where no other labelled object of
 the same photo is nearer (a z-buffer over the photo's usable labels; there is no depth image).
@@ -39,7 +40,13 @@ a canvas one photo size larger on each side, as the toolkit does); bbox_obj (of 
 silhouette, so it may start at negative x, y) and bbox_visib (of mask_visib) are (x, y, w, h)
 with w = x_max - x_min, h = y_max - y_min (the toolkit's calc_2d_bbox), both [-1, -1, -1, -1]
 when no pixel is visible; visib_fract = px_count_visib / px_count_all. px_count_valid (pixels
-with a depth measurement) is not written: there are no depth images.
+with a depth measurement) is not written: there are no depth images. scene_gt_coco.json (as
+calc_gt_coco.py with its default amodal boxes, every image): images {id = im_id, file_name =
+rgb/NNNNNN.<ext> relative to the scene folder, width, height}; per object with a visible pixel an
+annotation {id 1.. in im_id order, image_id, category_id = obj_id, iscrowd 0, area = visible
+pixels, bbox = (x, y, w, h) of mask with w = x_max - x_min + 1, segmentation = mask_visib as
+uncompressed RLE {counts, size}, width, height, ignore = visib_fract < 0.1}; categories: every
+obj_id. Dates are left empty so that an export of the same labels is the same bytes.
 """
 from __future__ import annotations
 
@@ -55,6 +62,7 @@ import numpy as np
 from ls_admin.export_source import ExportError, ExportSummary, Label, staged_output
 from pose6d.cad_library import CadError, CadLibrary
 from pose6d.camera import Pose, opencv_camera
+from pose6d.coco_rle import run_counts
 from pose6d.dataset import Dataset
 from pose6d.errors import DataError
 from pose6d.inout import atomic_write_bytes
@@ -164,6 +172,13 @@ def scene_files(labels: list[Label], ids: dict[tuple[str, int], int], mm_per_uni
     return gt, cam, imap
 
 
+def im_id_name(im_id: str, photo: Path | None) -> str:
+    """rgb/'s file name of a BOP image: NNNNNN plus the photo's extension (.jpeg as .jpg;
+    .jpg when the photo is missing)."""
+    ext = photo.suffix.lower() if photo is not None else ".jpg"
+    return f"{int(im_id):06d}" + (".jpg" if ext == ".jpeg" else ext)
+
+
 def mask_png(mask: np.ndarray) -> bytes:
     """An 8-bit grayscale PNG of a (H, W) bool mask: 255 on, 0 off (the toolkit's masks);
     zlib level 1 (masks are mostly runs: higher levels cost time and save little)."""
@@ -176,15 +191,55 @@ def mask_png(mask: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def coco_mask_fields(view) -> dict[str, Any] | None:
+    """What scene_gt_coco.json says of one object (a visibility.ObjectView), from its masks
+    (module docstring): None when no pixel is visible (the toolkit writes no annotation)."""
+    from pose6d.visibility import coco_bbox
+
+    if not view.px_count_visib or not view.amodal.any():
+        return None
+    height, width = view.visible.shape
+    return {"iscrowd": 0, "area": int(view.px_count_visib),
+            "bbox": [int(v) for v in coco_bbox(view.amodal)],
+            "segmentation": {"counts": run_counts(view.visible).tolist(),
+                             "size": [int(height), int(width)]},
+            "width": int(width), "height": int(height),
+            "ignore": bool(view.visib_fract < 0.1)}
+
+
+def scene_gt_coco(gt: dict, images: dict[str, dict], masks: dict[str, dict | None],
+                  ids: dict[tuple[str, int], int], split: str) -> dict[str, Any]:
+    """One scene's scene_gt_coco.json: ``gt`` its scene_gt, ``images`` {im_id: {file_name,
+    width, height}}, ``masks`` {im_id: coco_mask_fields}, ``ids`` the obj_id map."""
+    out = {"info": {"description": f"pose6d_{split}", "url": "https://github.com/thodan/bop_toolkit",
+                    "version": "0.1.0", "year": "", "contributor": "pose6d-export",
+                    "date_created": ""},
+           "licenses": [], "images": [], "annotations": [],
+           "categories": [{"id": n, "name": str(n), "supercategory": c}
+                          for (c, _), n in sorted(ids.items(), key=lambda kv: kv[1])]}
+    for im_id in sorted(gt, key=int):
+        out["images"].append(dict(images[im_id], id=int(im_id), date_captured="", license=1,
+                                  coco_url="", flickr_url=""))
+        for entry in gt[im_id]:  # one object per BOP image here
+            fields = masks.get(im_id)
+            if fields is not None:
+                out["annotations"].append(dict(fields, id=len(out["annotations"]) + 1,
+                                               image_id=int(im_id),
+                                               category_id=entry["obj_id"]))
+    return out
+
+
 def write_masks(labels: list[Label], dataset: Dataset, places: dict[int, tuple[Path, int]],
-                workers: int, progress: bool) -> dict[Path, dict[str, list]]:
+                workers: int, progress: bool
+                ) -> tuple[dict[Path, dict[str, list]], dict[Path, dict[str, dict | None]]]:
     """mask/ and mask_visib/ PNGs of every label (placed at places[id(label)] = (scene folder,
-    im_id)); returns each scene folder's scene_gt_info."""
+    im_id)); returns each scene folder's scene_gt_info and its objects' coco_mask_fields."""
     from ls_admin.export_views import render_photos
     from pose6d.visibility import gt_info
 
-    def write(photo) -> list[tuple[Path, str, dict[str, Any]]]:
-        """Write the photo's masks; per object (scene folder, im_id, its gt_info)."""
+    def write(photo) -> list[tuple[Path, str, dict[str, Any], dict | None]]:
+        """Write the photo's masks; per object (scene folder, im_id, its gt_info, its COCO
+        fields)."""
         done = []
         for lab, view in zip(photo.labels, photo.views):
             folder, im_id = places[id(lab)]
@@ -195,15 +250,17 @@ def write_masks(labels: list[Label], dataset: Dataset, places: dict[int, tuple[P
                 # plain writes: the staging folder's rename publishes the export as a whole
                 (folder / sub).mkdir(parents=True, exist_ok=True)
                 (folder / sub / f"{im_id:06d}_{0:06d}.png").write_bytes(data)
-            done.append((folder, str(im_id), gt_info(view)))
+            done.append((folder, str(im_id), gt_info(view), coco_mask_fields(view)))
         return done
 
     infos: dict[Path, dict[str, list]] = defaultdict(dict)
+    cocos: dict[Path, dict[str, dict | None]] = defaultdict(dict)
     for objects in render_photos(labels, dataset, write, workers, progress, desc="bop masks",
                                  whole=True):
-        for folder, im_id, info in objects:
+        for folder, im_id, info, coco in objects:
             infos[folder][im_id] = [info]
-    return infos
+            cocos[folder][im_id] = coco
+    return infos, cocos
 
 
 def export_bop(labels: list[Label], dataset: Dataset, out: Path, split: str = "train",
@@ -237,8 +294,10 @@ def export_bop(labels: list[Label], dataset: Dataset, out: Path, split: str = "t
         places = {id(lab): (stage / split / f"{scene['scene_id']:06d}", im_id)
                   for scene in scenes
                   for im_id, lab in enumerate(by_category[scene["category"]], start=1)}
+        cocos: dict[Path, dict[str, dict | None]] = {}
         if masks:
-            for folder, info in write_masks(kept, dataset, places, workers, progress).items():
+            infos, cocos = write_masks(kept, dataset, places, workers, progress)
+            for folder, info in infos.items():
                 _write_json(folder / "scene_gt_info.json",
                             {k: info[k] for k in sorted(info, key=int)})
                 summary.files += 1 + 2 * len(info)
@@ -249,17 +308,27 @@ def export_bop(labels: list[Label], dataset: Dataset, out: Path, split: str = "t
             for name, value in (("scene_gt", gt), ("scene_camera", cam), ("image_map", imap)):
                 _write_json(folder / f"{name}.json", value)
             summary.files += 3
+            rgb = {}  # im_id -> the photo, or None when it cannot be found
+            for im_id, lab in enumerate(items, start=1):
+                try:
+                    rgb[str(im_id)] = dataset.image_path(lab.key)
+                except DataError:
+                    rgb[str(im_id)] = None
+            if folder in cocos:
+                files = {im_id: {"file_name": f"rgb/{im_id_name(im_id, src)}",
+                                 "width": imap[im_id]["width"], "height": imap[im_id]["height"]}
+                         for im_id, src in rgb.items()}
+                _write_json(folder / "scene_gt_coco.json",
+                            scene_gt_coco(gt, files, cocos[folder], ids, split))
+                summary.files += 1
             if images == "none":
                 continue
             (folder / "rgb").mkdir(parents=True, exist_ok=True)
-            for im_id, lab in enumerate(items, start=1):
-                try:
-                    src = dataset.image_path(lab.key)
-                except DataError:
+            for im_id, src in rgb.items():
+                if src is None:
                     missing += 1
                     continue
-                suffix = {".jpeg": ".jpg"}.get(src.suffix.lower(), src.suffix.lower())
-                _place_image(src, folder / "rgb" / f"{im_id:06d}{suffix}", images)
+                _place_image(src, folder / "rgb" / im_id_name(im_id, src), images)
         _write_json(stage / "scenes.json", scenes)
         _write_json(stage / "left_out.json", left_out)
         atomic_write_bytes(stage / "README.md", README.encode())

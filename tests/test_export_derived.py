@@ -319,6 +319,53 @@ def test_bop_masks_and_gt_info_read_as_the_format_document_says(demo, tmp_path):
     assert len(seen) == 42 and cut > 0
 
 
+def test_bop_scene_gt_coco_reads_as_the_toolkit_writes_it(demo, tmp_path):
+    """scene_gt_coco.json as the BOP toolkit's calc_gt_coco.py writes it (amodal boxes, every
+    image), read by pycocotools: each annotation's mask is the scene's mask_visib PNG, its box
+    that of the mask PNG (pycoco_utils.bbox_from_binary_mask: w = x_max - x_min + 1), its area
+    the visible pixels, ignore below 10% visible, category_id the scene_gt obj_id; an object
+    with no visible pixel has none; file_name is the rgb/ file."""
+    from pycocotools.coco import COCO
+
+    ds, _ = demo
+    out = tmp_path / "bop"
+    export_bop(labels_from_synced(ds), ds, out, progress=False)
+    annotated = hidden = 0
+    for scene in sorted((out / "train").iterdir()):
+        gt = json.loads((scene / "scene_gt.json").read_text())
+        info = json.loads((scene / "scene_gt_info.json").read_text())
+        coco = COCO(str(scene / "scene_gt_coco.json"))
+        assert sorted(coco.getImgIds()) == sorted(int(i) for i in gt)
+        assert {c["id"] for c in coco.loadCats(coco.getCatIds())} >= \
+            {e["obj_id"] for entries in gt.values() for e in entries}
+        anns = coco.loadAnns(coco.getAnnIds())
+        assert sorted(a["id"] for a in anns) == list(range(1, len(anns) + 1))
+        for im_id, entries in gt.items():
+            image = coco.loadImgs(int(im_id))[0]
+            assert (scene / image["file_name"]).is_file()
+            assert image["file_name"].startswith(f"rgb/{int(im_id):06d}.")
+            with Image.open(scene / "mask_visib" / f"{int(im_id):06d}_000000.png") as im:
+                visib = np.asarray(im) > 0
+            with Image.open(scene / "mask" / f"{int(im_id):06d}_000000.png") as im:
+                whole = np.asarray(im) > 0
+            mine = coco.loadAnns(coco.getAnnIds(imgIds=int(im_id)))
+            if not visib.any():
+                assert mine == []
+                hidden += 1
+                continue
+            (ann,) = mine
+            assert (image["width"], image["height"]) == (visib.shape[1], visib.shape[0])
+            assert (coco.annToMask(ann) > 0).tolist() == visib.tolist()
+            ys, xs = np.nonzero(whole)
+            assert ann["bbox"] == [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1),
+                                   int(ys.max() - ys.min() + 1)]
+            assert ann["area"] == int(visib.sum()) and ann["iscrowd"] == 0
+            assert ann["ignore"] == (info[im_id][0]["visib_fract"] < 0.1)
+            assert ann["category_id"] == entries[0]["obj_id"]
+            annotated += 1
+    assert annotated + hidden == 42 and annotated > 0
+
+
 def test_bop_without_masks_writes_what_it_wrote_before(demo, tmp_path):
     ds, _ = demo
     export_bop(labels_from_synced(ds), ds, tmp_path / "bop", masks=False, progress=False)
