@@ -140,10 +140,10 @@ class Refinement:
                                 user, owns, pinned)
         except UnclearCaller:
             what, redo = ("pin", "place the pin") if pins else ("drawing", "draw it")
-            return self._error(f"the backend cannot tell whose {what} this is yet (another "
-                               f"annotator is on this task): type . in the command box first, "
-                               f"wait until Label Studio has saved your draft (a few seconds), "
-                               f"then {redo} again")
+            return self._error(f"the backend cannot tell whose {what} this is yet (Label "
+                               f"Studio names the annotation once your draft is saved, and "
+                               f"another annotator may be on this task): type . in the command "
+                               f"box first, wait a few seconds, then {redo} again")
 
     def _refine(self, task: dict, values: AnnotationValues, key: ObjectKey, initial_state: State,
                 size: tuple[int, int], ranges: dict, hint: str | None, user: str | None,

@@ -17,11 +17,11 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import datetime as dt
 import json
 import logging
 import math
 import threading
-import datetime as dt
 import time
 import uuid
 from typing import Callable, Iterator
