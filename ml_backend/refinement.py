@@ -135,9 +135,12 @@ class Refinement:
         pins = [r for r in values.regions if r.get("from_name") == labeling.PIN]
         owns = (lambda c: pins_step.holds(c.pins, pins)) if pins else None
         pinned = (lambda c: bool(pins_step.live(c.pins))) if pins else None
+        on_screen = _numbers_shown(values, initial_state)
+        shows = (lambda c: bool(c.states) and c.states[-1].key() == on_screen.key()) \
+            if on_screen is not None else None
         try:
             return self._refine(task, values, key, initial_state, (width, height), ranges, hint,
-                                user, owns, pinned)
+                                user, (owns, pinned, shows))
         except UnclearCaller:
             what, redo = ("pin", "place the pin") if pins else ("drawing", "draw it")
             return self._error(f"the backend cannot tell whose {what} this is yet (Label "
@@ -147,11 +150,12 @@ class Refinement:
 
     def _refine(self, task: dict, values: AnnotationValues, key: ObjectKey, initial_state: State,
                 size: tuple[int, int], ranges: dict, hint: str | None, user: str | None,
-                owns: Callable | None, pinned: Callable | None) -> dict:
-        """handle's work on the call's chain (Chains.open: UnclearCaller)."""
+                tells: tuple[Callable | None, ...]) -> dict:
+        """handle's work on the call's chain; ``tells``: pick_chain's owns, pinned, shows
+        (Chains.open: UnclearCaller)."""
         width, height = size
         # One task's calls one at a time, across workers (Label Studio may send two at once).
-        with self._chains.open(_task_id(task), hint, user, owns, pinned) as record:
+        with self._chains.open(_task_id(task), hint, user, *tells) as record:
             chain = Chain(record.states)
             if not chain.states:  # a new annotation, or a restarted backend: its own draft
                 saved = _saved_state(task, initial_state)
@@ -358,6 +362,16 @@ def _next_style(current: str, wanted: str) -> str:
 def _task_id(task: dict) -> str:
     task_id = task.get("id") if isinstance(task, dict) else None
     return str(task_id)[:40] if isinstance(task_id, (int, str)) else f"anonymous-{id(task)}"
+
+
+def _numbers_shown(values: AnnotationValues, initial: State) -> State | None:
+    """The pose and CAD model a call's Numbers show (a command carries them all), else None."""
+    if not all(n in values.numbers for n in NUMBER_SPECS):
+        return None
+    try:
+        return State(values.pose(initial.pose.viewport), _cad_choice(values, initial.cad_index))
+    except InvalidPoseError:
+        return None
 
 
 def _saved_state(task: dict, initial: State) -> State | None:

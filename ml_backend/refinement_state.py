@@ -7,10 +7,11 @@ Which chain a call belongs to (docs/label_studio_notes.md, ml_backend/caller.py)
 box's id, from the call or from the caller's newest draft, is the chain's id. A smart-tool call
 that names no annotation (before the caller's first draft autosave) continues the chain that
 holds its pin points, else its annotator's newest chain (the user known from their drafts),
-else the one chain of no known annotator at work on the task, else a new one. When two such
-chains are (two annotators who opened the task within seconds), or a pin could only go to
+else the one chain of no known annotator at work on the task, else a new unnamed one. When two
+such chains are (two annotators who opened the task within seconds), or a pin could only go to
 another annotator's chain, the call is refused (UnclearCaller): the wrong chain would move
-somebody else's pose.
+somebody else's pose. An annotation's first named call continues the unnamed chain its tab
+made before (pick_chain), so that drawing first and typing later is one chain.
 """
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ class ChainRecord:
     style: str = ""
     updated: str = ""
     pins: list = dataclasses.field(default_factory=list)  # ml_backend.pins_step's dicts
+    adopted: str = ""  # the unnamed chain this one continues (pick_chain), not stored
 
 
 class RefinementStore(Database):
@@ -170,13 +172,28 @@ def chain_id_of(task_id: str, annotation_hint: str | None) -> str | None:
 def pick_chain(chains: list[ChainRecord], task_id: str, chain_id: str | None,
                user: str | None, owns: Callable[[ChainRecord], bool] | None = None,
                pinned: Callable[[ChainRecord], bool] | None = None,
+               shows: Callable[[ChainRecord], bool] | None = None,
                now: dt.datetime | None = None) -> ChainRecord:
     """The call's chain (module docstring), or a new empty one. For a pin call, ``owns`` tells
     a chain holding one of the call's points and ``pinned`` one with pins of its own (both None
-    for other calls). UnclearCaller when the call could be another annotator's."""
+    for other calls); ``shows``, a chain whose current pose the call's Numbers show (None when
+    it carries none). UnclearCaller when the call could be another annotator's."""
     if chain_id is not None:
         found = next((c for c in chains if c.chain_id == chain_id), None)
-        return found or ChainRecord(chain_id, task_id, user, [])
+        if found is not None:
+            return found
+        # The annotation's first named call: its tab may have drawn before it typed (an
+        # unnamed chain). Continued when it is the caller's own, or when no annotator is known
+        # and this tab shows its current pose; a new chain otherwise.
+        unnamed = [c for c in chains if c.chain_id.startswith(f"{task_id}/-")
+                   and _age_s(c, now) < ACTIVE_S
+                   and (c.user == user if c.user is not None
+                        else shows is not None and shows(c))]
+        if len(unnamed) == 1:
+            return dataclasses.replace(unnamed[0], chain_id=chain_id,
+                                       adopted=unnamed[0].chain_id,
+                                       user=unnamed[0].user or user)
+        return ChainRecord(chain_id, task_id, user, [])
     if owns is not None:
         owning = [c for c in chains if owns(c)]
         if owning:
@@ -245,11 +262,17 @@ class Chains:
     @contextlib.contextmanager
     def open(self, task_id: str, annotation_hint: str | None, user: str | None,
              owns: Callable[[ChainRecord], bool] | None = None,
-             pinned: Callable[[ChainRecord], bool] | None = None) -> Iterator[ChainRecord]:
-        """The call's chain (pick_chain; UnclearCaller), saved on exit if changed."""
+             pinned: Callable[[ChainRecord], bool] | None = None,
+             shows: Callable[[ChainRecord], bool] | None = None) -> Iterator[ChainRecord]:
+        """The call's chain (pick_chain; UnclearCaller), saved on exit if changed (an unnamed
+        chain it continues is then stored under its name)."""
         with self.rows(task_id) as rows:
             chain = pick_chain(rows.chains_of_task(task_id), task_id,
-                               chain_id_of(task_id, annotation_hint), user, owns, pinned)
+                               chain_id_of(task_id, annotation_hint), user, owns, pinned, shows)
+            if chain.adopted:
+                adopted, chain.adopted = chain.adopted, ""
+                rows.delete(task_id, adopted)
+                rows.save(chain)
             if user is not None:
                 chain.user = user
             if not chain.style and chain.user:

@@ -131,6 +131,22 @@ def test_a_smart_call_two_tabs_could_have_made_is_refused_until_a_draft_names_it
     assert a.numbers["px"] == pytest.approx(start["px"])
 
 
+def test_drawing_first_and_typing_later_is_one_chain(setup):
+    """A tab that clicks the centre before its first command (no draft yet: an unnamed chain)
+    and then types: the command continues that chain, so undo goes back through the click to
+    the pose the task opened with."""
+    client, task, _, start = setup
+    a = Annotator(client, task, "boxA").start(start)
+    a.click(CENTRE_CLICK)
+    clicked = dict(a.numbers)
+    assert (clicked["px"], clicked["py"]) == pytest.approx((80 - 0.5, 120 - 0.5))
+    a.send("a+10")
+    a.send("u")
+    assert a.numbers == pytest.approx(clicked)
+    a.send("u")
+    assert a.numbers == pytest.approx(start)
+
+
 def test_a_lone_tab_needs_no_draft_and_a_tab_left_behind_is_not_continued():
     """pick_chain with no annotation and no user named: the one chain at work on the task is
     continued; one last changed more than ACTIVE_S ago is a tab left behind (a new chain)."""
@@ -155,6 +171,17 @@ def test_a_lone_tab_needs_no_draft_and_a_tab_left_behind_is_not_continued():
     with pytest.raises(UnclearCaller):
         pick_chain([dataclasses.replace(working, user=None)], "7", None, None,
                    owns=lambda c: False, pinned=lambda c: True, now=now)
+    # an annotation's first named call continues the unnamed chain its tab drew in (the pose
+    # its Numbers show), never another tab's nor a known annotator's other than the caller
+    unnamed = ChainRecord("7/-abc", "7", None, [], updated=ago(5))
+    named = pick_chain([unnamed], "7", "7/boxD", None, shows=lambda c: True, now=now)
+    assert (named.chain_id, named.adopted) == ("7/boxD", "7/-abc")
+    assert pick_chain([unnamed], "7", "7/boxD", None, shows=lambda c: False,
+                      now=now).adopted == ""
+    theirs = dataclasses.replace(unnamed, user="b@example.com")
+    assert pick_chain([theirs], "7", "7/boxD", "a@example.com", shows=lambda c: True,
+                      now=now).adopted == ""
+    assert pick_chain([theirs], "7", "7/boxD", "b@example.com", now=now).adopted == "7/-abc"
 
 
 @pytest.mark.parametrize("command, name, limit", [

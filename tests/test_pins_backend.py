@@ -247,6 +247,27 @@ def test_a_first_pin_two_tabs_could_have_placed_waits_for_a_draft(tiny_dataset, 
     assert "pins: none" in note(by_b) and numbers_of(list(by_b.values())) == numbers
 
 
+def test_pins_placed_before_the_first_command_stay_the_annotations(loop):
+    """Pins first (no command yet: the tab's chain has no name), then "." (the command box
+    names the annotation): the chain goes on, so the next point starts pin 2 and `u` steps
+    back through the pin's solve."""
+    command, pins, state, mesh, _ = loop
+    start = dict(state["numbers"])
+    u, v = inside_pixel(mesh, shown(state))
+    pins(pin_region("m1", u, v))
+    pins(pin_region("m1", u, v), pin_region("t1", u + 9, v + 4))
+    solved = dict(state["numbers"])
+    assert solved["px"] == pytest.approx(start["px"] + 9, abs=0.051)
+    command(".")
+    assert "pins: 1 " in note(command("pins"))
+    u2, v2 = inside_pixel(mesh, shown(state), pick=1)
+    assert "pin 2: model point set" in note(pins(pin_region("m1", u, v),
+                                                 pin_region("t1", u + 9, v + 4),
+                                                 pin_region("m2", u2, v2)))
+    command("u")
+    assert state["numbers"] == start
+
+
 def test_points_sent_back_as_returned_do_not_solve_again(loop):
     """Label Studio sends the pin points the backend returned (percent, rounded): no new solve,
     no new undo step; a photo point dragged 6 px away solves again."""
