@@ -31,10 +31,11 @@ cam_K; image_map.json says which photo and object it is, and rgb/ links the same
 R, t, K come from pose6d.camera.opencv_camera: K (R X + t) projects exactly as our camera.
 
 MASKS (--no-bop-masks leaves them, scene_gt_info.json and scene_gt_coco.json out): as the BOP
-toolkit's calc_gt_masks.py / calc_gt_info.py / calc_gt_coco.py write them. Masks are 8-bit PNGs of the photo's size, 255 on
-the object, 0 elsewhere, named IMID_GTID.png (GTID 000000: one object per BOP image). mask: the
-rendered silhouette cut to the photo; mask_visib: its pixels where no other labelled object of
-the same photo is nearer (a z-buffer over the photo's usable labels; there is no depth image).
+toolkit's calc_gt_masks.py / calc_gt_info.py / calc_gt_coco.py write them. Masks are 8-bit PNGs
+of the photo's size, 255 on the object, 0 elsewhere, named IMID_GTID.png (GTID 000000: one
+object per BOP image). mask: the rendered silhouette cut to the photo; mask_visib: its pixels
+where no other labelled object of the same photo is nearer (a z-buffer over the photo's usable
+labels; there is no depth image).
 scene_gt_info: px_count_all counts the silhouette's pixels outside the photo too (rendered on
 a canvas one photo size larger on each side, as the toolkit does); bbox_obj (of that whole
 silhouette, so it may start at negative x, y) and bbox_visib (of mask_visib) are (x, y, w, h)
@@ -211,9 +212,9 @@ def scene_gt_coco(gt: dict, images: dict[str, dict], masks: dict[str, dict | Non
                   ids: dict[tuple[str, int], int], split: str) -> dict[str, Any]:
     """One scene's scene_gt_coco.json: ``gt`` its scene_gt, ``images`` {im_id: {file_name,
     width, height}}, ``masks`` {im_id: coco_mask_fields}, ``ids`` the obj_id map."""
-    out = {"info": {"description": f"pose6d_{split}", "url": "https://github.com/thodan/bop_toolkit",
-                    "version": "0.1.0", "year": "", "contributor": "pose6d-export",
-                    "date_created": ""},
+    out = {"info": {"description": f"pose6d_{split}", "version": "0.1.0", "year": "",
+                    "url": "https://github.com/thodan/bop_toolkit",
+                    "contributor": "pose6d-export", "date_created": ""},
            "licenses": [], "images": [], "annotations": [],
            "categories": [{"id": n, "name": str(n), "supercategory": c}
                           for (c, _), n in sorted(ids.items(), key=lambda kv: kv[1])]}

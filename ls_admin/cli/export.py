@@ -194,6 +194,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-
 if __name__ == "__main__":  # python -m ls_admin.cli.export
     raise SystemExit(main())

@@ -66,6 +66,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-
 if __name__ == "__main__":  # python -m ls_admin.cli.reconcile
     raise SystemExit(main())

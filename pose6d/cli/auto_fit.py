@@ -59,6 +59,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-
 if __name__ == "__main__":  # python -m pose6d.cli.auto_fit
     raise SystemExit(main())

@@ -59,6 +59,5 @@ def main(argv: list[str] | None = None, default_out: Path | None = None) -> int:
     return 0
 
 
-
 if __name__ == "__main__":  # python -m pose6d.cli.make_labeling_config
     raise SystemExit(main())

@@ -97,6 +97,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-
 if __name__ == "__main__":  # python -m pose6d.cli.make_tasks
     raise SystemExit(main())
