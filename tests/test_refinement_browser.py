@@ -341,9 +341,16 @@ def test_refine_a_pose_in_the_browser(label_studio, setup):
                 box.type("a+")
                 page.keyboard.press("Enter")
             twice = dict(initial, azimuth=round(initial["azimuth"] + 2, 2))
-            page.wait_for_function(
-                "exp => Math.abs(+document.querySelector('input[name=azimuth]').value - exp) < 1e-9",
-                arg=twice["azimuth"], timeout=15000)
+            try:
+                page.wait_for_function(
+                    "exp => Math.abs(+document.querySelector('input[name=azimuth]').value - exp)"
+                    " < 1e-9", arg=twice["azimuth"], timeout=15000)
+            except Exception as exc:  # say what the page shows instead (a timing-dependent step)
+                notes = [L.read_results(a.get("result", [])).text
+                         for a in me.interactive.all()[-3:]]
+                raise AssertionError(f"azimuth {me.sliders()['azimuth']} after two fast 'a+', "
+                                     f"expected {twice['azimuth']}; last answers' text {notes}"
+                                     ) from exc
             page.wait_for_timeout(1500)  # both answers are in; the page must still show +2
             me.check_shows("two_fast_enters", twice, record.cad_index)
 
