@@ -157,27 +157,29 @@ def unpin(pins: list[dict], number: int) -> str:
 def drawn(pins: list[dict], pose: Pose) -> list[tuple[tuple[float, float], tuple[float, float] | None]]:
     """What the overlay draws of each live pin: (model point's pixel at ``pose``, photo point
     or None)."""
-    out = []
-    for pin in live(pins):
-        if pin.get("point") is None:
-            continue
-        uv = project_points(np.array([pin["point"]]), pose)[0]
-        if np.isfinite(uv).all():
-            out.append(((float(uv[0]), float(uv[1])),
-                        tuple(pin["photo"]) if pin.get("photo") is not None else None))
-    return out
+    return [(uv, tuple(pin["photo"]) if pin.get("photo") is not None else None)
+            for pin, uv in _model_pixels(pins, pose) if uv is not None]
 
 
 def regions(pins: list[dict], pose: Pose, width: int, height: int) -> list[dict]:
     """The live pins' points as results with their ids: each model point where it is at
     ``pose`` (it moves with the model), each photo point where it was put."""
     out = []
+    for pin, uv in _model_pixels(pins, pose):
+        if uv is not None:
+            out.append(pin_region(pin["model"], uv[0], uv[1], width, height))
+        if pin.get("photo") is not None:
+            out.append(pin_region(pin["target"], *pin["photo"], width, height))
+    return out
+
+
+def _model_pixels(pins: list[dict], pose: Pose) -> list[tuple[dict, tuple[float, float] | None]]:
+    """Each live pin with a model point, and that point's pixel at ``pose`` (None when it does
+    not project: behind the camera)."""
+    out = []
     for pin in live(pins):
         if pin.get("point") is None:
             continue
         uv = project_points(np.array([pin["point"]]), pose)[0]
-        if np.isfinite(uv).all():
-            out.append(pin_region(pin["model"], float(uv[0]), float(uv[1]), width, height))
-        if pin.get("photo") is not None:
-            out.append(pin_region(pin["target"], *pin["photo"], width, height))
+        out.append((pin, (float(uv[0]), float(uv[1])) if np.isfinite(uv).all() else None))
     return out

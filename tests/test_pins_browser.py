@@ -83,14 +83,7 @@ class Pinner(Annotator):
         if not self.page.evaluate(JS_PIN_CHOSEN):
             self.page.keyboard.press(L.PIN_HOTKEY)
         assert self.page.evaluate(JS_PIN_CHOSEN) and self.page.evaluate(JS_TOOL) == L.PIN
-        cx, cy = self.client_xy(x, y)
-
-        def run():
-            self.page.keyboard.down("Control")
-            self.page.mouse.click(cx, cy)
-            self.page.keyboard.up("Control")
-
-        return self._answered(run)
+        return self.ctrl_click(x, y)
 
     def numbers(self) -> dict[str, float]:
         return {n: self.sliders()[n] for n in POSE_NAMES}

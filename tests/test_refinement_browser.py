@@ -187,6 +187,10 @@ class Annotator:
     def centre_click(self, x: float, y: float) -> dict:
         """K (smart key point), then Ctrl+click: a plain click on the overlay selects it."""
         self._tool("k")
+        return self.ctrl_click(x, y)
+
+    def ctrl_click(self, x: float, y: float) -> dict:
+        """Ctrl+click at image pixel (x, y) with the tool chosen; the backend's answer."""
         cx, cy = self.client_xy(x, y)
 
         def run():
