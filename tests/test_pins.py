@@ -197,6 +197,13 @@ def test_bad_pins_and_poses_are_refused(generated_cad_root):
         solve_pins(v, f, start.replace(px=5000.0), [((xs[0], ys[0]), (300, 200))], W, H)
     with pytest.raises(BadInput):
         solve_pins(v, f, start, [], W, H)
+    pin = [((xs[0], ys[0]), (300, 200))]
+    with pytest.raises(BadInput, match="faces"):  # an index past the last vertex
+        solve_pins(v, np.vstack([f, [[0, 1, len(v)]]]), start, pin, W, H)
+    with pytest.raises(BadInput, match="faces"):  # not whole numbers
+        solve_pins(v, f + 0.5, start, pin, W, H)
+    with pytest.raises(BadInput, match="finite"):
+        solve_pins(np.vstack([v, [[np.nan, 0, 0]]]), f, start, pin, W, H)
     # 3 px right of the silhouette's rightmost pixel on a row: snaps to a model pixel at most
     # 3 px away, which the pin then moves onto the photo point (10 px right of the click)
     row = ys[len(ys) // 2]

@@ -110,10 +110,19 @@ def _cached_mesh(digest: str, vertices: bytes, faces: bytes, nv: int, nf: int) -
 
 def mesh_of(vertices: np.ndarray, faces: np.ndarray) -> CadMesh:
     """A ray-castable mesh of arrays (cached by content: one scene per mesh, not per call)."""
-    v = np.ascontiguousarray(vertices, dtype=np.float64).reshape(-1, 3)
-    f = np.ascontiguousarray(faces, dtype=np.int64).reshape(-1, 3)
+    try:
+        v = np.ascontiguousarray(vertices, dtype=np.float64).reshape(-1, 3)
+        f_in = np.asarray(faces)
+        f = np.ascontiguousarray(f_in, dtype=np.int64).reshape(-1, 3)
+    except (TypeError, ValueError):
+        raise PinError("the mesh must be vertices (V, 3) and faces (F, 3)") from None
     if len(v) == 0 or len(f) == 0:
         raise PinError("the mesh is empty")
+    if not np.isfinite(v).all():
+        raise PinError("the mesh has vertices that are not finite numbers")
+    # Open3D would silently ray-cast a face with a bad index (or a truncated float one)
+    if not np.array_equal(f, f_in.reshape(-1, 3)) or f.min() < 0 or f.max() >= len(v):
+        raise PinError(f"the mesh's faces must be whole vertex indices 0..{len(v) - 1}")
     vb, fb = v.tobytes(), f.tobytes()
     digest = hashlib.blake2b(vb + fb, digest_size=16).hexdigest()
     return _cached_mesh(digest, vb, fb, len(v), len(f))
