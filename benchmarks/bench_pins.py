@@ -32,7 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from fit_dataset import procedural_library, real_library  # noqa: E402
+from fit_dataset import SHARED_CAD, procedural_library, real_library  # noqa: E402
 from pose6d.cad_library import CadMesh  # noqa: E402
 from pose6d.camera import Pose, project_points  # noqa: E402
 from pose6d.pins import model_points, solve_pins  # noqa: E402
@@ -118,10 +118,11 @@ def naive_solve(mesh: CadMesh, start: Pose, pins, width: int, height: int) -> Po
     return Pose(best[0], best[1], best[2], math.exp(best[3]), best[4], best[5], start.viewport)
 
 
-def pairs(use_real: bool) -> list[tuple[str, CadMesh, CadMesh]]:
+def pairs(use_real: bool, cad_root: Path = SHARED_CAD) -> list[tuple[str, CadMesh, CadMesh]]:
     """(category, library model, photographed model): each model of a category photographed,
-    the next one of the category in the library."""
-    lib = real_library() if use_real else {}
+    the next one of the category in the library (real meshes of ``cad_root``: categories with
+    two or more models)."""
+    lib = real_library(cad_root) if use_real else {}
     source = "real" if lib else "procedural"
     lib = lib or procedural_library()
     out = []
@@ -153,8 +154,9 @@ def baseline(mesh: CadMesh, start: Pose, pins) -> Pose:
     return naive_solve(mesh, start, pins, WIDTH, HEIGHT)
 
 
-def build(objects: int, seed: int, count: int, use_real: bool, models=None):
-    models = models or pairs(use_real)
+def build(objects: int, seed: int, count: int, use_real: bool, models=None,
+          cad_root: Path = SHARED_CAD):
+    models = models or pairs(use_real, cad_root)
     cases, i = [], 0
     while len(cases) < objects and i < objects * 5:
         category, library, photographed = models[i % len(models)]
@@ -174,13 +176,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--generated", action="store_true",
                     help="use the procedural models even when ../shared is there")
+    ap.add_argument("--cad-root", type=Path,
+                    help="real meshes, <category>/<NN>.off (default: ../shared/imagenet3d_cad, "
+                         "or $POSE6D_SHARED_CAD); categories with one model are left out")
     ap.add_argument("--quick", action="store_true", help="24 cases, 10 timing solves")
     args = ap.parse_args(argv)
     if args.quick:
         args.objects, args.timing = 24, 10
+    if args.cad_root is None:
+        args.cad_root = SHARED_CAD  # absent in a clone without ../shared: generated meshes
+    elif not args.generated and not real_library(args.cad_root):
+        ap.error(f"--cad-root {args.cad_root}: no category with two or more <NN>.off models")
     figures = {}
     for count in (6, 4):
-        cases = build(args.objects, args.seed, count, not args.generated)
+        cases = build(args.objects, args.seed, count, not args.generated,
+                      cad_root=args.cad_root)
         starts = [math.degrees(pose_rotation_error(c[4], c[3])) for c in cases]
         e_ours, s_ours, t_ours = run(cases, ours)
         e_base, s_base, t_base = run(cases, baseline)
@@ -209,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
               f"naive LS, 12 restarts | {np.mean(e_base <= 30):.3f}")
         print(f"figure: {count} pins median rotation error up to symmetry | "
               f"{np.median(s_ours):.2f} deg | naive LS, 12 restarts | {np.median(s_base):.2f} deg")
-    timing = timing_models()
+    timing = timing_models(args.cad_root)
     t_cases = build(args.timing, args.seed + 1, 6, True, timing)
     _, _, t10 = run(t_cases, ours)
     _, _, b10 = run(t_cases, baseline)
@@ -234,10 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def timing_models() -> list[tuple[str, CadMesh, CadMesh]]:
+def timing_models(cad_root: Path = SHARED_CAD) -> list[tuple[str, CadMesh, CadMesh]]:
     """The ~10k-triangle library model and a photographed one: real car 03 (library) and 04
-    when ../shared is there, else the procedural tall mug and the straight mug."""
-    real = real_library().get("car", {})
+    when ``cad_root`` has them, else the procedural tall mug and the straight mug."""
+    real = real_library(cad_root).get("car", {})
     if 3 in real and 4 in real:
         return [("real/car 03", real[3], real[4])]
     mugs = procedural_library()["mug"]
