@@ -224,17 +224,19 @@ class Pose6DModel:
 
     def neighbours(self, key: ObjectKey) -> list[tuple[ObjectKey, Pose, int]]:
         """The photo's other objects (same category and photo): (key, pose, CAD index), the
-        synced record's when there is one, else the initial record's (no prefill fit here)."""
+        synced record's when there is one, else the pose their own task opens at (the pose
+        source's; with --prefill-fit a kept fit, none run here)."""
         out = []
+        initial = getattr(self.pose_source, "known", self.pose_source.initial)
         for k in self._photo_objects(key.category).get(key.name, ()):
             try:
                 other = ObjectKey(key.category, key.name, k)
                 if other == key:
                     continue
                 synced = self.dataset.read_optional(other, SYNCED)
-                found = synced if synced is not None else self.dataset.read(other)
+                found = synced if synced is not None else initial(other)
                 out.append((other, found.pose, found.cad_index))
-            except (DataError, InvalidPoseError):
+            except (DataError, InvalidPoseError, ValueError, OSError):  # drawn without it
                 continue
         return out
 

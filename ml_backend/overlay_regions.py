@@ -73,13 +73,38 @@ def pins_mask(pins: list, width: int, height: int) -> np.ndarray:
             continue
         ring = np.hypot(xs - photo[0], ys - photo[1])
         out |= (ring <= PIN_RING_PX) & (ring >= PIN_RING_PX - 1.5)
-        (x0, y0), (x1, y1) = model, photo
+        inside = clip_segment(model, photo, width, height)
+        if inside is None:
+            continue
+        (x0, y0), (x1, y1) = inside
         steps = int(max(abs(x1 - x0), abs(y1 - y0))) + 1
-        for f in np.linspace(0.0, 1.0, steps + 1):
-            x, y = round(x0 + f * (x1 - x0)), round(y0 + f * (y1 - y0))
-            if 0 <= x < width and 0 <= y < height:
-                out[y, x] = True
+        f = np.linspace(0.0, 1.0, steps + 1)
+        x, y = np.rint(x0 + f * (x1 - x0)).astype(int), np.rint(y0 + f * (y1 - y0)).astype(int)
+        keep = (x >= 0) & (x < width) & (y >= 0) & (y < height)
+        out[y[keep], x[keep]] = True
     return thicken(out, 2)
+
+
+def clip_segment(p0, p1, width: int, height: int):
+    """The part of the segment p0-p1 (pixels) inside the photo [-0.5, W-0.5] x [-0.5, H-0.5]
+    (Liang-Barsky), or None: a model point far off the photo (a pose with the camera almost at
+    it) draws only what is on screen, in bounded time."""
+    (x0, y0), (x1, y1) = p0, p1
+    dx, dy = x1 - x0, y1 - y0
+    lo, hi = 0.0, 1.0
+    for p, q in ((-dx, x0 + 0.5), (dx, width - 0.5 - x0), (-dy, y0 + 0.5), (dy, height - 0.5 - y0)):
+        if p == 0:
+            if q < 0:
+                return None
+            continue
+        r = q / p
+        if p < 0:
+            lo = max(lo, r)
+        else:
+            hi = min(hi, r)
+        if lo > hi:
+            return None
+    return (x0 + lo * dx, y0 + lo * dy), (x0 + hi * dx, y0 + hi * dy)
 
 
 def pins_region(pins: list, width: int, height: int) -> dict:

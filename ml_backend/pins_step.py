@@ -8,7 +8,8 @@ they survive a reload and later solves. A pin is a dict:
 
     {"model": region id, "target": region id or None, "point": [x, y, z] CAD units,
      "photo": [u, v] pixels or None, "cad": CAD index, "off": removed (unpin) or unusable,
-     "shown": the six values (radians) shown when the model point was clicked}
+     "shown": the six values (radians) shown when the model point was clicked,
+     "by_cad": {CAD index as text: [x, y, z]} once the pin has been on more than one model}
 
 A point the backend has not seen is the target of the pin waiting for one, else a new model
 point (ray cast at the pose shown). A pin whose points the annotator deleted is dropped.
@@ -16,6 +17,7 @@ point (ray cast at the pose shown). A pin whose points the annotator deleted is 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 
@@ -51,6 +53,8 @@ def update(pins: list[dict], regions: list[dict], mesh: CadMesh, pose: Pose, cad
     notes). ``pins`` is changed in place and returned. PinError (after recording the point as
     unusable) for a model point off the mesh."""
     points = []
+    # a point sent but unreadable (no coordinates, NaN) is still there: its pin stays
+    present = {r.get("id") for r in regions if isinstance(r.get("id"), str)}
     for region in regions:
         rid = region.get("id")
         try:
@@ -59,7 +63,6 @@ def update(pins: list[dict], regions: list[dict], mesh: CadMesh, pose: Pose, cad
             continue
         if isinstance(rid, str) and all(math.isfinite(v) for v in uv):
             points.append((rid, uv))
-    present = {rid for rid, _ in points}
     kept = []
     for pin in pins:  # points the annotator deleted
         if pin["model"] not in present:
@@ -95,6 +98,44 @@ def update(pins: list[dict], regions: list[dict], mesh: CadMesh, pose: Pose, cad
         notes.append(f"pin {len(live(pins))}: model point set; now Ctrl+click where it is "
                      "in the photo")
     return pins, solve, notes
+
+
+def carry(pins: list[dict], mesh_of: Callable[[int], CadMesh], pose: Pose,
+          cad: int) -> str | None:
+    """Move the live pins placed on another CAD model onto model ``cad`` (``mesh_of(cad)``):
+    each point becomes the point of the new mesh seen where the old one is at ``pose`` (the same
+    place on screen; a pixel off the new silhouette snaps as a click does), else the new mesh's
+    surface point nearest to it. A pin keeps the point of each model it has been on, so going
+    back to a model restores its own points exactly. A note, or None when nothing moved."""
+    moving = [p for p in live(pins) if p.get("point") is not None and p.get("cad") != cad]
+    if not moving:
+        return None
+    mesh = mesh_of(cad)
+    for pin in moving:
+        by_cad = pin.setdefault("by_cad", {})
+        by_cad[str(pin.get("cad"))] = pin["point"]
+        kept = by_cad.get(str(cad))
+        if kept is None:
+            kept = _seen_instead(mesh, pose, np.array(pin["point"], dtype=np.float64))
+            by_cad[str(cad)] = kept
+        pin["point"], pin["cad"] = kept, cad
+    return f"{len(moving)} pin{'s' if len(moving) > 1 else ''} carried onto model {cad} " \
+        "(the points seen where they were; pins lists their errors)"
+
+
+def _seen_instead(mesh: CadMesh, pose: Pose, point: np.ndarray) -> list[float]:
+    """The point of ``mesh`` seen at ``point``'s pixel at ``pose``, else its nearest surface
+    point (CAD units)."""
+    uv = project_points(point[None], pose)
+    if np.isfinite(uv).all():
+        try:
+            return [float(v) for v in model_points(mesh, pose, uv)[0]]
+        except PinError:
+            pass
+    import open3d as o3d
+
+    found = mesh.scene.compute_closest_points(o3d.core.Tensor(point[None].astype(np.float32)))
+    return [float(v) for v in found["points"].numpy()[0]]
 
 
 def solve(pins: list[dict], pose: Pose, ranges: dict[str, tuple[float, float]]) -> Pose:
@@ -163,11 +204,14 @@ def drawn(pins: list[dict], pose: Pose) -> list[tuple[tuple[float, float], tuple
 
 def regions(pins: list[dict], pose: Pose, width: int, height: int) -> list[dict]:
     """The live pins' points as results with their ids: each model point where it is at
-    ``pose`` (it moves with the model), each photo point where it was put."""
+    ``pose`` (it moves with the model; held at the photo's border when the pose puts it
+    outside: a point left out would be taken for one the annotator deleted), each photo point
+    where it was put."""
     out = []
     for pin, uv in _model_pixels(pins, pose):
         if uv is not None:
-            out.append(pin_region(pin["model"], uv[0], uv[1], width, height))
+            u, v = min(max(uv[0], -0.5), width - 0.5), min(max(uv[1], -0.5), height - 0.5)
+            out.append(pin_region(pin["model"], u, v, width, height))
         if pin.get("photo") is not None:
             out.append(pin_region(pin["target"], *pin["photo"], width, height))
     return out

@@ -79,6 +79,16 @@ class FittedPoseSource:
         start = self.base.initial(key)
         return self._fitted(key, start)
 
+    def known(self, key: ObjectKey) -> InitialPose:
+        """The fitted pose when a fit is kept, else the source's: no fit runs (the faint
+        neighbours of a dense photo, drawn on every call)."""
+        start = self.base.initial(key)
+        line = self.cache.get(key, start.pose, start.cad_index)
+        if line is None:
+            return start
+        pose = Pose.from_mapping(line, degrees=True, viewport=start.pose.viewport)
+        return InitialPose(pose, int(line["cad_index"]), float(line["score"]), self.name)
+
     def _fit(self, key: ObjectKey, start: InitialPose) -> InitialPose:
         line = self.cache.get(key, start.pose, start.cad_index)
         if line is None:

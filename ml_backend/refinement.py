@@ -22,6 +22,7 @@ The refinement needs only a narrow host (``RefinementHost``); the model (model.p
 """
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from typing import TYPE_CHECKING, Any, Callable, Protocol
@@ -165,14 +166,14 @@ class Refinement:
                 shown, notes = self._shown_state(values, chain, initial_state)
                 new, more, choices, fit_mode = self._apply(values, shown, chain, initial_state,
                                                            key, (width, height), ranges, record)
+                carried = self._carry_pins(record, key, new)  # c3, n, p, r, undo: another model
+                more += [carried] if carried else []
             except BadInput as exc:  # CommandError, InvalidPoseError: nothing changes
                 return self._error(str(exc) + _dropped(values.text.get(labeling.COMMAND)))
             except CadError as exc:
                 return self._error(f"the CAD model cannot be used: {exc}")
             style = record.style or DEFAULT_STYLE
-            drawn = pins_step.drawn(record.pins, shown_pose(new.pose)) if record.pins else None
-            # Label Studio drops a smart tool's point once the answer comes: the pins go back
-            pins_back = pins_step.regions(record.pins, shown_pose(new.pose), width, height)
+            pins = copy.deepcopy(record.pins)
         if fit_mode:  # seconds of search: outside the chain's lock, then one more undo step
             try:
                 new, fit_notes = self._fit(key, new, fit_mode, ranges)
@@ -185,6 +186,13 @@ class Refinement:
                 chain = Chain(record.states)
                 if not chain.states or new.key() != chain.current.key():
                     chain.push(new)
+                carried = self._carry_pins(record, key, new)  # fitcad may choose another model
+                more += [carried] if carried else []
+                pins = copy.deepcopy(record.pins)
+        # the pins at the pose drawn (after any fit); Label Studio drops a smart tool's point
+        # once the answer comes: the pins go back
+        drawn = pins_step.drawn(pins, shown_pose(new.pose)) if pins else None
+        pins_back = pins_step.regions(pins, shown_pose(new.pose), width, height)
         # Rendering happens outside the chain's lock: other calls need not wait for it.
         lines = "\n".join(f"{INFO_MARK} {n}" for n in notes + more) or None
         try:
@@ -232,9 +240,12 @@ class Refinement:
         choices: list[dict] = []
         fit_mode = ""
         if pins:  # every pin point of the annotation, in creation order (one label)
+            carried = self._carry_pins(record, key, current)  # not solved with two meshes' points
+            notes += [carried] if carried else []
             mesh = self.host.cad.mesh(key.category, current.cad_index)
-            _, changed, notes = pins_step.update(record.pins, pins, mesh, current.pose,
+            _, changed, added = pins_step.update(record.pins, pins, mesh, current.pose,
                                                  current.cad_index)
+            notes += added
             new = current
             if changed:  # one solve, one undo step
                 new = State(pins_step.solve(record.pins, current.pose, ranges), current.cad_index)
@@ -287,6 +298,11 @@ class Refinement:
         if new.key() != chain.current.key():  # after an undo the chain's end moved
             chain.push(new)
         return new, notes, choices, fit_mode
+
+    def _carry_pins(self, record: Any, key: ObjectKey, state: State) -> str | None:
+        """The chain's pins carried onto ``state``'s CAD model when it changed (pins_step.carry)."""
+        return pins_step.carry(record.pins, lambda cad: self.host.cad.mesh(key.category, cad),
+                               state.pose, state.cad_index)
 
     def _copy(self, key: ObjectKey, state: State, k: int) -> State:
         """``state`` with the rotation (azimuth, elevation, theta) of object k of the photo."""

@@ -136,3 +136,51 @@ def test_without_opencv_fit_says_so_and_changes_nothing(demo, monkeypatch):
     (line,) = by[labeling.COMMAND]["value"]["text"]
     assert line.startswith(ERROR) and "opencv-python-headless" in line
     assert labeling.MESH_REGION_ID not in by and not numbers_of(res.json["results"][0]["result"])
+
+
+def test_pins_are_drawn_and_returned_at_the_pose_a_fit_chose(demo):
+    """A fit after pins: the pins' model points go back (and are drawn) where they are at the
+    fitted pose, not at the pose before the fit. The pin's 3D point by an independent ray cast
+    (tests/test_pins.py's), its pixels by the transcribed camera formula."""
+    import numpy as np
+
+    from pose6d.cad_library import read_off
+    from pose6d.inout import read_image
+    from reference_camera import rasterize_reference, reference_pixels
+    from test_pins import first_hits, reference_rays
+
+    truth = demo.read(KEY, GROUND_TRUTH)
+    height, width = read_image(demo.image_path(KEY)).shape[:2]
+    client = make_client(demo)
+    task = task_for(demo, KEY, 9)
+    task["data"]["cad_index"] = truth.cad_index
+    deg = truth.pose.as_degrees()
+    start = {n: round(v, labeling.NUMBER_SPECS[n].decimals) for n, v in dict(
+        deg, px=deg["px"] + 9, py=deg["py"] - 6, distance=deg["distance"] * 1.08).items()}
+    send = sender(client, task, truth.cad_index, "boxP")
+    shown, _ = send(start, ".")
+    pose = Pose.from_degrees(**shown, viewport=truth.pose.viewport)
+    vertices, faces = read_off(demo.root / f"CAD/car/{truth.cad_index:02d}.off")
+    mask = rasterize_reference(reference_pixels(vertices, pose), faces, width, height)
+    ys, xs = np.nonzero(mask[3:-3, 3:-3] & mask[:-6, 3:-3] & mask[6:, 3:-3])
+    u, v = float(xs[len(xs) // 2] + 3), float(ys[len(ys) // 2] + 3)
+    point = first_hits(vertices, faces, *reference_rays(np.array([[u, v]]), pose))[0]
+
+    def region(rid, x, y):
+        return {"id": rid, "from_name": labeling.PIN, "to_name": labeling.IMAGE,
+                "type": "keypointlabels", "original_width": width, "original_height": height,
+                "value": {"x": 100 * (x + 0.5) / width, "y": 100 * (y + 0.5) / height,
+                          "width": 0.6, "keypointlabels": [labeling.PIN_LABEL]}}
+
+    for context in ([region("m1", u, v)], [region("m1", u, v), region("t1", u, v)]):
+        res = client.post("/predict", json=interactive_body(task, context))
+        assert res.status_code == 200, res.json
+    fitted, by = send(shown, "fitxy")
+    assert fitted != shown  # the fit moved the centre (the start was 9, -6 px off)
+    after = Pose.from_degrees(**fitted, viewport=truth.pose.viewport)
+    returned = by["m1"]["value"]
+    got = (returned["x"] * width / 100 - 0.5, returned["y"] * height / 100 - 0.5)
+    expected = reference_pixels(point[None], after)[0]
+    before = reference_pixels(point[None], pose)[0]
+    assert np.hypot(*(expected - before)) > 2  # the two answers are told apart
+    assert got == pytest.approx(tuple(expected), abs=0.05)

@@ -165,6 +165,22 @@ def test_one_pin_moves_the_centre_only(cad_root):
         assert getattr(solved, name) == pytest.approx(getattr(start, name), abs=1e-9)
 
 
+def test_a_large_photo_widens_the_centre_range_as_its_config_does(cad_root):
+    # a 2400x1800 photo: its config's px / py run to 4800 / 3600 (pixel_range), past the
+    # 800x640 defaults (1600 / 1280) that a centre of (1700, 1400) would leave
+    mesh = meshes(cad_root, limit=1)[0]
+    near = truth_of(mesh)
+    pixels, _, _ = setup_case(mesh.vertices, mesh.faces, near, near, 1)
+    shift = np.array([1500.0 - near.px, 1300.0 - near.py])  # the centre moves every pixel
+    start = near.replace(px=1500.0, py=1300.0)
+    model = tuple(pixels[0] + shift)
+    target = (model[0] + 200.0, model[1] + 100.0)
+    solved = solve_pins(mesh.vertices, mesh.faces, start, [(model, target)], 2400, 1800)
+    assert (solved.px, solved.py) == pytest.approx((1700.0, 1400.0), abs=1e-6)
+    with pytest.raises(BadInput, match="range"):  # the same pose on a photo of the default size
+        solve_pins(mesh.vertices, mesh.faces, start, [((300, 200), (310, 200))], W, H)
+
+
 def test_two_pins_set_theta_and_distance_keep_azimuth_and_elevation(cad_root):
     for mesh in meshes(cad_root, limit=3):
         start = truth_of(mesh)

@@ -40,6 +40,9 @@ def loop(tiny_dataset, tiny_keys):
         result = res.json["results"][0]["result"]
         if numbers_of(result):
             state["numbers"] = numbers_of(result)
+        for r in result:  # the CAD model shown, as the gallery would now send it
+            if r["type"] == "choices" and r["from_name"] == labeling.CAD:
+                state["cad"] = int(r["value"]["choices"][0])
         return results_by_name(result)
 
     def command(text: str) -> dict:
@@ -175,6 +178,31 @@ def test_the_photos_other_objects_are_drawn_faintly(tiny_dataset, tiny_keys):
     assert labeling.NEIGHBOURS_REGION_ID not in second  # the punching bag is alone
 
 
+def test_neighbours_are_drawn_at_the_pose_their_own_task_opens_at(tiny_dataset, tiny_keys,
+                                                                   tmp_path):
+    """With a predictions file as the pose source, a neighbour with no synced label is drawn
+    (and copied) at its predicted pose, the one its own task opens at, not at the dataset's
+    initial record."""
+    import json
+
+    predicted = {"azimuth": -100, "elevation": 10, "theta": 20, "distance": 8, "px": 250,
+                 "py": 150}
+    path = tmp_path / "predictions.jsonl"
+    path.write_text(json.dumps({"object_key": str(tiny_keys[1]), "cad_index": 3, **predicted}))
+    client = make_client(tiny_dataset, pose_source=f"file:{path}")
+    res = client.post("/predict", json={"tasks": [task_for(tiny_dataset, tiny_keys[0], 1)]})
+    drawn = decode_brush(results_by_name(res.json["results"][0]["result"])[
+        labeling.NEIGHBOURS_REGION_ID]["value"]["rle"], W, H)
+    v, f = read_off(tiny_dataset.root / "CAD/car/03.off")
+
+    def iou(pose: Pose) -> float:
+        expected = rasterize_reference(reference_pixels(v, pose), f, W, H)
+        return (drawn & expected).sum() / (drawn | expected).sum()
+
+    assert iou(Pose.from_degrees(**predicted, viewport=500)) > 0.97
+    assert iou(tiny_dataset.read(tiny_keys[1]).pose) < 0.5
+
+
 def test_another_annotators_tab_leaves_the_pins_alone(tiny_dataset, tiny_keys):
     """Label Studio names no annotation in a smart call, only the requesting user (by their
     drafts, none before the first autosave): a second annotator's first pin must not land in
@@ -285,3 +313,74 @@ def test_points_sent_back_as_returned_do_not_solve_again(loop):
     assert state["numbers"]["px"] == pytest.approx(solved["px"] + 6, abs=0.051)
     command("u")
     assert state["numbers"] == solved  # one step back: the drag's solve only
+
+
+def test_pins_are_carried_onto_another_cad_model_and_back(loop):
+    """c3 after a pin: the pin's point becomes model 3's point seen where model 1's was (the
+    same pixel at the pose shown; independent ray cast), not model 1's point used with model
+    3; back on model 1 (c1) the pin has its own point again."""
+    from test_pins import first_hits, reference_rays
+
+    command, pins, state, mesh, dataset = loop
+    command(".")
+    start = shown(state)
+    u, v = inside_pixel(mesh, start)
+    pins(pin_region("m1", u, v))
+    pins(pin_region("m1", u, v), pin_region("t1", u + 12, v - 7))
+    p1 = first_hits(*mesh, *reference_rays(np.array([[u, v]], dtype=float), start))[0]
+    at = shown(state)
+    assert "1 pin carried onto model 3" in note(command("c3"))
+    model3 = read_off(dataset.root / "CAD/car/03.off")
+    seen = reference_pixels(p1[None], at)
+    p3 = first_hits(*model3, *reference_rays(seen, at))[0]
+    command(f"a={state['numbers']['azimuth'] + 50:g} e={state['numbers']['elevation'] + 25:g}")
+    turned = shown(state)
+    target = np.array([u + 12, v - 7], dtype=float)
+    r1, r3 = (float(np.hypot(*(reference_pixels(p[None], turned)[0] - target))) for p in (p1, p3))
+    assert abs(r1 - r3) > 0.5  # the two points are told apart
+    listed = float(note(command("pins")).split("pins: 1 ")[1].split(" px")[0])
+    assert listed == pytest.approx(r3, abs=0.06)
+    assert "carried onto model 1" in note(command("c1"))
+    listed = float(note(command("pins")).split("pins: 1 ")[1].split(" px")[0])
+    assert listed == pytest.approx(r1, abs=0.06)
+
+
+def test_an_unreadable_pin_point_keeps_its_pin(loop):
+    """A pin call whose point has no readable position (null, NaN) does not drop that pin:
+    only a point Label Studio no longer sends is one the annotator deleted."""
+    command, pins, state, mesh, _ = loop
+    command(".")
+    u, v = inside_pixel(mesh, shown(state))
+    pins(pin_region("m1", u, v))
+    pins(pin_region("m1", u, v), pin_region("t1", u + 5, v))
+    broken = pin_region("t1", u + 5, v)
+    broken["value"]["x"] = None
+    pins(pin_region("m1", u, v), broken)
+    assert "pins: 1 0.0 px" in note(command("pins"))
+    by = pins(pin_region("m1", u, v))  # t1 deleted: the pin waits for its photo point again
+    assert "1 waiting" in note(command("pins"))
+
+
+def test_a_pin_far_off_the_photo_is_drawn_clipped_and_kept():
+    """A model point the pose puts far off the photo (the camera almost at it): the overlay
+    draws the part of its line on the photo, in bounded time, and the point goes back held at
+    the photo's border (a point left out would read as one the annotator deleted)."""
+    from ml_backend import pins_step
+    from ml_backend.overlay_regions import pins_mask
+
+    photo = (100.0, 50.0)
+    far = (100.0 + 3e7, 50.0 + 1.5e7)  # direction (2, 1)
+    mask = pins_mask([(far, photo)], W, H)
+    for step in (10, 60, 100):  # on the line from the photo point towards the model point
+        x, y = photo[0] + 2 * step / 5 ** 0.5, photo[1] + step / 5 ** 0.5
+        assert mask[round(y), round(x)], (x, y)
+    assert not mask[200, 20] and not mask[5, 300]
+    near = pins_mask([((10.0, 10.0), (60.0, 40.0))], W, H)
+    assert near[25, 35] and near[10, 10] and not near[200, 300]
+
+    pin = {"model": "m1", "target": "t1", "point": [0.0, 0.0, 0.0], "photo": list(photo),
+           "cad": 1, "off": False}
+    pose = Pose.from_degrees(30, 15, 0, 8, 1e6, -1e6, viewport=500)  # the origin far right, up
+    model, target = pins_step.regions([pin], pose, W, H)
+    assert (model["id"], target["id"]) == ("m1", "t1")
+    assert 99 < model["value"]["x"] <= 100 and 0 <= model["value"]["y"] < 1

@@ -31,7 +31,7 @@ from pose6d.cad_library import CadMesh
 from pose6d.camera import (Pose, intrinsics, opencv_extrinsics, project_points, viewing_rotation,
                            wrap_angle)
 from pose6d.errors import BadInput
-from pose6d.labeling import NUMBER_SPECS
+from pose6d.labeling import NUMBER_SPECS, PHOTO_SIZE, pixel_range
 from pose6d.renderer import surface_points
 
 SNAP_PX = 4  # a click this far off the silhouette still finds the model
@@ -69,18 +69,24 @@ def solve_pins(vertices: np.ndarray, faces: np.ndarray, pose: Pose, pins: Sequen
     vertices (V, 3) CAD units, faces (F, 3); pose: the pose shown; pins: ((u_model, v_model),
     (u_photo, v_photo)) pixel pairs, the model pixel read at ``pose``; width, height: the photo.
     PinError (BadInput) for a pin off the photo or off the mesh; BadInput for a pose outside the
-    labeling config's default ranges. Never NaN.
+    labeling config's default ranges (px / py: those of a config made for photos of this size,
+    when larger). Never NaN.
     """
-    ranges = default_ranges()
+    ranges = default_ranges(width, height)
     check_pose(pose, ranges)
     model_px, photo_px = split_pins(pins, width, height)
     points = model_points(mesh_of(vertices, faces), pose, model_px)
     return solve_points(points, photo_px, pose, ranges)
 
 
-def default_ranges() -> dict[str, tuple[float, float]]:
-    """The labeling config's default Number ranges (UI units: degrees, CAD units, pixels)."""
-    return {name: (spec.min, spec.max) for name, spec in NUMBER_SPECS.items()}
+def default_ranges(width: int = 0, height: int = 0) -> dict[str, tuple[float, float]]:
+    """The labeling config's default Number ranges (UI units: degrees, CAD units, pixels); px /
+    py widened as the config makes them for photos ``width`` x ``height`` larger than its
+    default PHOTO_SIZE (labeling_config.numbers_for)."""
+    out = {name: (spec.min, spec.max) for name, spec in NUMBER_SPECS.items()}
+    out["px"] = pixel_range(max(int(width), PHOTO_SIZE[0]))
+    out["py"] = pixel_range(max(int(height), PHOTO_SIZE[1]))
+    return out
 
 
 def split_pins(pins: Sequence[Pin], width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
