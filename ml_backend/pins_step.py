@@ -182,17 +182,21 @@ def describe(pins: list[dict], pose: Pose) -> str:
                                                       "of the overlay, then its place in the photo)")
 
 
-def unpin(pins: list[dict], number: int) -> str:
-    """Remove pin ``number`` (1..), or all with 0; its points stay on the photo, unused. A note."""
+def unpin(pins: list[dict], number: int) -> tuple[str, bool]:
+    """Remove pin ``number`` (1..), or all with 0; its points stay on the photo, unused. (A
+    note, whether the rest should solve again: a complete pin was removed and some remain.)"""
     use = live(pins)
     if number == 0:
         for pin in use:
             pin["off"] = True
-        return f"{len(use)} pins removed (the pose stays; delete their points if you like)"
+        return f"{len(use)} pins removed (the pose stays; delete their points if you like)", False
     if not 1 <= number <= len(use):
         raise CommandError(f"there is no pin {number} ({len(use)} pins; pins lists them)")
-    use[number - 1]["off"] = True
-    return f"pin {number} removed (the pose stays; the next pin solves without it)"
+    removed = use[number - 1]
+    removed["off"] = True
+    again = removed.get("photo") is not None and bool(complete(pins))
+    rest = "the other pins solve again; u undoes it" if again else "the pose stays"
+    return f"pin {number} removed ({rest})", again
 
 
 def drawn(pins: list[dict], pose: Pose) -> list[tuple[tuple[float, float], tuple[float, float] | None]]:

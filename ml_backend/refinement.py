@@ -279,7 +279,12 @@ class Refinement:
                 elif command.kind == "pins":
                     notes.append(pins_step.describe(record.pins, shown_pose(new.pose)))
                 elif command.kind == "unpin":
-                    notes.append(pins_step.unpin(record.pins, int(command.value)))
+                    said, again = pins_step.unpin(record.pins, int(command.value))
+                    notes.append(said)
+                    if again:  # the rest solve again without it (the line's undo step)
+                        new = State(pins_step.solve(record.pins, new.pose, ranges),
+                                    new.cad_index)
+                        notes.append(pins_step.describe(record.pins, shown_pose(new.pose)))
                 elif command.kind == "copy":
                     new = self._copy(key, new, int(command.value))
                     notes.append(f"rotation of object {int(command.value)} copied (fit or fitxy "

@@ -384,3 +384,41 @@ def test_a_pin_far_off_the_photo_is_drawn_clipped_and_kept():
     model, target = pins_step.regions([pin], pose, W, H)
     assert (model["id"], target["id"]) == ("m1", "t1")
     assert 99 < model["value"]["x"] <= 100 and 0 <= model["value"]["y"] < 1
+
+
+def test_unpin_solves_again_from_the_other_pins_and_u_undoes_it(loop):
+    """Three pins that agree (their photo points are where the model points are with the
+    object moved by (6, 4) px: reference projection) and a fourth 4 px off that (within the
+    loss's scale: it pulls), then `unpin 4`: the pose is the first three's alone, which put their model points on their
+    photo points (reference ray cast); `u` brings back the four-pin pose."""
+    from test_pins import first_hits, reference_rays
+
+    command, pins, state, mesh, _ = loop
+    command(".")
+    start = shown(state)
+    a, b, c = (inside_pixel(mesh, start, i) for i in (1, 2, 0))
+    picked = [a, b, c, ((a[0] + c[0]) // 2, (b[1] + c[1]) // 2)]  # a box: its outline convex
+    goal = start.replace(px=start.px + 6, py=start.py + 4)
+    regions: list[dict] = []
+    points, targets = [], []  # each model point: read at the pose shown when it was clicked
+    for i, (u, v) in enumerate(picked, start=1):
+        points.append(first_hits(*mesh, *reference_rays(np.array([[u, v]], dtype=float),
+                                                        shown(state)))[0])
+        targets.append(reference_pixels(points[-1][None], goal)[0] + ((3, -3) if i == 4
+                                                                      else (0, 0)))
+        regions.append(pin_region(f"m{i}", u, v))
+        pins(*regions)
+        regions.append(pin_region(f"t{i}", *targets[-1]))
+        pins(*regions)
+    four = dict(state["numbers"])
+    points, targets = np.array(points[:3]), np.array(targets[:3])
+
+    def off() -> float:
+        return float(np.max(np.hypot(*(reference_pixels(points, shown(state)) - targets).T)))
+
+    assert off() > 1  # pin 4 pulled the others off their places
+    assert "pin 4 removed (the other pins solve again" in note(command("unpin 4"))
+    assert off() < 0.15
+    command("u")
+    assert state["numbers"] == four
+    assert "the pose stays" in note(command("unpin"))
