@@ -21,8 +21,8 @@ from pose6d.labeling_config import missing_tags
 from pose6d.tasks import REVIEW_NOTE, SENT_BACK_FOR, TaskError, task_object_key
 
 from ml_backend.commands import INFO_MARK
-from ml_backend.overlay_regions import (DEFAULT_STYLE, neighbours_region, overlay_regions,
-                                        pins_region)
+from ml_backend.overlay_regions import (DEFAULT_STYLE, neighbour_numbers_region,
+                                        neighbours_region, overlay_regions, pins_region)
 from ml_backend.pose_source import InitialPose, TaskContext, make_pose_source
 from ml_backend.refinement import Refinement
 from ml_backend.refinement_state import RefinementStore
@@ -206,8 +206,9 @@ class Pose6DModel:
         except CadError as exc:
             raise TaskError(str(exc)) from None
         regions, _ = overlay_regions(mesh, shown, width, height, self.settings.edge_width, style)
-        others = []
+        others, numbers = [], []
         for other, other_pose, other_cad in self.neighbours(key):
+            numbers.append((other.k, (other_pose.px, other_pose.py)))  # its centre: copy k
             try:  # a neighbour that cannot be drawn is left out, the object still is
                 others.append((self.cad.mesh(other.category, other_cad), other_pose))
             except CadError:
@@ -215,6 +216,8 @@ class Pose6DModel:
                             other_cad)
         if others:
             regions.append(neighbours_region(others, width, height))
+        if numbers:
+            regions.append(neighbour_numbers_region(numbers, width, height))
         if pins is not None:
             regions.append(pins_region(pins, width, height))
         results = pose_results(shown) + [choice_result(labeling.CAD, str(cad_index))] + regions

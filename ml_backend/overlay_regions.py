@@ -16,7 +16,8 @@ import numpy as np
 from pose6d.cad_library import CadMesh
 from pose6d.camera import Pose
 from pose6d.labeling import (EDGES_LABEL, EDGES_REGION_ID, MESH_LABEL, MESH_REGION_ID,
-                             NEIGHBOURS_REGION_ID, PINS_REGION_ID, mask_region)
+                             NEIGHBOUR_NUMBERS_REGION_ID, NEIGHBOURS_REGION_ID, PINS_REGION_ID,
+                             mask_region)
 from pose6d.renderer import Render, render
 
 OVERLAY_STYLES = ("edges", "tint", "solid", "off")
@@ -119,3 +120,46 @@ def neighbours_region(neighbours: list, width: int, height: int) -> dict:
         fill |= render(mesh, pose, width, height).full_mask
     return mask_region(NEIGHBOURS_REGION_ID, EDGES_LABEL, fill, readonly=True,
                        alpha=NEIGHBOUR_ALPHA)
+
+
+# A 3x5 pixel font for the neighbours' numbers (no font files, no PIL in the service).
+DIGITS = {
+    "0": ("111", "101", "101", "101", "111"), "1": ("010", "110", "010", "010", "111"),
+    "2": ("111", "001", "111", "100", "111"), "3": ("111", "001", "111", "001", "111"),
+    "4": ("101", "101", "111", "001", "001"), "5": ("111", "100", "111", "001", "111"),
+    "6": ("111", "100", "111", "101", "111"), "7": ("111", "001", "001", "001", "001"),
+    "8": ("111", "101", "111", "101", "111"), "9": ("111", "101", "111", "001", "111"),
+}
+
+
+def digit_scale(width: int, height: int) -> int:
+    """Pixels per font pixel: a digit 1/16 of the photo's shorter side high (>= 3 px)."""
+    return max(3, round(min(width, height) / 80))
+
+
+def numbers_mask(numbers: list[tuple[int, tuple[float, float]]], width: int,
+                 height: int) -> np.ndarray:
+    """(H, W) bool: each number written (DIGITS, digit_scale) centred on its pixel (u, v),
+    clipped to the photo. numbers: [(number >= 0, (u, v))]."""
+    out = np.zeros((height, width), dtype=bool)
+    s = digit_scale(width, height)
+    for number, (u, v) in numbers:
+        text = str(int(number))
+        glyphs = np.hstack([np.pad(np.array([[c == "1" for c in row] for row in DIGITS[d]]),
+                                   ((0, 0), (0, 1))) for d in text])[:, :-1]
+        big = np.kron(glyphs, np.ones((s, s), dtype=bool))
+        if not (np.isfinite(u) and np.isfinite(v)):
+            continue
+        x0, y0 = int(round(u - big.shape[1] / 2)), int(round(v - big.shape[0] / 2))
+        xa, ya = max(x0, 0), max(y0, 0)
+        xb, yb = min(x0 + big.shape[1], width), min(y0 + big.shape[0], height)
+        if xa < xb and ya < yb:
+            out[ya:yb, xa:xb] |= big[ya - y0:yb - y0, xa - x0:xb - x0]
+    return out
+
+
+def neighbour_numbers_region(numbers: list[tuple[int, tuple[float, float]]], width: int,
+                             height: int) -> dict:
+    """The other objects' numbers (``copy N``), each at its centre, in the edges' colour."""
+    return mask_region(NEIGHBOUR_NUMBERS_REGION_ID, EDGES_LABEL,
+                       numbers_mask(numbers, width, height), readonly=True)

@@ -46,6 +46,7 @@ MESH_REGION_ID, EDGES_REGION_ID, BOX_REGION_ID = "pose6d_mesh", "pose6d_edges", 
 # The pins drawn by the backend (model point, target, a line between) and the photo's other
 # objects drawn faintly, both brush regions of the overlay (never stored either).
 PINS_REGION_ID, NEIGHBOURS_REGION_ID = "pose6d_pins", "pose6d_neighbours"
+NEIGHBOUR_NUMBERS_REGION_ID = "pose6d_neighbour_numbers"  # each other object's number (copy N)
 # Result types of the regions an annotator draws or the backend returns (with and without labels).
 POINT_TYPES = ("keypoint", "keypointlabels")
 BOX_TYPES = ("rectangle", "rectanglelabels")

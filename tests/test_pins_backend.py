@@ -175,7 +175,15 @@ def test_the_photos_other_objects_are_drawn_faintly(tiny_dataset, tiny_keys):
     expected = rasterize_reference(reference_pixels(v, other.pose), f, W, H)
     iou = (drawn & expected).sum() / (drawn | expected).sum()
     assert iou > 0.97
+    # its number (copy 1) written at its centre, where its origin projects: (px, py)
+    number = decode_brush(first[labeling.NEIGHBOUR_NUMBERS_REGION_ID]["value"]["rle"], W, H)
+    ys, xs = np.nonzero(number)
+    assert 20 <= len(xs) < 400
+    assert (xs.min() + xs.max()) / 2 == pytest.approx(other.pose.px, abs=1.0)
+    assert (ys.min() + ys.max()) / 2 == pytest.approx(other.pose.py, abs=1.0)
+    assert xs.max() - xs.min() < 20 and ys.max() - ys.min() < 30  # one digit, not the object's
     assert labeling.NEIGHBOURS_REGION_ID not in second  # the punching bag is alone
+    assert labeling.NEIGHBOUR_NUMBERS_REGION_ID not in second
 
 
 def test_neighbours_are_drawn_at_the_pose_their_own_task_opens_at(tiny_dataset, tiny_keys,
@@ -422,3 +430,14 @@ def test_unpin_solves_again_from_the_other_pins_and_u_undoes_it(loop):
     command("u")
     assert state["numbers"] == four
     assert "the pose stays" in note(command("unpin"))
+
+
+def test_neighbour_numbers_are_clipped_to_the_photo():
+    from ml_backend.overlay_regions import numbers_mask
+
+    whole = numbers_mask([(12, (100.0, 60.0))], W, H)
+    ys, xs = np.nonzero(whole)
+    assert (xs.max() - xs.min()) > 1.5 * (ys.max() - ys.min()) * 3 / 5  # two digits side by side
+    corner = numbers_mask([(8, (1.0, 1.0))], W, H)  # partly off the photo: the part on it
+    assert corner[:10, :10].any() and not corner[20:, 20:].any()
+    assert not numbers_mask([(3, (1e9, 5.0)), (4, (float("nan"), 5.0))], W, H).any()
