@@ -189,7 +189,7 @@ def unpin(pins: list[dict], number: int) -> tuple[str, bool]:
     if number == 0:
         for pin in use:
             pin["off"] = True
-        return f"{len(use)} pins removed (the pose stays; delete their points if you like)", False
+        return f"{len(use)} pins removed (the pose stays; their points stay, unused)", False
     if not 1 <= number <= len(use):
         raise CommandError(f"there is no pin {number} ({len(use)} pins; pins lists them)")
     removed = use[number - 1]
