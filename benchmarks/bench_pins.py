@@ -12,8 +12,9 @@ project's procedural models.
 
 Rows for 4 and 6 pins: median rotation error, share within 30 deg (Acc@pi/6), solve time p50 /
 p95, for solve_pins (also by category: where two instances differ most, e.g. a deep and a thin
-monitor, the pins' nearest points disagree most) and for the baseline (scipy least_squares, plain squared loss, restarted
-every 30 deg of azimuth from the pose shown, the lowest cost kept; the same model points). A
+monitor, the pins' nearest points disagree most) and for the baseline (scipy least_squares,
+plain squared loss, restarted every 30 deg of azimuth from the pose shown, the lowest cost
+kept; the same model points). A
 timing set solves on a ~10k-triangle model (the real car 03, 13.8k, or the procedural tall mug,
 9.7k). Issue 21's goals are printed as met / not met. One process, one core for ray casting.
 

@@ -16,7 +16,7 @@ Tokens run left to right, separated by spaces or commas:
                   best: an object turned far off (the model shown may be wrong too)
   pins            list the pins (the pin key point tool, 7, then Ctrl+click a model point and
                   its place in the photo) with how far each model point is from its place (px)
-  unpin 2  unpin  remove pin 2 (the others solve again) / every pin (the pose stays)
+  unpin 2  unpin  remove pin 2 (the others solve again; u: back) / every pin (pose stays)
   copy 3          take the rotation of object 3 of the same photo (then fit / fitxy places it)
   r               reset to the model's initial pose and CAD model
   u               undo the last change (repeatable)

@@ -239,7 +239,8 @@ class Pose6DModel:
                 synced = self.dataset.read_optional(other, SYNCED)
                 found = synced if synced is not None else initial(other)
                 out.append((other, found.pose, found.cad_index))
-            except (DataError, InvalidPoseError, ValueError, OSError):  # drawn without it
+            except Exception as exc:  # any pose source's failure: the object is drawn alone
+                log.warning("neighbour %s of %s not drawn: %s", k, key, exc)
                 continue
         return out
 

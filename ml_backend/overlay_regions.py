@@ -11,6 +11,8 @@ Styles (the annotator cycles them with the ``o`` command; the default keeps the 
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from pose6d.cad_library import CadMesh
@@ -90,10 +92,15 @@ def clip_segment(p0, p1, width: int, height: int):
     """The part of the segment p0-p1 (pixels) inside the photo [-0.5, W-0.5] x [-0.5, H-0.5]
     (Liang-Barsky), or None: a model point far off the photo (a pose with the camera almost at
     it) draws only what is on screen, in bounded time."""
+    centre = ((width - 1) / 2, (height - 1) / 2)
+    if math.dist(p0, centre) > math.dist(p1, centre):  # measured from the nearer end: exact
+        found = clip_segment(p1, p0, width, height)     # even with the other 1e17 px away
+        return None if found is None else (found[1], found[0])
     (x0, y0), (x1, y1) = p0, p1
     dx, dy = x1 - x0, y1 - y0
     lo, hi = 0.0, 1.0
-    for p, q in ((-dx, x0 + 0.5), (dx, width - 0.5 - x0), (-dy, y0 + 0.5), (dy, height - 0.5 - y0)):
+    for p, q in ((-dx, x0 + 0.5), (dx, width - 0.5 - x0), (-dy, y0 + 0.5),
+                 (dy, height - 0.5 - y0)):
         if p == 0:
             if q < 0:
                 return None
@@ -150,7 +157,8 @@ def numbers_mask(numbers: list[tuple[int, tuple[float, float]]], width: int,
         big = np.kron(glyphs, np.ones((s, s), dtype=bool))
         if not (np.isfinite(u) and np.isfinite(v)):
             continue
-        x0, y0 = int(round(u - big.shape[1] / 2)), int(round(v - big.shape[0] / 2))
+        # centred on (u, v), integers being pixel centres
+        x0, y0 = int(round(u - (big.shape[1] - 1) / 2)), int(round(v - (big.shape[0] - 1) / 2))
         xa, ya = max(x0, 0), max(y0, 0)
         xb, yb = min(x0 + big.shape[1], width), min(y0 + big.shape[0], height)
         if xa < xb and ya < yb:

@@ -9,7 +9,8 @@ they survive a reload and later solves. A pin is a dict:
     {"model": region id, "target": region id or None, "point": [x, y, z] CAD units,
      "photo": [u, v] pixels or None, "cad": CAD index, "off": removed (unpin) or unusable,
      "shown": the six values (radians) shown when the model point was clicked,
-     "by_cad": {CAD index as text: [x, y, z]} once the pin has been on more than one model}
+     "by_cad": {CAD index as text: [x, y, z]} once the pin has been on more than one model,
+     "off_at": the state key an undo brings the pin back at (unpin)}
 
 A point the backend has not seen is the target of the pin waiting for one, else a new model
 point (ray cast at the pose shown). A pin whose points the annotator deleted is dropped.
@@ -110,7 +111,7 @@ def carry(pins: list[dict], mesh_of: Callable[[int], CadMesh], pose: Pose,
     moving = [p for p in live(pins) if p.get("point") is not None and p.get("cad") != cad]
     if not moving:
         return None
-    mesh = mesh_of(cad)
+    mesh, found = mesh_of(cad), 0
     for pin in moving:
         by_cad = pin.setdefault("by_cad", {})
         by_cad[str(pin.get("cad"))] = pin["point"]
@@ -118,9 +119,12 @@ def carry(pins: list[dict], mesh_of: Callable[[int], CadMesh], pose: Pose,
         if kept is None:
             kept = _seen_instead(mesh, pose, np.array(pin["point"], dtype=np.float64))
             by_cad[str(cad)] = kept
+            found += 1
         pin["point"], pin["cad"] = kept, cad
+    how = "the points seen where they were" if found == len(moving) else \
+        "their own points on it" if not found else "their own points or those seen there"
     return f"{len(moving)} pin{'s' if len(moving) > 1 else ''} carried onto model {cad} " \
-        "(the points seen where they were; pins lists their errors)"
+        f"({how}; pins lists their errors)"
 
 
 def _seen_instead(mesh: CadMesh, pose: Pose, point: np.ndarray) -> list[float]:
@@ -182,9 +186,11 @@ def describe(pins: list[dict], pose: Pose) -> str:
                                                       "of the overlay, then its place in the photo)")
 
 
-def unpin(pins: list[dict], number: int) -> tuple[str, bool]:
+def unpin(pins: list[dict], number: int, mark: tuple | None = None) -> tuple[str, bool]:
     """Remove pin ``number`` (1..), or all with 0; its points stay on the photo, unused. (A
-    note, whether the rest should solve again: a complete pin was removed and some remain.)"""
+    note, whether the rest should solve again: a complete pin was removed and some remain.)
+    ``mark``: the key of the state before the line (chain.State.key); undoing back to it
+    brings the pin back (``restore``) when the rest solved again."""
     use = live(pins)
     if number == 0:
         for pin in use:
@@ -195,8 +201,22 @@ def unpin(pins: list[dict], number: int) -> tuple[str, bool]:
     removed = use[number - 1]
     removed["off"] = True
     again = removed.get("photo") is not None and bool(complete(pins))
-    rest = "the other pins solve again; u undoes it" if again else "the pose stays"
+    if again and mark is not None:
+        removed["off_at"] = list(mark)
+    rest = "the other pins solve again; u brings it back" if again else "the pose stays"
     return f"pin {number} removed ({rest})", again
+
+
+def restore(pins: list[dict], key: tuple) -> str | None:
+    """Bring back the pins removed by the line that left the state ``key`` (an undo to it).
+    A note, or None."""
+    back = [p for p in pins if p.get("off") and p.get("off_at") == list(key)]
+    for pin in back:
+        pin["off"] = False
+        del pin["off_at"]
+    if not back:
+        return None
+    return f"{len(back)} pin{'s' if len(back) > 1 else ''} back (unpin undone)"
 
 
 def drawn(pins: list[dict], pose: Pose) -> list[tuple[tuple[float, float], tuple[float, float] | None]]:
@@ -213,12 +233,24 @@ def regions(pins: list[dict], pose: Pose, width: int, height: int) -> list[dict]
     where it was put."""
     out = []
     for pin, uv in _model_pixels(pins, pose):
-        if uv is not None:
-            u, v = min(max(uv[0], -0.5), width - 0.5), min(max(uv[1], -0.5), height - 0.5)
-            out.append(pin_region(pin["model"], u, v, width, height))
+        if uv is None:  # behind the camera: where it was clicked, else on its photo point
+            uv = _clicked_pixel(pin, pose) or pin.get("photo") or (width / 2, height / 2)
+        u, v = min(max(uv[0], -0.5), width - 0.5), min(max(uv[1], -0.5), height - 0.5)
+        out.append(pin_region(pin["model"], u, v, width, height))
         if pin.get("photo") is not None:
             out.append(pin_region(pin["target"], *pin["photo"], width, height))
     return out
+
+
+def _clicked_pixel(pin: dict, like: Pose) -> tuple[float, float] | None:
+    """The pixel where the pin's model point was clicked (the point at the pose shown then)."""
+    shown = pin.get("shown")
+    try:
+        uv = project_points(np.array([pin["point"]]), Pose(*shown, viewport=like.viewport,
+                                                           focal=like.focal))[0]
+    except (TypeError, ValueError):
+        return None
+    return (float(uv[0]), float(uv[1])) if np.isfinite(uv).all() else None
 
 
 def _model_pixels(pins: list[dict], pose: Pose) -> list[tuple[dict, tuple[float, float] | None]]:

@@ -162,16 +162,24 @@ class Refinement:
                 saved = _saved_state(task, initial_state)
                 if saved is not None:
                     chain.show(saved)
+            # A refused line changes nothing: not the undo chain, the pins or the style (a pin
+            # off the mesh is still recorded as unusable: Label Studio keeps its point).
+            kept = None
             try:
                 shown, notes = self._shown_state(values, chain, initial_state)
+                kept = (list(record.states), copy.deepcopy(record.pins), record.style)
                 new, more, choices, fit_mode = self._apply(values, shown, chain, initial_state,
                                                            key, (width, height), ranges, record)
                 carried = self._carry_pins(record, key, new)  # c3, n, p, r, undo: another model
                 more += [carried] if carried else []
-            except BadInput as exc:  # CommandError, InvalidPoseError: nothing changes
+            except (BadInput, CadError) as exc:  # CommandError, InvalidPoseError; a CAD file
+                if kept is not None:
+                    record.states[:], record.style = kept[0], kept[2]
+                    if not isinstance(exc, pins_step.PinError):
+                        record.pins[:] = kept[1]
+                if isinstance(exc, CadError):
+                    return self._error(f"the CAD model cannot be used: {exc}")
                 return self._error(str(exc) + _dropped(values.text.get(labeling.COMMAND)))
-            except CadError as exc:
-                return self._error(f"the CAD model cannot be used: {exc}")
             style = record.style or DEFAULT_STYLE
             pins = copy.deepcopy(record.pins)
         if fit_mode:  # seconds of search: outside the chain's lock, then one more undo step
@@ -270,6 +278,8 @@ class Refinement:
                 elif command.kind == "undo":
                     changed = new.key() != chain.current.key()
                     new = chain.current if changed else chain.undo()
+                    back = pins_step.restore(record.pins, new.key())
+                    notes += [back] if back else []
                 elif command.kind == "help":
                     notes += list(CHEAT_SHEET)
                 elif command.kind in ("quality", "dense"):
@@ -279,7 +289,8 @@ class Refinement:
                 elif command.kind == "pins":
                     notes.append(pins_step.describe(record.pins, shown_pose(new.pose)))
                 elif command.kind == "unpin":
-                    said, again = pins_step.unpin(record.pins, int(command.value))
+                    said, again = pins_step.unpin(record.pins, int(command.value),
+                                                  mark=current.key())
                     notes.append(said)
                     if again:  # the rest solve again without it (the line's undo step)
                         new = State(pins_step.solve(record.pins, new.pose, ranges),

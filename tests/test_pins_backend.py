@@ -374,7 +374,7 @@ def test_a_pin_far_off_the_photo_is_drawn_clipped_and_kept():
     draws the part of its line on the photo, in bounded time, and the point goes back held at
     the photo's border (a point left out would read as one the annotator deleted)."""
     from ml_backend import pins_step
-    from ml_backend.overlay_regions import pins_mask
+    from ml_backend.overlay_regions import clip_segment, pins_mask
 
     photo = (100.0, 50.0)
     far = (100.0 + 3e7, 50.0 + 1.5e7)  # direction (2, 1)
@@ -385,6 +385,11 @@ def test_a_pin_far_off_the_photo_is_drawn_clipped_and_kept():
     assert not mask[200, 20] and not mask[5, 300]
     near = pins_mask([((10.0, 10.0), (60.0, 40.0))], W, H)
     assert near[25, 35] and near[10, 10] and not near[200, 300]
+    # 1e17 px away: the ends still exact (on the right border, and the photo point itself)
+    end, start = clip_segment((100.0 + 2e17, 50.0 + 1e17), (100.0, 50.0), W, H)
+    assert start == (100.0, 50.0)
+    assert end == pytest.approx((W - 0.5, 50.0 + (W - 0.5 - 100.0) / 2), abs=1e-6)
+    assert clip_segment((-50.0, -50.0), (-10.0, 500.0), W, H) is None  # all off the photo
 
     pin = {"model": "m1", "target": "t1", "point": [0.0, 0.0, 0.0], "photo": list(photo),
            "cad": 1, "off": False}
@@ -392,13 +397,23 @@ def test_a_pin_far_off_the_photo_is_drawn_clipped_and_kept():
     model, target = pins_step.regions([pin], pose, W, H)
     assert (model["id"], target["id"]) == ("m1", "t1")
     assert 99 < model["value"]["x"] <= 100 and 0 <= model["value"]["y"] < 1
+    # behind the camera (camera at (0, -1, 0) looking at the origin, the point at (0, -2, 0)):
+    # the point goes back where it was clicked, where the pose shown then put it (on the axis:
+    # the centre (120, 70))
+    clicked = Pose.from_degrees(0, 0, 0, 5, 120, 70, viewport=500)
+    pin = dict(pin, point=[0.0, -2.0, 0.0], shown=list(clicked.as_radians().values()))
+    model, _ = pins_step.regions([pin], Pose.from_degrees(0, 0, 0, 1, 160, 120, viewport=500),
+                                 W, H)
+    assert (model["value"]["x"], model["value"]["y"]) == pytest.approx(
+        (100 * 120.5 / W, 100 * 70.5 / H))
 
 
 def test_unpin_solves_again_from_the_other_pins_and_u_undoes_it(loop):
     """Three pins that agree (their photo points are where the model points are with the
     object moved by (6, 4) px: reference projection) and a fourth 4 px off that (within the
-    loss's scale: it pulls), then `unpin 4`: the pose is the first three's alone, which put their model points on their
-    photo points (reference ray cast); `u` brings back the four-pin pose."""
+    loss's scale: it pulls), then `unpin 4`: the pose is the first three's alone, which put
+    their model points on their photo points (reference ray cast); `u` brings back the
+    four-pin pose and the pin; a refused line removes no pin."""
     from test_pins import first_hits, reference_rays
 
     command, pins, state, mesh, _ = loop
@@ -427,8 +442,12 @@ def test_unpin_solves_again_from_the_other_pins_and_u_undoes_it(loop):
     assert off() > 1  # pin 4 pulled the others off their places
     assert "pin 4 removed (the other pins solve again" in note(command("unpin 4"))
     assert off() < 0.15
-    command("u")
-    assert state["numbers"] == four
+    by = command("u")
+    assert state["numbers"] == four and "1 pin back (unpin undone)" in note(by)
+    listed = note(command("pins"))
+    assert "4 " in listed and "waiting" not in listed  # the pin is back, the fourth again
+    assert "no CAD model 9" in note(command("unpin 1 c9"))  # refused: nothing changes
+    assert note(command("pins")) == listed and state["numbers"] == four
     assert "the pose stays" in note(command("unpin"))
 
 
