@@ -124,7 +124,8 @@ def test_what_each_object_costs_in_label_studio(label_studio, project, capsys):
                     alone = [k for k in dataset.objects(categories=[okey.category])
                              if k.name == okey.name] == [okey]
                     assert {r["id"] for r in me.overlay()} == {L.MESH_REGION_ID, L.EDGES_REGION_ID} \
-                        | (set() if alone else {L.NEIGHBOURS_REGION_ID})
+                        | (set() if alone else {L.NEIGHBOURS_REGION_ID,
+                                                L.NEIGHBOUR_NUMBERS_REGION_ID})
             predictions = {k: db.predictions(tasks[k]) for k in KEYS}
 
             # Refine: the overlay follows every command (it is drawn, never serialized).
