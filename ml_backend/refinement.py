@@ -170,8 +170,7 @@ class Refinement:
                 kept = (list(record.states), copy.deepcopy(record.pins), record.style)
                 new, more, choices, fit_mode = self._apply(values, shown, chain, initial_state,
                                                            key, (width, height), ranges, record)
-                carried = self._carry_pins(record, key, new)  # c3, n, p, r, undo: another model
-                more += [carried] if carried else []
+                more += self._carried(record, key, new)  # c3, n, p, r, undo: another model
             except (BadInput, CadError) as exc:  # CommandError, InvalidPoseError; a CAD file
                 if kept is not None:
                     record.states[:], record.style = kept[0], kept[2]
@@ -194,8 +193,7 @@ class Refinement:
                 chain = Chain(record.states)
                 if not chain.states or new.key() != chain.current.key():
                     chain.push(new)
-                carried = self._carry_pins(record, key, new)  # fitcad may choose another model
-                more += [carried] if carried else []
+                more += self._carried(record, key, new)  # fitcad may choose another model
                 pins = copy.deepcopy(record.pins)
         # the pins at the pose drawn (after any fit); Label Studio drops a smart tool's point
         # once the answer comes: the pins go back
@@ -248,8 +246,7 @@ class Refinement:
         choices: list[dict] = []
         fit_mode = ""
         if pins:  # every pin point of the annotation, in creation order (one label)
-            carried = self._carry_pins(record, key, current)  # not solved with two meshes' points
-            notes += [carried] if carried else []
+            notes += self._carried(record, key, current)  # not solved with two meshes' points
             mesh = self.host.cad.mesh(key.category, current.cad_index)
             _, changed, added = pins_step.update(record.pins, pins, mesh, current.pose,
                                                  current.cad_index)
@@ -287,8 +284,10 @@ class Refinement:
                     choices = [c for c in choices if c["from_name"] != name]
                     choices.append(choice_result(name, command.name))
                 elif command.kind == "pins":
+                    notes += self._carried(record, key, new)  # "c3 pins": on model 3 already
                     notes.append(pins_step.describe(record.pins, shown_pose(new.pose)))
                 elif command.kind == "unpin":
+                    notes += self._carried(record, key, new)
                     said, again = pins_step.unpin(record.pins, int(command.value),
                                                   mark=current.key())
                     notes.append(said)
@@ -315,10 +314,12 @@ class Refinement:
             chain.push(new)
         return new, notes, choices, fit_mode
 
-    def _carry_pins(self, record: Any, key: ObjectKey, state: State) -> str | None:
-        """The chain's pins carried onto ``state``'s CAD model when it changed (pins_step.carry)."""
-        return pins_step.carry(record.pins, lambda cad: self.host.cad.mesh(key.category, cad),
+    def _carried(self, record: Any, key: ObjectKey, state: State) -> list[str]:
+        """The chain's pins carried onto ``state``'s CAD model when it changed
+        (pins_step.carry): its note, if any, as a list to add to the notes."""
+        said = pins_step.carry(record.pins, lambda cad: self.host.cad.mesh(key.category, cad),
                                state.pose, state.cad_index)
+        return [said] if said else []
 
     def _copy(self, key: ObjectKey, state: State, k: int) -> State:
         """``state`` with the rotation (azimuth, elevation, theta) of object k of the photo."""

@@ -351,6 +351,9 @@ def test_pins_are_carried_onto_another_cad_model_and_back(loop):
     assert "carried onto model 1" in note(command("c1"))
     listed = float(note(command("pins")).split("pins: 1 ")[1].split(" px")[0])
     assert listed == pytest.approx(r1, abs=0.06)
+    said = note(command("c3 pins"))  # one line: the list is of model 3's point already
+    assert "carried onto model 3 (their own points on it" in said
+    assert float(said.split("pins: 1 ")[1].split(" px")[0]) == pytest.approx(r3, abs=0.06)
 
 
 def test_an_unreadable_pin_point_keeps_its_pin(loop):
