@@ -16,7 +16,9 @@ monitor, the pins' nearest points disagree most) and for the baseline (scipy lea
 plain squared loss, restarted every 30 deg of azimuth from the pose shown, the lowest cost
 kept; the same model points). A
 timing set solves on a ~10k-triangle model (the real car 03, 13.8k, or the procedural tall mug,
-9.7k). Issue 21's goals are printed as met / not met. One process, one core for ray casting.
+9.7k). A last row solves 30 exact pins (no click noise) per object: the error that the
+difference between the two instances leaves by itself, by category. Issue 21's goals are
+printed as met / not met. One process, one core for ray casting.
 
     python benchmarks/bench_pins.py [--objects 80] [--seed 0] [--quick]
 """
@@ -54,7 +56,8 @@ def closest_points(mesh: CadMesh, points: np.ndarray) -> np.ndarray:
     return found["points"].numpy().astype(np.float64)
 
 
-def make_case(rng, library: CadMesh, photographed: CadMesh, count: int):
+def make_case(rng, library: CadMesh, photographed: CadMesh, count: int,
+              noise_px: float = NOISE_PX):
     """(true pose, start pose, pins) or None when too few points are visible in both."""
     radius = photographed.radius
     truth = Pose.from_degrees(rng.uniform(-180, 180), rng.uniform(0, 35), rng.normal(0, 4),
@@ -87,7 +90,7 @@ def make_case(rng, library: CadMesh, photographed: CadMesh, count: int):
         gap = np.min(np.linalg.norm(on_library[ok][:, None] - on_library[chosen][None], axis=2),
                      axis=1)
         chosen.append(int(ok[np.argmax(gap)]))
-    clicks = uv[chosen] + rng.normal(0, NOISE_PX, (count, 2))
+    clicks = uv[chosen] + rng.normal(0, noise_px, (count, 2))
     clicks = np.clip(clicks, 0, [WIDTH - 1, HEIGHT - 1])
     pins = [((pix[i, 0], pix[i, 1]), (c[0], c[1])) for i, c in zip(chosen, clicks)]
     return truth, start, pins
@@ -156,14 +159,14 @@ def baseline(mesh: CadMesh, start: Pose, pins) -> Pose:
 
 
 def build(objects: int, seed: int, count: int, use_real: bool, models=None,
-          cad_root: Path = SHARED_CAD):
+          cad_root: Path = SHARED_CAD, noise_px: float = NOISE_PX):
     models = models or pairs(use_real, cad_root)
     cases, i = [], 0
     while len(cases) < objects and i < objects * 5:
         category, library, photographed = models[i % len(models)]
         rng = np.random.default_rng([seed, count, i])
         i += 1
-        made = make_case(rng, library, photographed, count)
+        made = make_case(rng, library, photographed, count, noise_px)
         if made is not None:
             cases.append((category, library, photographed) + made)
     return cases
@@ -174,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--objects", type=int, default=80, help="cases per pin count (default 80)")
     ap.add_argument("--timing", type=int, default=30, help="solves on the ~10k mesh (default 30)")
+    ap.add_argument("--floor", type=int, default=40,
+                    help="cases with 30 exact pins: the error the two shapes alone leave "
+                         "(default 40; 0: none)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--generated", action="store_true",
                     help="use the procedural models even when ../shared is there")
@@ -183,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="24 cases, 10 timing solves")
     args = ap.parse_args(argv)
     if args.quick:
-        args.objects, args.timing = 24, 10
+        args.objects, args.timing, args.floor = 24, 10, 10
     if args.cad_root is None:
         args.cad_root = SHARED_CAD  # absent in a clone without ../shared: generated meshes
     elif not args.generated and not real_library(args.cad_root):
@@ -220,6 +226,17 @@ def main(argv: list[str] | None = None) -> int:
               f"naive LS, 12 restarts | {np.mean(e_base <= 30):.3f}")
         print(f"figure: {count} pins median rotation error up to symmetry | "
               f"{np.median(s_ours):.2f} deg | naive LS, 12 restarts | {np.median(s_base):.2f} deg")
+    # What the shapes alone allow: many exact clicks (no noise) on another instance
+    floor = build(args.floor, args.seed, 30, not args.generated, cad_root=args.cad_root,
+                  noise_px=0.0)
+    if floor:
+        e_floor, _, _ = run(floor, ours)
+        by_category = {}
+        for case, e in zip(floor, e_floor):
+            by_category.setdefault(case[0].split("/")[-1], []).append(e)
+        print(f"\n30 exact pins (no click noise), {len(floor)} objects: median "
+              f"{np.median(e_floor):.2f} deg; by category: " + ", ".join(
+                  f"{name} {np.median(v):.1f}d" for name, v in sorted(by_category.items())))
     timing = timing_models(args.cad_root)
     t_cases = build(args.timing, args.seed + 1, 6, True, timing)
     _, _, t10 = run(t_cases, ours)
