@@ -207,13 +207,16 @@ def unpin(pins: list[dict], number: int, mark: tuple | None = None) -> tuple[str
     return f"pin {number} removed ({rest})", again
 
 
-def restore(pins: list[dict], key: tuple) -> str | None:
-    """Bring back the pins removed by the line that left the state ``key`` (an undo to it).
+def restore(pins: list[dict], key: tuple, bring_back: bool = True) -> str | None:
+    """Bring back the pins removed by the line that left the state ``key`` (an undo to it);
+    ``bring_back`` False: only forget that they could come back (the line left no undo step).
     A note, or None."""
     back = [p for p in pins if p.get("off") and p.get("off_at") == list(key)]
     for pin in back:
-        pin["off"] = False
+        pin["off"] = not bring_back
         del pin["off_at"]
+    if not bring_back:
+        return None
     if not back:
         return None
     return f"{len(back)} pin{'s' if len(back) > 1 else ''} back (unpin undone)"

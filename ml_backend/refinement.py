@@ -312,6 +312,8 @@ class Refinement:
         check_ranges(new.pose, ranges)  # a click or box far outside: refused, not clamped
         if new.key() != chain.current.key():  # after an undo the chain's end moved
             chain.push(new)
+        else:  # no undo step: no later undo brings back a pin this line removed
+            pins_step.restore(record.pins, chain.current.key(), bring_back=False)
         return new, notes, choices, fit_mode
 
     def _carried(self, record: Any, key: ObjectKey, state: State) -> list[str]:

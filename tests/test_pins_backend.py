@@ -463,3 +463,19 @@ def test_neighbour_numbers_are_clipped_to_the_photo():
     corner = numbers_mask([(8, (1.0, 1.0))], W, H)  # partly off the photo: the part on it
     assert corner[:10, :10].any() and not corner[20:, 20:].any()
     assert not numbers_mask([(3, (1e9, 5.0)), (4, (float("nan"), 5.0))], W, H).any()
+
+
+def test_an_unpin_that_left_no_undo_step_is_not_brought_back_by_a_later_undo():
+    from ml_backend import pins_step
+
+    pins = [{"model": f"m{i}", "target": f"t{i}", "point": [0.0, 0.0, 0.0],
+             "photo": [10.0 * i, 5.0], "cad": 1, "off": False} for i in (1, 2, 3)]
+    key = (30.0, 15.0, 0.0, 8.0, 160.0, 120.0, 1)
+    said, again = pins_step.unpin(pins, 2, mark=key)
+    assert again and "u brings it back" in said
+    pins_step.restore(pins, key, bring_back=False)  # the line moved nothing: no step to undo
+    assert pins_step.restore(pins, key) is None
+    assert [p["model"] for p in pins_step.live(pins)] == ["m1", "m3"]
+    pins_step.unpin(pins, 2, mark=key)  # m3, its line's undo step undone: back
+    assert pins_step.restore(pins, key) == "1 pin back (unpin undone)"
+    assert [p["model"] for p in pins_step.live(pins)] == ["m1", "m3"]
