@@ -199,7 +199,7 @@ class Pose6DModel:
                         style: str = DEFAULT_STYLE, pins: list | None = None) -> list[dict]:
         """Result list for a pose: six Numbers, CAD choice, box and the overlay at ``shown_pose``
         in the overlay ``style``; the photo's other objects faintly (when it has any) and the
-        ``pins`` ([(model pixel, photo pixel or None)], drawn when not None)."""
+        ``pins`` ([(number, model pixel, photo pixel or None)], drawn when not None)."""
         shown = shown_pose(pose)
         try:
             mesh = self.cad.mesh(key.category, cad_index)

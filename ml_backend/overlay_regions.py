@@ -66,12 +66,19 @@ PIN_DOT_PX, PIN_RING_PX = 4.0, 6.0
 
 
 def pins_mask(pins: list, width: int, height: int) -> np.ndarray:
-    """(H, W) bool: each pin's model point (a dot), photo point (a ring) and the line between.
-    pins: [((u, v) model point at the pose shown, (u, v) photo point or None)], pixels."""
+    """(H, W) bool: each pin's model point (a dot, its number up and right of it: the one
+    ``pins`` and ``unpin`` use), photo point (a ring) and the line between.
+    pins: [(number, (u, v) model point at the pose shown, (u, v) photo point or None)],
+    pixels."""
     ys, xs = np.mgrid[0:height, 0:width]
     out = np.zeros((height, width), dtype=bool)
-    for model, photo in pins:
+    scale = max(2, digit_scale(width, height) // 2)
+    for number, model, photo in pins:
         out |= np.hypot(xs - model[0], ys - model[1]) <= PIN_DOT_PX
+        digits = len(str(int(number)))
+        out |= numbers_mask([(number, (model[0] + PIN_DOT_PX + 2 + 2 * digits * scale,
+                                       model[1] - PIN_DOT_PX - 2 - 2.5 * scale))],
+                            width, height, scale)
         if photo is None:
             continue
         ring = np.hypot(xs - photo[0], ys - photo[1])
@@ -145,11 +152,12 @@ def digit_scale(width: int, height: int) -> int:
 
 
 def numbers_mask(numbers: list[tuple[int, tuple[float, float]]], width: int,
-                 height: int) -> np.ndarray:
-    """(H, W) bool: each number written (DIGITS, digit_scale) centred on its pixel (u, v),
-    clipped to the photo. numbers: [(number >= 0, (u, v))]."""
+                 height: int, scale: int | None = None) -> np.ndarray:
+    """(H, W) bool: each number written (DIGITS, ``scale`` px per font pixel, default
+    digit_scale) centred on its pixel (u, v), clipped to the photo. numbers: [(number >= 0,
+    (u, v))]."""
     out = np.zeros((height, width), dtype=bool)
-    s = digit_scale(width, height)
+    s = scale or digit_scale(width, height)
     for number, (u, v) in numbers:
         text = str(int(number))
         glyphs = np.hstack([np.pad(np.array([[c == "1" for c in row] for row in DIGITS[d]]),

@@ -222,10 +222,12 @@ def restore(pins: list[dict], key: tuple, bring_back: bool = True) -> str | None
     return f"{len(back)} pin{'s' if len(back) > 1 else ''} back (unpin undone)"
 
 
-def drawn(pins: list[dict], pose: Pose) -> list[tuple[tuple[float, float], tuple[float, float] | None]]:
-    """What the overlay draws of each live pin: (model point's pixel at ``pose``, photo point
-    or None)."""
-    return [(uv, tuple(pin["photo"]) if pin.get("photo") is not None else None)
+def drawn(pins: list[dict], pose: Pose) -> list[tuple[int, tuple[float, float],
+                                                        tuple[float, float] | None]]:
+    """What the overlay draws of each live pin: (its number, as ``pins`` lists it; its model
+    point's pixel at ``pose``; its photo point or None). Not drawn: a point behind the camera."""
+    number = {id(p): i for i, p in enumerate(live(pins), start=1)}
+    return [(number[id(pin)], uv, tuple(pin["photo"]) if pin.get("photo") is not None else None)
             for pin, uv in _model_pixels(pins, pose) if uv is not None]
 
 

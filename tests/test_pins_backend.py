@@ -381,12 +381,12 @@ def test_a_pin_far_off_the_photo_is_drawn_clipped_and_kept():
 
     photo = (100.0, 50.0)
     far = (100.0 + 3e7, 50.0 + 1.5e7)  # direction (2, 1)
-    mask = pins_mask([(far, photo)], W, H)
+    mask = pins_mask([(1, far, photo)], W, H)
     for step in (10, 60, 100):  # on the line from the photo point towards the model point
         x, y = photo[0] + 2 * step / 5 ** 0.5, photo[1] + step / 5 ** 0.5
         assert mask[round(y), round(x)], (x, y)
     assert not mask[200, 20] and not mask[5, 300]
-    near = pins_mask([((10.0, 10.0), (60.0, 40.0))], W, H)
+    near = pins_mask([(2, (10.0, 10.0), (60.0, 40.0))], W, H)
     assert near[25, 35] and near[10, 10] and not near[200, 300]
     # 1e17 px away: the ends still exact (on the right border, and the photo point itself)
     end, start = clip_segment((100.0 + 2e17, 50.0 + 1e17), (100.0, 50.0), W, H)
@@ -479,3 +479,20 @@ def test_an_unpin_that_left_no_undo_step_is_not_brought_back_by_a_later_undo():
     pins_step.unpin(pins, 2, mark=key)  # m3, its line's undo step undone: back
     assert pins_step.restore(pins, key) == "1 pin back (unpin undone)"
     assert [p["model"] for p in pins_step.live(pins)] == ["m1", "m3"]
+
+
+def test_each_pin_is_drawn_with_its_number_beside_its_model_point():
+    """The number `pins` and `unpin N` use, written up and to the right of the model point's
+    dot (the dot alone is a disc; the rest of the drawing is the number)."""
+    from ml_backend.overlay_regions import PIN_DOT_PX, pins_mask
+
+    u, v = 100.0, 100.0
+    mask = pins_mask([(3, (u, v), None)], W, H)
+    ys, xs = np.mgrid[0:H, 0:W]
+    dot = np.hypot(xs - u, ys - v) <= PIN_DOT_PX + 2  # the disc, grown by the 2 px lines
+    rest_y, rest_x = np.nonzero(mask & ~dot)
+    assert len(rest_x) > 20
+    assert rest_x.min() > u + PIN_DOT_PX and rest_x.max() < u + 40
+    assert rest_y.max() < v - PIN_DOT_PX + 2 and rest_y.min() > v - 40
+    other = pins_mask([(7, (u, v), None)], W, H)
+    assert (other & ~dot).sum() != (mask & ~dot).sum()  # another number, another drawing
