@@ -31,7 +31,7 @@ from label_sync.database import Database
 from pose6d import labeling
 from pose6d.box_fit import fit_pose_to_box
 from pose6d.cad_library import CadError, CadLibrary
-from pose6d.camera import InvalidPoseError, Pose, wrap_angle
+from pose6d.camera import InvalidPoseError, Pose
 from pose6d.dataset import ObjectKey
 from pose6d.errors import BadInput, DataError
 from pose6d.labeling import (AnnotationValues, BOX_TYPES, NUMBER_SPECS, POINT_TYPES,
@@ -40,7 +40,7 @@ from pose6d.labeling import (AnnotationValues, BOX_TYPES, NUMBER_SPECS, POINT_TY
 from pose6d.labeling_config import number_ranges
 from pose6d.tasks import TaskError
 
-from ml_backend import pins_step
+from ml_backend import fit_step, pins_step
 from ml_backend.caller import (call_annotation, command_box_id, newest_drafts,
                                requesting_user)
 from ml_backend.chain import Chain, State, apply_command, check_ranges
@@ -53,9 +53,6 @@ if TYPE_CHECKING:
     from pose6d.fitting.evidence import ImageEvidence
 
 log = logging.getLogger("ml_backend.refinement")
-TURN_NOTE_DEG = 20.0  # a fit that turns the azimuth further says so
-NO_AUTOFIT = ("auto-fit is not installed here: it needs opencv-python-headless "
-              "(pip install opencv-python-headless; the Docker image has it)")
 
 
 class RefinementHost(Protocol):
@@ -183,7 +180,7 @@ class Refinement:
             pins = copy.deepcopy(record.pins)
         if fit_mode:  # seconds of search: outside the chain's lock, then one more undo step
             try:
-                new, fit_notes = self._fit(key, new, fit_mode, ranges)
+                new, fit_notes = fit_step.fit(self.host, key, new, fit_mode, ranges)
             except CommandError as exc:
                 return self._error(str(exc))
             except (BadInput, DataError) as exc:
@@ -331,45 +328,6 @@ class Refinement:
             raise CommandError(f"this photo has no object {k} (others: {ks or 'none'})")
         return State(state.pose.replace(azimuth=found[0].azimuth, elevation=found[0].elevation,
                                         theta=found[0].theta), state.cad_index)
-
-    def _fit(self, key: ObjectKey, state: State, mode: str,
-             ranges: dict[str, tuple[float, float]]) -> tuple[State, str]:
-        """Auto-fit from ``state``: (the fitted state, a note saying how it went). Only a pose
-        that scores better replaces the one shown; another model needs a clear lead."""
-        try:  # OpenCV is optional (requirements-backend.txt and the Docker image have it)
-            from pose6d.fitting.fit import fit_pose, fit_translation
-            from pose6d.fitting.turns import fit_all_round
-            from pose6d.fitting.cad import fit_cad
-        except ImportError:
-            raise CommandError(NO_AUTOFIT) from None
-        evidence = self.host.photo_evidence(key)
-        indices = self.host.cad.indices(key.category)
-        if mode == "cad" or (mode == "all-round" and len(indices) > 1):
-            meshes = {i: self.host.cad.mesh(key.category, i) for i in indices}
-            found = fit_cad(evidence, meshes, state.pose, initial_index=state.cad_index,
-                            all_round=mode == "all-round")
-            cad, result = found.suggested_index, found.results[found.suggested_index]
-            which = (f"; model {cad} explains the photo best (by {found.margin:.2f})"
-                     if cad != state.cad_index else f"; model {cad} stays (no clear better one)")
-        else:
-            mesh = self.host.cad.mesh(key.category, state.cad_index)
-            cad, which = state.cad_index, ""
-            fit = {"translation": fit_translation, "all-round": fit_all_round}.get(mode, fit_pose)
-            result = fit(evidence, mesh, state.pose)
-        fitted = State(shown_pose(result.pose), cad)
-        try:
-            check_ranges(fitted.pose, ranges)
-        except CommandError:
-            return state, "fit: the best pose found leaves the allowed ranges; kept the pose"
-        if not result.changed and cad == state.cad_index:
-            return state, f"fit: pose kept ({result.message or 'nothing explains the photo better'})"
-        turn = math.degrees(wrap_angle(fitted.pose.azimuth - state.pose.azimuth))
-        flip = "; turned round (180 deg)" if result.flip_taken else \
-            f"; turned {turn:+.0f} deg" if abs(turn) > TURN_NOTE_DEG else ""
-        kept = "; rotation kept (no turn explains the photo clearly better)" \
-            if result.rotation_kept else ""
-        return fitted, (f"fit: score {result.initial_score:.2f} -> {result.score:.2f} "
-                        f"in {result.seconds:.1f} s{flip}{kept}{which}; u undoes it")
 
     def _error(self, message: str) -> dict:
         return {"result": [command_result(f"{ERROR_MARK} {message}")],
