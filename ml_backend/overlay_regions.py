@@ -136,7 +136,7 @@ def neighbours_region(neighbours: list, width: int, height: int) -> dict:
                        alpha=NEIGHBOUR_ALPHA)
 
 
-# A 3x5 pixel font for the neighbours' numbers (no font files, no PIL in the service).
+# A 3x5 pixel font for the pins' and the neighbours' numbers (no font files, no PIL here).
 DIGITS = {
     "0": ("111", "101", "101", "101", "111"), "1": ("010", "110", "010", "010", "111"),
     "2": ("111", "001", "111", "100", "111"), "3": ("111", "001", "111", "001", "111"),

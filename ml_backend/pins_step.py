@@ -215,9 +215,7 @@ def restore(pins: list[dict], key: tuple, bring_back: bool = True) -> str | None
     for pin in back:
         pin["off"] = not bring_back
         del pin["off_at"]
-    if not bring_back:
-        return None
-    if not back:
+    if not (bring_back and back):
         return None
     return f"{len(back)} pin{'s' if len(back) > 1 else ''} back (unpin undone)"
 
