@@ -150,6 +150,14 @@ def run(cases, solver) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.array(errors), np.array(sym), np.array(seconds)
 
 
+def by_category(cases, errors: np.ndarray) -> dict[str, np.ndarray]:
+    """{category: its cases' errors}, categories in name order."""
+    out: dict[str, list[float]] = {}
+    for case, e in zip(cases, errors):
+        out.setdefault(case[0].split("/")[-1], []).append(e)
+    return {name: np.array(v) for name, v in sorted(out.items())}
+
+
 def ours(mesh: CadMesh, start: Pose, pins) -> Pose:
     return solve_pins(mesh.vertices, mesh.faces, start, pins, WIDTH, HEIGHT)
 
@@ -211,12 +219,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:34s} {np.median(e):7.2f}d {np.mean(e <= 30):8.3f} "
                   f"{np.median(sy):7.2f}d {np.mean(sy <= 30):8.3f} "
                   f"{np.percentile(t, 50):7.3f}s {np.percentile(t, 95):7.3f}s")
-        by_category = {}
-        for case, e in zip(cases, e_ours):
-            by_category.setdefault(case[0].split("/")[-1], []).append(e)
         print("  solve_pins by category (median / within 30 deg): " + ", ".join(
-            f"{name} {np.median(v):.1f}d/{np.mean(np.array(v) <= 30):.2f}"
-            for name, v in sorted(by_category.items())))
+            f"{name} {np.median(v):.1f}d/{np.mean(v <= 30):.2f}"
+            for name, v in by_category(cases, e_ours).items()))
         figures[count] = (np.median(e_ours), np.mean(e_ours <= 30), np.median(e_base),
                           np.mean(e_base <= 30), np.percentile(t_ours, 95),
                           np.percentile(t_base, 95))
@@ -231,12 +236,9 @@ def main(argv: list[str] | None = None) -> int:
                   noise_px=0.0)
     if floor:
         e_floor, _, _ = run(floor, ours)
-        by_category = {}
-        for case, e in zip(floor, e_floor):
-            by_category.setdefault(case[0].split("/")[-1], []).append(e)
         print(f"\n30 exact pins (no click noise), {len(floor)} objects: median "
               f"{np.median(e_floor):.2f} deg; by category: " + ", ".join(
-                  f"{name} {np.median(v):.1f}d" for name, v in sorted(by_category.items())))
+                  f"{name} {np.median(v):.1f}d" for name, v in by_category(floor, e_floor).items()))
     timing = timing_models(args.cad_root)
     t_cases = build(args.timing, args.seed + 1, 6, True, timing)
     _, _, t10 = run(t_cases, ours)

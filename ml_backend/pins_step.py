@@ -156,12 +156,8 @@ def _anchor(pins: list[dict], pose: Pose) -> Pose:
     """The pose shown when the first live pin was started (one or two pins turn theta and
     scale freely; the prior of 3+ pins holds to what the annotator had before pinning)."""
     for pin in live(pins):
-        shown = pin.get("shown")
-        if isinstance(shown, list) and len(shown) == 6:
-            try:
-                return Pose(*shown, viewport=pose.viewport, focal=pose.focal)
-            except (TypeError, ValueError):
-                break
+        if isinstance(pin.get("shown"), list) and len(pin["shown"]) == 6:
+            return _shown_then(pin, pose) or pose
     return pose
 
 
@@ -245,14 +241,24 @@ def regions(pins: list[dict], pose: Pose, width: int, height: int) -> list[dict]
     return out
 
 
-def _clicked_pixel(pin: dict, like: Pose) -> tuple[float, float] | None:
-    """The pixel where the pin's model point was clicked (the point at the pose shown then)."""
+def _shown_then(pin: dict, like: Pose) -> Pose | None:
+    """The pose shown when the pin's model point was clicked (``like``'s camera), None when
+    the pin does not keep a usable one."""
     shown = pin.get("shown")
+    if not (isinstance(shown, list) and len(shown) == 6):
+        return None
     try:
-        uv = project_points(np.array([pin["point"]]), Pose(*shown, viewport=like.viewport,
-                                                           focal=like.focal))[0]
+        return Pose(*shown, viewport=like.viewport, focal=like.focal)
     except (TypeError, ValueError):
         return None
+
+
+def _clicked_pixel(pin: dict, like: Pose) -> tuple[float, float] | None:
+    """The pixel where the pin's model point was clicked (the point at the pose shown then)."""
+    then = _shown_then(pin, like)
+    if then is None:
+        return None
+    uv = project_points(np.array([pin["point"]]), then)[0]
     return (float(uv[0]), float(uv[1])) if np.isfinite(uv).all() else None
 
 
