@@ -11,7 +11,8 @@ from ../shared/imagenet3d_cad (categories with two or more models) when present,
 project's procedural models.
 
 Rows for 4 and 6 pins: median rotation error, share within 30 deg (Acc@pi/6), solve time p50 /
-p95, for solve_pins (also by category: where two instances differ most, e.g. a deep and a thin
+p95, for solve_pins (its points sliding along their normals, and held: pose6d.fitting.pins.
+SLIDE_FRACTION; also by category: where two instances differ most, e.g. a deep and a thin
 monitor, the pins' nearest points disagree most) and for the baseline (scipy least_squares,
 plain squared loss, restarted every 30 deg of azimuth from the pose shown, the lowest cost
 kept; the same model points). A
@@ -162,6 +163,15 @@ def ours(mesh: CadMesh, start: Pose, pins) -> Pose:
     return solve_pins(mesh.vertices, mesh.faces, start, pins, WIDTH, HEIGHT)
 
 
+def no_slides(mesh: CadMesh, start: Pose, pins) -> Pose:
+    """solve_pins with its points held exactly (no slides): what the slides add."""
+    from pose6d.fitting.pins import default_ranges, solve_points, split_pins
+
+    model_px, photo_px = split_pins(pins, WIDTH, HEIGHT)
+    return solve_points(model_points(mesh, start, model_px), photo_px, start,
+                        default_ranges(WIDTH, HEIGHT))
+
+
 def baseline(mesh: CadMesh, start: Pose, pins) -> Pose:
     return naive_solve(mesh, start, pins, WIDTH, HEIGHT)
 
@@ -208,15 +218,18 @@ def main(argv: list[str] | None = None) -> int:
                       cad_root=args.cad_root)
         starts = [math.degrees(pose_rotation_error(c[4], c[3])) for c in cases]
         e_ours, s_ours, t_ours = run(cases, ours)
+        e_rigid, s_rigid, t_rigid = run(cases, no_slides)
         e_base, s_base, t_base = run(cases, baseline)
         print(f"\n{count} pins, {len(cases)} objects ({cases[0][0].split('/')[0]} meshes, "
               f"another model of the category in the library), start median "
               f"{np.median(starts):.1f} deg")
-        print(f"  {'solver':34s} {'median':>8s} {'<=30deg':>8s} {'sym med':>8s} {'sym<=30':>8s} "
+        print(f"  {'solver':36s} {'median':>8s} {'<=30deg':>8s} {'sym med':>8s} {'sym<=30':>8s} "
               f"{'p50':>8s} {'p95':>8s}")
         for name, e, sy, t in (("solve_pins", e_ours, s_ours, t_ours),
+                               ("solve_pins, points held (no slides)", e_rigid, s_rigid,
+                                t_rigid),
                                ("naive LS, 12 azimuth restarts", e_base, s_base, t_base)):
-            print(f"  {name:34s} {np.median(e):7.2f}d {np.mean(e <= 30):8.3f} "
+            print(f"  {name:36s} {np.median(e):7.2f}d {np.mean(e <= 30):8.3f} "
                   f"{np.median(sy):7.2f}d {np.mean(sy <= 30):8.3f} "
                   f"{np.percentile(t, 50):7.3f}s {np.percentile(t, 95):7.3f}s")
         print("  solve_pins by category (median / within 30 deg): " + ", ".join(
@@ -236,9 +249,12 @@ def main(argv: list[str] | None = None) -> int:
                   noise_px=0.0)
     if floor:
         e_floor, _, _ = run(floor, ours)
+        e_held, _, _ = run(floor, no_slides)
+        held = by_category(floor, e_held)
         print(f"\n30 exact pins (no click noise), {len(floor)} objects: median "
-              f"{np.median(e_floor):.2f} deg; by category: " + ", ".join(
-                  f"{name} {np.median(v):.1f}d" for name, v in by_category(floor, e_floor).items()))
+              f"{np.median(e_floor):.2f} deg (points held: {np.median(e_held):.2f}); by category "
+              f"(held): " + ", ".join(f"{name} {np.median(v):.1f}d ({np.median(held[name]):.1f}d)"
+                                      for name, v in by_category(floor, e_floor).items()))
     timing = timing_models(args.cad_root)
     t_cases = build(args.timing, args.seed + 1, 6, True, timing)
     _, _, t10 = run(t_cases, ours)

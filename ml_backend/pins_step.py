@@ -25,7 +25,7 @@ import numpy as np
 from pose6d.cad_library import CadMesh
 from pose6d.camera import Pose, project_points
 from pose6d.labeling import pin_region, region_point_pixels
-from pose6d.fitting.pins import PinError, model_points, solve_points
+from pose6d.fitting.pins import PinError, model_points, normal_slides, solve_points
 
 from ml_backend.commands import CommandError
 
@@ -142,14 +142,17 @@ def _seen_instead(mesh: CadMesh, pose: Pose, point: np.ndarray) -> list[float]:
     return [float(v) for v in found["points"].numpy()[0]]
 
 
-def solve(pins: list[dict], pose: Pose, ranges: dict[str, tuple[float, float]]) -> Pose:
-    """The pose from the complete pins (pose6d.fitting.pins.solve_points), ``pose`` without any."""
+def solve(pins: list[dict], pose: Pose, ranges: dict[str, tuple[float, float]],
+          mesh: CadMesh) -> Pose:
+    """The pose from the complete pins (pose6d.fitting.pins.solve_points; their points on
+    ``mesh``, the model shown), ``pose`` without any."""
     done = complete(pins)
     if not done:
         return pose
     points = np.array([p["point"] for p in done], dtype=np.float64)
     targets = np.array([p["photo"] for p in done], dtype=np.float64)
-    return solve_points(points, targets, pose, ranges, prior=_anchor(pins, pose))
+    return solve_points(points, targets, pose, ranges, prior=_anchor(pins, pose),
+                        slides=normal_slides(mesh, points))
 
 
 def _anchor(pins: list[dict], pose: Pose) -> Pose:

@@ -136,9 +136,10 @@ class Refinement:
         on_screen = _numbers_shown(values, initial_state)
         shows = (lambda c: bool(c.states) and c.states[-1].key() == on_screen.key()) \
             if on_screen is not None else None
+        ids = {r["id"] for r in pins if isinstance(r.get("id"), str)}
         try:
             return self._refine(task, values, key, initial_state, (width, height), ranges, hint,
-                                user, (owns, pinned, shows))
+                                user, (owns, pinned, shows, ids))
         except UnclearCaller:
             what, redo = ("pin", "place the pin") if pins else ("drawing", "draw it")
             return self._error(f"the backend cannot tell whose {what} this is yet (Label "
@@ -150,6 +151,7 @@ class Refinement:
                 size: tuple[int, int], ranges: dict, hint: str | None, user: str | None,
                 tells: tuple[Callable | None, ...]) -> dict:
         """handle's work on the call's chain; ``tells``: pick_chain's owns, pinned, shows
+        and the call's pin point ids (Chains.open's points)
         (Chains.open: UnclearCaller)."""
         width, height = size
         # One task's calls one at a time, across workers (Label Studio may send two at once).
@@ -250,7 +252,8 @@ class Refinement:
             notes += added
             new = current
             if changed:  # one solve, one undo step
-                new = State(pins_step.solve(record.pins, current.pose, ranges), current.cad_index)
+                new = State(pins_step.solve(record.pins, current.pose, ranges, mesh),
+                            current.cad_index)
                 notes.append(pins_step.describe(record.pins, shown_pose(new.pose)))
         elif points:  # the newest point is the last (Label Studio sends them in drawing order)
             x, y = _region_pixels(region_point_pixels, points[-1])
@@ -289,7 +292,8 @@ class Refinement:
                                                   mark=current.key())
                     notes.append(said)
                     if again:  # the rest solve again without it (the line's undo step)
-                        new = State(pins_step.solve(record.pins, new.pose, ranges),
+                        mesh = self.host.cad.mesh(key.category, new.cad_index)
+                        new = State(pins_step.solve(record.pins, new.pose, ranges, mesh),
                                     new.cad_index)
                         notes.append(pins_step.describe(record.pins, shown_pose(new.pose)))
                 elif command.kind == "copy":

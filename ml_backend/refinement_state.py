@@ -36,6 +36,11 @@ LOCK_TASK = 101  # lock space (the sync's own spaces are small numbers)
 # A chain of no known annotator changed this recently may be a tab at work whose draft Label
 # Studio has not saved yet; older ones are tabs left behind.
 ACTIVE_S = 1800.0
+# A submitted annotation's chain with pins is kept under this prefix, out of the chains a call
+# can pick: its pin points stay in the annotation, and reopened, its calls take it back
+# (Chains.open). One without pins is dropped (its values are in the annotation; kept, every
+# chain would stay: up to MAX_HISTORY poses per object).
+ENDED = "ended:"
 
 
 class UnclearCaller(Exception):
@@ -99,13 +104,14 @@ class _StoreRows:
     def __init__(self, tx: Tx, make_state: Callable):
         self.tx, self.make_state = tx, make_state
 
-    def chains_of_task(self, task_id: str) -> list[ChainRecord]:
+    def chains_of_task(self, task_id: str, ended: bool = False) -> list[ChainRecord]:
+        """The task's chains at work, or (``ended``) those of its submitted annotations."""
         rows = self.tx.run("SELECT chain_id, task_id, annotator, states, style, updated_at "
                            "FROM pose6d_refinement_chain WHERE task_id = ?", (task_id,))
         pins = {r[0]: json.loads(r[1]) for r in self.tx.run(
             "SELECT chain_id, pins FROM pose6d_refinement_pins WHERE task_id = ?", (task_id,))}
         return [ChainRecord(r[0], r[1], r[2], states_from_json(r[3], self.make_state), r[4], r[5],
-                            pins.get(r[0], [])) for r in rows]
+                            pins.get(r[0], [])) for r in rows if r[0].startswith(ENDED) == ended]
 
     def save(self, chain: ChainRecord) -> None:
         self.tx.run("INSERT INTO pose6d_refinement_chain (chain_id, task_id, annotator, states, "
@@ -126,6 +132,19 @@ class _StoreRows:
             else:
                 self.tx.run(f"DELETE FROM {table} WHERE chain_id = ?", (chain_id,))
 
+    def end(self, task_id: str, chain_id: str) -> None:
+        """Keep the chain as ended (ENDED + its id; in place of an older ended one) when it
+        has pins, else drop it."""
+        pinned = any(json.loads(r[0]) for r in self.tx.run(
+            "SELECT pins FROM pose6d_refinement_pins WHERE chain_id = ?", (chain_id,)))
+        self.delete(task_id, ENDED + chain_id)
+        if not pinned:
+            self.delete(task_id, chain_id)
+            return
+        for table in ("pose6d_refinement_chain", "pose6d_refinement_pins"):
+            self.tx.run(f"UPDATE {table} SET chain_id = ? WHERE chain_id = ?",
+                        (ENDED + chain_id, chain_id))
+
     def style_of(self, user: str) -> str:
         rows = self.tx.run("SELECT style FROM pose6d_refinement_style WHERE annotator = ?", (user,))
         return rows[0][0] if rows else ""
@@ -143,9 +162,10 @@ class _MemoryRows:
     def __init__(self, chains: collections.OrderedDict, styles: dict):
         self.chains, self.styles = chains, styles
 
-    def chains_of_task(self, task_id: str) -> list[ChainRecord]:
+    def chains_of_task(self, task_id: str, ended: bool = False) -> list[ChainRecord]:
         return [dataclasses.replace(c, states=list(c.states), pins=json.loads(json.dumps(c.pins)))
-                for c in self.chains.values() if c.task_id == task_id]
+                for c in self.chains.values()
+                if c.task_id == task_id and c.chain_id.startswith(ENDED) == ended]
 
     def save(self, chain: ChainRecord) -> None:
         self.chains.pop(chain.chain_id, None)
@@ -157,6 +177,12 @@ class _MemoryRows:
         for key in [k for k, c in self.chains.items()
                     if c.task_id == task_id and chain_id in (None, k)]:
             del self.chains[key]
+
+    def end(self, task_id: str, chain_id: str) -> None:
+        chain = self.chains.pop(chain_id, None)
+        self.chains.pop(ENDED + chain_id, None)
+        if chain is not None and chain.pins:
+            self.chains[ENDED + chain_id] = dataclasses.replace(chain, chain_id=ENDED + chain_id)
 
     def style_of(self, user: str) -> str:
         return self.styles.get(user, "")
@@ -212,6 +238,22 @@ def pick_chain(chains: list[ChainRecord], task_id: str, chain_id: str | None,
     return ChainRecord(f"{task_id}/-{uuid.uuid4().hex[:12]}", task_id, user, [])
 
 
+def _continue_ended(rows: _StoreRows | _MemoryRows, chain: ChainRecord,
+                    points: set[str]) -> None:
+    """Give the new ``chain`` the poses and pins of the ended chain it continues (Chains.open),
+    which it then replaces (marked adopted)."""
+    ended = rows.chains_of_task(chain.task_id, ended=True)
+    found = [c for c in ended if c.chain_id == ENDED + chain.chain_id] or [
+        c for c in ended if points & ({p.get("model") for p in c.pins}
+                                      | {p.get("target") for p in c.pins})]
+    if not found:
+        return
+    old = _newest(found)  # its undo steps come back too (and an unpin's mark with them)
+    chain.states[:], chain.pins[:] = old.states, old.pins
+    chain.style, chain.user = chain.style or old.style, chain.user or old.user
+    chain.adopted = old.chain_id
+
+
 def _newest(chains: list[ChainRecord]) -> ChainRecord:
     return max(chains, key=lambda c: c.updated)
 
@@ -263,12 +305,17 @@ class Chains:
     def open(self, task_id: str, annotation_hint: str | None, user: str | None,
              owns: Callable[[ChainRecord], bool] | None = None,
              pinned: Callable[[ChainRecord], bool] | None = None,
-             shows: Callable[[ChainRecord], bool] | None = None) -> Iterator[ChainRecord]:
+             shows: Callable[[ChainRecord], bool] | None = None,
+             points: set[str] | None = None) -> Iterator[ChainRecord]:
         """The call's chain (pick_chain; UnclearCaller), saved on exit if changed (an unnamed
-        chain it continues is then stored under its name)."""
+        chain it continues is then stored under its name). A new chain continues its ended
+        one (a submitted annotation reopened): the one of its name, or for an unnamed pin call
+        the one with a pin on one of ``points`` (the call's pin point ids)."""
         with self.rows(task_id) as rows:
             chain = pick_chain(rows.chains_of_task(task_id), task_id,
                                chain_id_of(task_id, annotation_hint), user, owns, pinned, shows)
+            if not (chain.states or chain.pins or chain.adopted):
+                _continue_ended(rows, chain, points or set())
             if chain.adopted:
                 adopted, chain.adopted = chain.adopted, ""
                 rows.delete(task_id, adopted)
@@ -293,9 +340,14 @@ class Chains:
         return found[0] if found else None
 
     def forget(self, task_id: str, annotation_hint: str | None = None) -> None:
-        """Drop one annotation's chain (its annotation was submitted), or all of the task's."""
+        """End one annotation's chain (its annotation was submitted: kept as ended when it has
+        pins, for when it is reopened), or drop all of the task's."""
+        chain_id = chain_id_of(task_id, annotation_hint)
         with self.rows(task_id) as rows:
-            rows.delete(task_id, chain_id_of(task_id, annotation_hint))
+            if chain_id is None:
+                rows.delete(task_id, None)
+            else:
+                rows.end(task_id, chain_id)
 
     def _begin(self, stack: contextlib.ExitStack, task_id: str) -> Tx | None:
         """A store transaction holding the task's lock, or None (then memory is used)."""

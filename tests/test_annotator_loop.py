@@ -323,3 +323,50 @@ def test_the_default_overlay_keeps_the_photo_visible(setup, tiny_dataset):
     assert not decode_brush(by[labeling.MESH_REGION_ID]["value"]["rle"], 320, 240).any()
     assert decode_brush(by[labeling.EDGES_REGION_ID]["value"]["rle"], 320, 240).sum() > 50
     assert all(by[n].get("readonly") is True for n in labeling.NUMBER_SPECS)  # no slider drags
+
+
+@pytest.mark.parametrize("where", ["store", "memory"])
+def test_a_submitted_annotations_chain_is_kept_apart_and_taken_back_when_reopened(tmp_path, where):
+    """forget (the annotation submitted) keeps a chain with pins out of the ones a call can
+    pick (one without pins is dropped); a new chain of the same name, or an unnamed pin call
+    carrying one of its pin points, takes back its poses and pins; other calls start afresh.
+    In the store and in memory (the store down)."""
+    from ml_backend.chain import State
+    from ml_backend.refinement_state import Chains, RefinementStore
+    from pose6d.camera import Pose
+
+    def failing():
+        raise OSError("store down")
+
+    store = RefinementStore(str(tmp_path / "chains.sqlite3")) if where == "store" else None
+    chains = Chains((lambda: store) if store else failing, State)
+    pose = Pose.from_degrees(10, 5, 0, 4, 100, 80)
+    pin = {"model": "m1", "target": "t1", "point": [0.1, 0.2, 0.3], "photo": [90.0, 70.0],
+           "cad": 1, "off": False}
+    with chains.open("7", "box", "a@example.com") as record:
+        record.states.append(State(pose, 1))
+        record.pins.append(dict(pin))
+    chains.forget("7", "box")
+    with chains.open("7", "plain", "b@example.com") as record:  # no pins: not kept
+        record.states.append(State(pose, 2))
+    chains.forget("7", "plain")
+    with chains.rows("7") as rows:
+        assert [c.chain_id for c in rows.chains_of_task("7", ended=True)] == ["ended:7/box"]
+        assert rows.chains_of_task("7") == []
+    with chains.open("7", None, None, points={"elsewhere"}) as record:  # another tab: afresh
+        assert record.states == [] and record.pins == []
+    chains.forget("7")  # the task's chains dropped (ended ones too)
+    with chains.open("7", "box", "a@example.com") as record:
+        record.states.append(State(pose, 1))
+        record.pins.append(dict(pin))
+    chains.forget("7", "box")
+    with chains.open("7", "box", None) as record:  # reopened, a named call first
+        assert [s.key() for s in record.states] == [State(pose, 1).key()]
+        assert record.pins == [pin] and record.user == "a@example.com"
+    chains.forget("7", "box")
+    with chains.open("7", None, None, points={"t1", "m9"}) as record:  # a pin call first
+        assert record.pins == [pin] and len(record.states) == 1
+        unnamed = record.chain_id
+    with chains.rows("7") as rows:
+        assert [c.chain_id for c in rows.chains_of_task("7")] == [unnamed]
+        assert rows.chains_of_task("7", ended=True) == []  # taken back, not copied

@@ -368,7 +368,7 @@ def test_an_unreadable_pin_point_keeps_its_pin(loop):
     broken["value"]["x"] = None
     pins(pin_region("m1", u, v), broken)
     assert "pins: 1 0.0 px" in note(command("pins"))
-    by = pins(pin_region("m1", u, v))  # t1 deleted: the pin waits for its photo point again
+    pins(pin_region("m1", u, v))  # t1 deleted: the pin waits for its photo point again
     assert "1 waiting" in note(command("pins"))
 
 
@@ -496,3 +496,44 @@ def test_each_pin_is_drawn_with_its_number_beside_its_model_point():
     assert rest_y.max() < v - PIN_DOT_PX + 2 and rest_y.min() > v - 40
     other = pins_mask([(7, (u, v), None)], W, H)
     assert (other & ~dot).sum() != (mask & ~dot).sum()  # another number, another drawing
+
+
+def test_a_reopened_annotation_takes_back_its_pins_as_they_were(loop, tiny_keys):
+    """Submitting ends the annotation's chain; its pin points stay in the annotation. Reopened,
+    a new pin call carries them all: pin 1 is back with its own model point (listed at the
+    error it had), pin 2, removed with `unpin 2` before the submit, stays removed (its points
+    are not taken for a new pin), the new point starts pin 2, and nothing solves again."""
+    import ls_payloads as ls
+    from backend_helpers import command_context
+
+    command, pins, state, mesh, _ = loop
+    command(".")
+    a = inside_pixel(mesh, shown(state), 0)
+    regions = [pin_region("m1", *a)]
+    pins(*regions)
+    regions.append(pin_region("t1", a[0] + 6, a[1] + 4))
+    pins(*regions)
+    b = inside_pixel(mesh, shown(state), 1)  # on the model where pin 1 moved it
+    regions.append(pin_region("m2", *b))
+    pins(*regions)
+    regions.append(pin_region("t2", b[0] - 5, b[1] + 3))
+    by = pins(*regions)
+    assert "pin 2 removed" in note(command("unpin 2"))
+    before, listed = dict(state["numbers"]), note(command("pins"))
+    assert "pins: 1 " in listed and ", 2" not in listed
+    # where Label Studio has the points when it submits: the model points as last returned
+    kept = [by[rid] if rid in ("m1", "m2") else r for rid, r in
+            zip(("m1", "t1", "m2", "t2"), regions)]
+    submitted = command_context(state["numbers"], state["cad"], "") + kept + [
+        {"from_name": name, "to_name": labeling.IMAGE, "type": "choices",
+         "value": {"choices": [value]}}
+        for name, value in ((labeling.QUALITY, labeling.QUALITY_VALUES[0]),
+                            (labeling.DENSE, labeling.DENSE_VALUES[-1]))]
+    res = state["client"].post("/webhook", json=ls.created(91, 11, str(tiny_keys[0]), 10,
+                                                          submitted))
+    assert res.status_code == 201, res.json
+    c = inside_pixel(mesh, shown(state), 2)
+    by = pins(*kept, pin_region("m3", *c))
+    assert state["numbers"] == before
+    assert "pin 2: model point set" in note(by)
+    assert note(command("pins")).strip() == listed.strip() + ", 2 waiting"
