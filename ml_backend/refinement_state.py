@@ -240,8 +240,8 @@ def pick_chain(chains: list[ChainRecord], task_id: str, chain_id: str | None,
 
 def _continue_ended(rows: _StoreRows | _MemoryRows, chain: ChainRecord,
                     points: set[str]) -> None:
-    """Give the new ``chain`` the poses and pins of the ended chain it continues (Chains.open),
-    which it then replaces (marked adopted)."""
+    """Give the new ``chain`` the name, poses and pins of the ended chain it continues
+    (Chains.open), which it then replaces (marked adopted)."""
     ended = rows.chains_of_task(chain.task_id, ended=True)
     found = [c for c in ended if c.chain_id == ENDED + chain.chain_id] or [
         c for c in ended if points & ({p.get("model") for p in c.pins}
@@ -251,7 +251,8 @@ def _continue_ended(rows: _StoreRows | _MemoryRows, chain: ChainRecord,
     old = _newest(found)  # its undo steps come back too (and an unpin's mark with them)
     chain.states[:], chain.pins[:] = old.states, old.pins
     chain.style, chain.user = chain.style or old.style, chain.user or old.user
-    chain.adopted = old.chain_id
+    # an unnamed pin call's chain takes the annotation's name: its next command continues it
+    chain.chain_id, chain.adopted = old.chain_id[len(ENDED):], old.chain_id
 
 
 def _newest(chains: list[ChainRecord]) -> ChainRecord:

@@ -329,7 +329,8 @@ def test_the_default_overlay_keeps_the_photo_visible(setup, tiny_dataset):
 def test_a_submitted_annotations_chain_is_kept_apart_and_taken_back_when_reopened(tmp_path, where):
     """forget (the annotation submitted) keeps a chain with pins out of the ones a call can
     pick (one without pins is dropped); a new chain of the same name, or an unnamed pin call
-    carrying one of its pin points, takes back its poses and pins; other calls start afresh.
+    carrying one of its pin points, takes back its name, poses and pins; other calls start
+    afresh.
     In the store and in memory (the store down)."""
     from ml_backend.chain import State
     from ml_backend.refinement_state import Chains, RefinementStore
@@ -366,7 +367,7 @@ def test_a_submitted_annotations_chain_is_kept_apart_and_taken_back_when_reopene
     chains.forget("7", "box")
     with chains.open("7", None, None, points={"t1", "m9"}) as record:  # a pin call first
         assert record.pins == [pin] and len(record.states) == 1
-        unnamed = record.chain_id
+        assert record.chain_id == "7/box"  # the annotation's: its next command continues it
     with chains.rows("7") as rows:
-        assert [c.chain_id for c in rows.chains_of_task("7")] == [unnamed]
+        assert [c.chain_id for c in rows.chains_of_task("7")] == ["7/box"]
         assert rows.chains_of_task("7", ended=True) == []  # taken back, not copied

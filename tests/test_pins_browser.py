@@ -9,7 +9,9 @@ scales the distance (azimuth and elevation kept); the page reloaded after the dr
 the pin points come back and the next point starts pin 3 (the first four are known). Then two
 annotators on one task, each in a tab of their own: each one's pins move only their own pose,
 `pins` lists only their own, each numbers their next pin after their own, and a reload of one
-tab brings back only that annotator's pins.
+tab brings back only that annotator's pins. Last, on another task: pins, Submit, the submitted
+annotation reopened: the next point completes the waiting pin (the backend takes the pins back
+with the annotation's undo steps).
 Screenshots: docs/images/pins_*.png.
 """
 from __future__ import annotations
@@ -261,5 +263,63 @@ def test_pins_in_two_annotators_tabs(label_studio, setup):
             u3, v3 = inside(dataset, key, record.cad_index, pose_b, width, height, 0)
             assert "pin 2: model point set" in note(b.pin_click(u3, v3))
             assert len(a.pin_points()) == 3
+        finally:
+            browser.close()
+
+
+def test_a_submitted_annotation_reopened_goes_on_with_its_pins(label_studio, setup):
+    """Two pins and a third's model point, Submit (the webhook ends the annotation's chain),
+    the annotation reopened from the Data Manager: its five pin points come with it, the next
+    point is pin 3's photo point (the backend takes the pins back: a lost chain would read the
+    five again as new points), and `u` steps back through the poses from before the Submit. On
+    the second task, so that the first stays without an annotation for the two tabs above."""
+    from playwright.sync_api import sync_playwright
+
+    dataset, key = setup["dataset"], ObjectKey.parse(OTHER)
+    record = dataset.read(key)
+    width, height = int(record.extra["width"]), int(record.extra["height"])
+    task_id = setup["tasks"][OTHER]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(**chromium_launch_kwargs())
+        try:
+            me = annotator_on(browser, label_studio, setup, OTHER, kind=Pinner)  # the admin
+            page = me.page
+            me.command(".")
+            poses = [me.numbers()]
+            for offset in ((18, -10), (-22, 8)):  # two pins, each solved
+                pose = Pose.from_degrees(**poses[-1], viewport=record.pose.viewport)
+                u, v = inside(dataset, key, record.cad_index, pose, width, height,
+                              len(poses) - 1)
+                me.pin_click(u, v)
+                me.pin_click(u + offset[0], v + offset[1])
+                poses.append(me.numbers())
+            assert poses[2] != poses[1] != poses[0]
+            pose = Pose.from_degrees(**poses[-1], viewport=record.pose.viewport)
+            u3, v3 = inside(dataset, key, record.cad_index, pose, width, height, 0)
+            answer = me.pin_click(u3, v3 + 3)
+            assert "pin 3: model point set" in note(answer), note(answer)
+            me.command("q1 dn")
+            page.get_by_test_id("textarea-input").click()
+            page.keyboard.press("Shift+Tab")
+            page.keyboard.press("Control+Enter")
+            client = label_studio.client()
+            wait_for(lambda: client.annotations.list(id=task_id), 30, "the submitted annotation",
+                     page=page)
+            page.wait_for_timeout(1500)  # the webhook ends the chain
+
+            page.goto(f"{label_studio.url}/projects/{setup['project']}/data?task={task_id}")
+            wait_for_labeling(page)
+            wait_for(lambda: len(me.pin_points()) == 5, 30, "the pin points of the annotation",
+                     page=page)
+            assert me.numbers() == pytest.approx(poses[-1], abs=1e-9)
+            answer = me.pin_click(u3 + 20, v3 - 6)
+            said = note(answer)
+            assert "pins: 1 " in said and ", 3 " in said and "model point set" not in said, said
+            assert me.numbers() != poses[-1]
+            page.screenshot(path=str(IMAGES / "pins_7_reopened.png"))
+            me.command("u")
+            assert me.numbers() == pytest.approx(poses[2], abs=1e-9)
+            me.command("u")  # a chain started afresh at the reopening would stop above
+            assert me.numbers() == pytest.approx(poses[1], abs=1e-9)
         finally:
             browser.close()

@@ -67,16 +67,20 @@ def solve_params(p0: np.ndarray, anchor: np.ndarray, points: np.ndarray, targets
 
 
 def to_params(pose: Pose) -> np.ndarray:
+    """(6,): azimuth, elevation, theta (radians), log distance, px, py."""
     return np.array([pose.azimuth, pose.elevation, pose.theta, math.log(pose.distance),
                      pose.px, pose.py])
 
 
 def from_params(p: np.ndarray, like: Pose) -> Pose:
+    """The Pose of parameters ``p`` (6,), with ``like``'s camera; angles wrapped."""
     return Pose(wrap_angle(p[0]), p[1], wrap_angle(p[2]), math.exp(p[3]), p[4], p[5],
                 like.viewport, like.focal)
 
 
 def bounds(ranges: dict[str, tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) (6,) of the parameters for Number ranges in UI units (degrees, CAD units,
+    pixels); azimuth and theta unbounded."""
     (e0, e1), (d0, d1) = ranges["elevation"], ranges["distance"]
     (x0, x1), (y0, y1) = ranges["px"], ranges["py"]
     lo = np.array([-np.inf, math.radians(e0), -np.inf, math.log(d0), x0, y0])
