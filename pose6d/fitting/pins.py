@@ -40,9 +40,9 @@ SNAP_PX = 4  # a click this far off the silhouette still finds the model
 # photographed object's point along its surface normal: the nearest point of another instance
 # is off mostly that way (a deeper screen, a thicker seat). A pin's error along the normal's
 # image direction is weighed as pin_solve.ROBUST_PX / hypot(ROBUST_PX, that slide in pixels).
-# benchmarks/bench_pins.py, seeds 2-3 (160 objects each, not those it was chosen on): real
-# meshes 7.22 -> 6.91 deg with 6 pins, 10.37 -> 9.54 with 4; generated meshes 8.14 -> 7.87 and
-# 9.13 -> 8.01 (0.02 and 0.045 did no better on seeds 0-1).
+# benchmarks/bench_pins.py, real meshes, 160 objects per seed pair: chosen among 0.02-0.045 on
+# seeds 0-3 (seeds 2-3: 7.22 -> 6.91 deg with 6 pins, 10.37 -> 9.54 with 4); the generated
+# meshes, never used to choose it: 8.14 -> 7.87 and 9.13 -> 8.01.
 SLIDE_FRACTION = 0.03
 
 Pin = tuple[tuple[float, float], tuple[float, float]]
