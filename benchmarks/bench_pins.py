@@ -42,19 +42,11 @@ from pose6d.camera import Pose, project_points  # noqa: E402
 from pose6d.pins import model_points, solve_pins  # noqa: E402
 from pose6d.pose_error import pose_rotation_error, symmetric_rotation_error  # noqa: E402
 from pose6d.fitting.silhouette import mesh_symmetry  # noqa: E402
-from pose6d.renderer import render, surface_points  # noqa: E402
+from pose6d.renderer import closest_surface, render, surface_points  # noqa: E402
 
 WIDTH, HEIGHT, VIEWPORT = 640, 480, 3000.0
 NOISE_PX = 2.0
 VISIBLE_TOL = 0.02  # of the mesh radius: the photo's ray must hit the clicked point itself
-
-
-def closest_points(mesh: CadMesh, points: np.ndarray) -> np.ndarray:
-    """The nearest surface point of ``mesh`` (N, 3) to each of ``points`` (N, 3)."""
-    import open3d as o3d
-
-    found = mesh.scene.compute_closest_points(o3d.core.Tensor(points.astype(np.float32)))
-    return found["points"].numpy().astype(np.float64)
 
 
 def make_case(rng, library: CadMesh, photographed: CadMesh, count: int,
@@ -79,7 +71,7 @@ def make_case(rng, library: CadMesh, photographed: CadMesh, count: int,
     pick = rng.choice(len(xs), min(400, len(xs)), replace=False)
     pix = np.column_stack([xs[pick], ys[pick]]).astype(np.float64)
     on_library = surface_points(library, start, pix, nthreads=1)
-    on_photo = closest_points(photographed, on_library)
+    on_photo = closest_surface(photographed, on_library)[0]
     uv = project_points(on_photo, truth)
     seen = surface_points(photographed, truth, uv, nthreads=1)
     inside = (uv[:, 0] > 3) & (uv[:, 0] < WIDTH - 4) & (uv[:, 1] > 3) & (uv[:, 1] < HEIGHT - 4)

@@ -29,7 +29,7 @@ from pose6d.cad_library import CadMesh, write_off
 from pose6d.camera import Pose, project_points, wrap_angle
 from pose6d.dataset import GROUND_TRUTH, INITIAL, Dataset, ObjectRecord, write_record
 from pose6d.inout import write_image
-from pose6d.renderer import render, surface_points
+from pose6d.renderer import closest_surface, render, surface_points
 
 OTHER_ROT_OK_DEG, OTHER_CENTRE_OK_PX = 10.0, 5.0
 MAX_PINS = 10  # a pin at a time until the pose is right, then today's commands
@@ -81,8 +81,6 @@ def next_pin(me: B.Annotator, shot: CadMesh, chosen: list[np.ndarray], rng):
     """(model pixel, photo pixel) of the next pin, or None: a point of the overlay (the library
     model at the pose shown) whose nearest point on the photographed model is seen in the
     photo, as far as possible from the pins so far (hubs, corners, feet)."""
-    import open3d as o3d
-
     library = me.dataset.cad.mesh(me.key.category, me.cad)
     shown = me.pose()
     r = render(library, shown, me.width, me.height)
@@ -92,8 +90,7 @@ def next_pin(me: B.Annotator, shot: CadMesh, chosen: list[np.ndarray], rng):
     pick = rng.choice(len(xs), min(300, len(xs)), replace=False)
     pix = np.column_stack([xs[pick], ys[pick]]).astype(np.float64)
     on_library = surface_points(library, shown, pix)
-    near = shot.scene.compute_closest_points(o3d.core.Tensor(on_library.astype(np.float32)))
-    on_photo = near["points"].numpy().astype(np.float64)
+    on_photo = closest_surface(shot, on_library)[0]
     uv = project_points(on_photo, me.truth.pose)
     seen = surface_points(shot, me.truth.pose, uv)
     ok = np.nonzero((np.linalg.norm(seen - on_photo, axis=1) < 0.02 * shot.radius)

@@ -25,6 +25,7 @@ import numpy as np
 from pose6d.cad_library import CadMesh
 from pose6d.camera import Pose, project_points
 from pose6d.labeling import pin_region, region_point_pixels
+from pose6d.renderer import closest_surface
 from pose6d.fitting.pins import PinError, model_points, normal_slides, solve_points
 
 from ml_backend.commands import CommandError
@@ -136,10 +137,7 @@ def _seen_instead(mesh: CadMesh, pose: Pose, point: np.ndarray) -> list[float]:
             return [float(v) for v in model_points(mesh, pose, uv)[0]]
         except PinError:
             pass
-    import open3d as o3d
-
-    found = mesh.scene.compute_closest_points(o3d.core.Tensor(point[None].astype(np.float32)))
-    return [float(v) for v in found["points"].numpy()[0]]
+    return [float(v) for v in closest_surface(mesh, point[None])[0][0]]
 
 
 def solve(pins: list[dict], pose: Pose, ranges: dict[str, tuple[float, float]],

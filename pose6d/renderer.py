@@ -201,3 +201,16 @@ def surface_points(mesh: CadMesh, pose: Pose, pixels: np.ndarray, nthreads: int 
     points = origin + t_hit[:, None] * dirs
     points[~np.isfinite(t_hit)] = np.nan
     return points
+
+
+def closest_surface(mesh: CadMesh, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The surface point of ``mesh`` nearest to each of ``points`` (N, 3), world units, and the
+    unit normal (N, 3) of the face it lies on (zero for a degenerate face)."""
+    import open3d as o3d
+
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    found = mesh.scene.compute_closest_points(o3d.core.Tensor(points.astype(np.float32)))
+    normals = found["primitive_normals"].numpy().astype(np.float64)
+    length = np.linalg.norm(normals, axis=1, keepdims=True)
+    unit = np.divide(normals, length, out=np.zeros_like(normals), where=length > 0)
+    return found["points"].numpy().astype(np.float64), unit

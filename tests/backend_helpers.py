@@ -43,6 +43,16 @@ def interactive_body(task: dict, context_result: list[dict]) -> dict:
             "params": {"login": None, "password": None, "context": {"result": context_result}}}
 
 
+def submitted_context(numbers: dict[str, float], cad: int, box_id: str = "box-of-annotation-1",
+                      quality: str = "good", dense: str = "no") -> list[dict]:
+    """The annotation Label Studio submits: the values shown, the CAD, the command box (empty),
+    the quality and dense choices."""
+    return command_context(numbers, cad, "", box_id) + [
+        {"from_name": name, "to_name": labeling.IMAGE, "type": "choices",
+         "value": {"choices": [value]}}
+        for name, value in ((labeling.QUALITY, quality), (labeling.DENSE, dense))]
+
+
 def command_context(numbers: dict[str, float], cad: int, command: str,
                     box_id: str = "box-of-annotation-1") -> list[dict]:
     """The context Label Studio sends when the command box is submitted (docs/label_studio_notes.md):

@@ -12,7 +12,7 @@ from label_studio_sdk.converter.brush import decode_rle
 
 import ls_payloads as ls
 from backend_helpers import (command_context, interactive_body, make_client, numbers_of,
-                             results_by_name, task_for)
+                             results_by_name, submitted_context, task_for)
 from checks import decode_brush
 from pose6d import labeling
 from pose6d.dataset import SYNCED
@@ -271,11 +271,7 @@ def test_a_model_chosen_in_the_gallery_is_drawn_and_said(setup):
 
 def submitted(annotator: Annotator, quality: str = "good") -> list[dict]:
     """The annotation Label Studio submits: the values shown, the choices, the command box."""
-    return command_context(annotator.numbers, annotator.cad, "", annotator.box_id) + [
-        {"from_name": labeling.QUALITY, "to_name": labeling.IMAGE, "type": "choices",
-         "value": {"choices": [quality]}},
-        {"from_name": labeling.DENSE, "to_name": labeling.IMAGE, "type": "choices",
-         "value": {"choices": ["no"]}}]
+    return submitted_context(annotator.numbers, annotator.cad, annotator.box_id, quality)
 
 
 def test_the_record_says_whether_its_pose_was_drawn(setup, tiny_dataset, tiny_keys):

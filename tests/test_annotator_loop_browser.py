@@ -210,9 +210,7 @@ def test_the_annotators_loop(label_studio, project):
             assert (choices[L.QUALITY], choices[L.DENSE]) == ("good", "no")
             last = me.check_shows("ready", numbers, cad)
             page.screenshot(path=str(SCREENSHOTS / "loop_5_ready.png"))
-            page.get_by_test_id("textarea-input").click()
-            page.keyboard.press("Shift+Tab")  # to a toolbar button: hotkeys work there
-            page.keyboard.press("Control+Enter")
+            me.submit_from_box()
             annotation = wait_for(lambda: client.annotations.list(id=project["tasks"][WHOLE]),
                                   30, "the submitted annotation", page=page)[0]
         finally:

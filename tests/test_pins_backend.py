@@ -504,7 +504,7 @@ def test_a_reopened_annotation_takes_back_its_pins_as_they_were(loop, tiny_keys)
     error it had), pin 2, removed with `unpin 2` before the submit, stays removed (its points
     are not taken for a new pin), the new point starts pin 2, and nothing solves again."""
     import ls_payloads as ls
-    from backend_helpers import command_context
+    from backend_helpers import submitted_context
 
     command, pins, state, mesh, _ = loop
     command(".")
@@ -524,11 +524,7 @@ def test_a_reopened_annotation_takes_back_its_pins_as_they_were(loop, tiny_keys)
     # where Label Studio has the points when it submits: the model points as last returned
     kept = [by[rid] if rid in ("m1", "m2") else r for rid, r in
             zip(("m1", "t1", "m2", "t2"), regions)]
-    submitted = command_context(state["numbers"], state["cad"], "") + kept + [
-        {"from_name": name, "to_name": labeling.IMAGE, "type": "choices",
-         "value": {"choices": [value]}}
-        for name, value in ((labeling.QUALITY, labeling.QUALITY_VALUES[0]),
-                            (labeling.DENSE, labeling.DENSE_VALUES[-1]))]
+    submitted = submitted_context(state["numbers"], state["cad"]) + kept
     res = state["client"].post("/webhook", json=ls.created(91, 11, str(tiny_keys[0]), 10,
                                                           submitted))
     assert res.status_code == 201, res.json

@@ -299,9 +299,7 @@ def test_a_submitted_annotation_reopened_goes_on_with_its_pins(label_studio, set
             answer = me.pin_click(u3, v3 + 3)
             assert "pin 3: model point set" in note(answer), note(answer)
             me.command("q1 dn")
-            page.get_by_test_id("textarea-input").click()
-            page.keyboard.press("Shift+Tab")
-            page.keyboard.press("Control+Enter")
+            me.submit_from_box()
             client = label_studio.client()
             wait_for(lambda: client.annotations.list(id=task_id), 30, "the submitted annotation",
                      page=page)

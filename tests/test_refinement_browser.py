@@ -180,6 +180,13 @@ class Annotator:
         assert focused == L.COMMAND, "the command box lost the focus"
         return answer
 
+    def submit_from_box(self) -> None:
+        """Submit as the README says, from the command box: Shift+Tab (to a toolbar button:
+        Label Studio's hotkeys work there), Ctrl+Enter."""
+        self.page.get_by_test_id("textarea-input").click()
+        self.page.keyboard.press("Shift+Tab")
+        self.page.keyboard.press("Control+Enter")
+
     def _tool(self, key: str) -> None:
         self.page.get_by_text("Object quality", exact=True).click()  # leave the command box
         self.page.keyboard.press(key)

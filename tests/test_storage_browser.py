@@ -159,9 +159,7 @@ def test_what_each_object_costs_in_label_studio(label_studio, project, capsys):
 
             # Submit: quality and dense from the box, Shift+Tab, Ctrl+Enter.
             me.command("q1 dn")
-            page.get_by_test_id("textarea-input").click()
-            page.keyboard.press("Shift+Tab")
-            page.keyboard.press("Control+Enter")
+            me.submit_from_box()
             annotations = wait_for(lambda: db.annotations(task_id), 30, "the stored annotation",
                                    page=page)
         finally:

@@ -33,7 +33,7 @@ from pose6d.camera import Pose
 from pose6d.errors import BadInput
 from pose6d.fitting.pin_solve import bounds, from_params, solve_params, to_params
 from pose6d.labeling import NUMBER_SPECS, PHOTO_SIZE, pixel_range
-from pose6d.renderer import surface_points
+from pose6d.renderer import closest_surface, surface_points
 
 SNAP_PX = 4  # a click this far off the silhouette still finds the model
 # How far (of the mesh radius, one standard deviation) a model point may lie off the
@@ -147,14 +147,7 @@ def model_points(mesh: CadMesh, pose: Pose, pixels: np.ndarray) -> np.ndarray:
 def normal_slides(mesh: CadMesh, points: np.ndarray) -> np.ndarray:
     """(N, 3) CAD units: the unit surface normal at each of ``points`` (N, 3; the nearest
     face's) times SLIDE_FRACTION of the mesh radius (solve_points' ``slides``)."""
-    import open3d as o3d
-
-    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-    found = mesh.scene.compute_closest_points(o3d.core.Tensor(points.astype(np.float32)))
-    normals = found["primitive_normals"].numpy().astype(np.float64)
-    length = np.linalg.norm(normals, axis=1, keepdims=True)
-    unit = np.divide(normals, length, out=np.zeros_like(normals), where=length > 0)
-    return unit * SLIDE_FRACTION * mesh.radius
+    return closest_surface(mesh, points)[1] * SLIDE_FRACTION * mesh.radius
 
 
 def check_pose(pose: Pose, ranges: dict[str, tuple[float, float]]) -> None:
