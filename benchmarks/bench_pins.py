@@ -11,8 +11,9 @@ from ../shared/imagenet3d_cad (categories with two or more models) when present,
 project's procedural models.
 
 Rows for 4 and 6 pins: median rotation error, share within 30 deg (Acc@pi/6), solve time p50 /
-p95, for solve_pins (its points sliding along their normals, and held: pose6d.fitting.pins.
-SLIDE_FRACTION; also by category: where two instances differ most, e.g. a deep and a thin
+p95, for solve_pins (its points sliding along their normals and the model stretching along its
+axes, and the points held without a stretch: pose6d.fitting.pins.SLIDE_FRACTION, pin_solve.
+STRETCH_SIGMA; also by category: where two instances differ most, e.g. a deep and a thin
 monitor, the pins' nearest points disagree most) and for the baseline (scipy least_squares,
 plain squared loss, restarted every 30 deg of azimuth from the pose shown, the lowest cost
 kept; the same model points). A
@@ -156,7 +157,7 @@ def ours(mesh: CadMesh, start: Pose, pins) -> Pose:
 
 
 def no_slides(mesh: CadMesh, start: Pose, pins) -> Pose:
-    """solve_pins with its points held exactly (no slides): what the slides add."""
+    """solve_pins with its points held exactly (no slides, no stretch): what they add."""
     from pose6d.fitting.pins import default_ranges, solve_points, split_pins
 
     model_px, photo_px = split_pins(pins, WIDTH, HEIGHT)
@@ -218,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {'solver':36s} {'median':>8s} {'<=30deg':>8s} {'sym med':>8s} {'sym<=30':>8s} "
               f"{'p50':>8s} {'p95':>8s}")
         for name, e, sy, t in (("solve_pins", e_ours, s_ours, t_ours),
-                               ("solve_pins, points held (no slides)", e_rigid, s_rigid,
+                               ("solve_pins, points held, no stretch", e_rigid, s_rigid,
                                 t_rigid),
                                ("naive LS, 12 azimuth restarts", e_base, s_base, t_base)):
             print(f"  {name:36s} {np.median(e):7.2f}d {np.mean(e <= 30):8.3f} "

@@ -9,10 +9,11 @@ nearest pixel that hits). The pose is then solved from all pins:
 - 2 pins: also the in-plane rotation theta and the distance (a, e kept);
 - 3+ pins: all six values by robust least squares on the reprojection error, the PASCAL3D+
   values as parameters, with the pose shown as a weak prior, from starts all round in azimuth
-  (pose6d.fitting.pin_solve). Each model point may lie off the photographed object's point
-  along its surface normal (another instance of the category: SLIDE_FRACTION), so the part of
-  a pin's error along that normal's image direction weighs less when the model as it is
-  cannot meet every pin.
+  (pose6d.fitting.pin_solve). When the model as it is cannot meet every pin (another instance
+  of the category), each model point may lie off the photographed object's point along its
+  surface normal (SLIDE_FRACTION: the part of a pin's error along that normal's image
+  direction weighs less) and the model may stretch along its CAD axes (pin_solve.
+  STRETCH_SIGMA); the pose returned is the unstretched model's.
 
 Values stay inside the labeling config's ranges (elevation, distance, centre): a pose outside
 them is refused (BadInput), a solution is held at their limits. Angles are radians, pixels are
