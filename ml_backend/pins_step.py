@@ -49,14 +49,16 @@ def holds(pins: list[dict], regions: list[dict]) -> bool:
     return any(r.get("id") in ids for r in regions)
 
 
-def update(pins: list[dict], regions: list[dict], mesh: CadMesh, pose: Pose, cad: int,
-           pixels_of=region_point_pixels) -> tuple[list[dict], bool, list[str]]:
-    """(the pins after this call's points, whether a pin was completed or moved (solve again),
-    notes). ``pins`` is changed in place and returned. PinError (after recording the point as
-    unusable) for a model point off the mesh."""
+def as_sent(regions: list[dict], width: int, height: int) -> list[dict]:
+    """The call's readable pin points, where they were, as results with their ids: what a
+    refused pin call returns, so that they stay (Label Studio drops a smart tool's own point
+    once the answer comes) and come again with the next call."""
+    return [pin_region(rid, u, v, width, height) for rid, (u, v) in _readable(regions)]
+
+
+def _readable(regions: list[dict], pixels_of=region_point_pixels) -> list[tuple[str, list]]:
+    """(id, [u, v] pixels) of each point with an id and finite coordinates."""
     points = []
-    # a point sent but unreadable (no coordinates, NaN) is still there: its pin stays
-    present = {r.get("id") for r in regions if isinstance(r.get("id"), str)}
     for region in regions:
         rid = region.get("id")
         try:
@@ -65,6 +67,17 @@ def update(pins: list[dict], regions: list[dict], mesh: CadMesh, pose: Pose, cad
             continue
         if isinstance(rid, str) and all(math.isfinite(v) for v in uv):
             points.append((rid, uv))
+    return points
+
+
+def update(pins: list[dict], regions: list[dict], mesh: CadMesh, pose: Pose, cad: int,
+           pixels_of=region_point_pixels) -> tuple[list[dict], bool, list[str]]:
+    """(the pins after this call's points, whether a pin was completed or moved (solve again),
+    notes). ``pins`` is changed in place and returned. PinError (after recording the point as
+    unusable) for a model point off the mesh."""
+    points = _readable(regions, pixels_of)
+    # a point sent but unreadable (no coordinates, NaN) is still there: its pin stays
+    present = {r.get("id") for r in regions if isinstance(r.get("id"), str)}
     kept = []
     for pin in pins:  # points the annotator deleted
         if pin["model"] not in present:

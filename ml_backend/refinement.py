@@ -141,11 +141,17 @@ class Refinement:
             return self._refine(task, values, key, initial_state, (width, height), ranges, hint,
                                 user, (owns, pinned, shows, ids))
         except UnclearCaller:
-            what, redo = ("pin", "place the pin") if pins else ("drawing", "draw it")
+            # A refused pin call's points are returned (kept, they come with the next pin
+            # call): the annotator goes on from there, nothing is placed again.
+            kept = "your points stay" if len(pins) > 1 else "your point stays"
+            what, then = (("pin", f"; {kept} and your next click goes on from there (a model "
+                           "point, then where it is in the photo)") if pins
+                          else ("drawing", ", then draw it again"))
             return self._error(f"the backend cannot tell whose {what} this is yet (Label "
                                f"Studio names the annotation once your draft is saved, and "
                                f"another annotator may be on this task): type . in the command "
-                               f"box first, wait a few seconds, then {redo} again")
+                               f"box first and wait a few seconds{then}",
+                               pins_step.as_sent(pins, width, height))
 
     def _refine(self, task: dict, values: AnnotationValues, key: ObjectKey, initial_state: State,
                 size: tuple[int, int], ranges: dict, hint: str | None, user: str | None,
@@ -333,8 +339,10 @@ class Refinement:
         return State(state.pose.replace(azimuth=found[0].azimuth, elevation=found[0].elevation,
                                         theta=found[0].theta), state.cad_index)
 
-    def _error(self, message: str) -> dict:
-        return {"result": [command_result(f"{ERROR_MARK} {message}")],
+    def _error(self, message: str, keep: list[dict] | None = None) -> dict:
+        """The answer to a refused call: ``message`` in the command box, plus ``keep``
+        (results the annotation keeps as they are)."""
+        return {"result": [command_result(f"{ERROR_MARK} {message}")] + (keep or []),
                 "model_version": self.host.model_version}
 
 

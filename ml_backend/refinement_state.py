@@ -321,11 +321,12 @@ class Chains:
                 adopted, chain.adopted = chain.adopted, ""
                 rows.delete(task_id, adopted)
                 rows.save(chain)
+            known = chain.user  # a user learnt now is saved even when nothing else changes
             if user is not None:
                 chain.user = user
             if not chain.style and chain.user:
                 chain.style = rows.style_of(chain.user)
-            before = (states_to_json(chain.states), chain.style, chain.user, json.dumps(chain.pins))
+            before = (states_to_json(chain.states), chain.style, known, json.dumps(chain.pins))
             yield chain
             if (states_to_json(chain.states), chain.style, chain.user,
                     json.dumps(chain.pins)) != before:

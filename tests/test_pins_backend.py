@@ -249,9 +249,11 @@ def test_another_annotators_tab_leaves_the_pins_alone(tiny_dataset, tiny_keys):
 
 def test_a_first_pin_two_tabs_could_have_placed_waits_for_a_draft(tiny_dataset, tiny_keys):
     """A and B type "." within seconds; A's first pin point comes before Label Studio saved
-    A's draft (the call names nobody): refused, recorded nowhere. With A's draft (naming A's
-    command box) it is A's pin 1, and its photo point moves A's pose by the offset; B has no
-    pins and B's pose has not moved."""
+    A's draft (the call names nobody): refused, recorded nowhere, the point returned as it came
+    (Label Studio drops a smart tool's point once the answer comes; returned, it stays).
+    With A's draft (naming A's command box) that point, which Label Studio sends again with the
+    next click, is A's pin 1, and its photo point moves A's pose by the offset; B has no pins
+    and B's pose has not moved."""
     client = make_client(tiny_dataset)
     key = tiny_keys[0]
     base = task_for(tiny_dataset, key, 31)
@@ -270,7 +272,14 @@ def test_a_first_pin_two_tabs_could_have_placed_waits_for_a_draft(tiny_dataset, 
     post(base, command_context(numbers, record.cad_index, ".", box_id="box-B"))
     vertices, faces = read_off(tiny_dataset.root / "CAD/car/01.off")
     u, v = inside_pixel((vertices, faces), record.pose)
-    assert "command box first" in note(post(base, [pin_region("a1", u, v)]))
+    answer = post(base, [pin_region("a1", u, v)])
+    refused = note(answer)
+    assert "command box first" in refused and "your point stays" in refused, refused
+    # returned where it was, so that Label Studio keeps it (it drops a smart tool's own point)
+    sent = pin_region("a1", u, v)["value"]
+    assert answer["a1"]["value"]["x"] == pytest.approx(sent["x"], abs=1e-9)
+    assert answer["a1"]["value"]["y"] == pytest.approx(sent["y"], abs=1e-9)
+    assert [k for k, r in answer.items() if r.get("from_name") == labeling.PIN] == ["a1"]
     for box in ("box-A", "box-B"):
         assert "pins: none" in note(post(base, command_context(numbers, record.cad_index, "pins",
                                                                box_id=box)))
@@ -281,6 +290,35 @@ def test_a_first_pin_two_tabs_could_have_placed_waits_for_a_draft(tiny_dataset, 
     assert moved["py"] == pytest.approx(numbers["py"] - 5, abs=0.051)
     by_b = post(base, command_context(numbers, record.cad_index, "pins", box_id="box-B"))
     assert "pins: none" in note(by_b) and numbers_of(list(by_b.values())) == numbers
+
+
+def test_an_annotator_learnt_on_a_call_that_changes_nothing_is_remembered(tiny_dataset,
+                                                                          tiny_keys):
+    """A types "." before any draft (a chain of nobody known), then "." again once Label
+    Studio saved A's draft: the pose does not change, but the chain is now A's. B's first pin
+    point, before any draft of B's, could then only go to A's chain: refused, A untouched."""
+    client = make_client(tiny_dataset)
+    key = tiny_keys[0]
+    base = task_for(tiny_dataset, key, 41)
+    record = tiny_dataset.read(key)
+    numbers = {k: round(v, 2) for k, v in record.pose.as_degrees().items()}
+    a_context = command_context(numbers, record.cad_index, ".", box_id="box-A")
+    a_task = dict(base, drafts=[{"user": "a@example.com", "result": a_context,
+                                 "updated_at": "2026-12-06T10:00:00Z"}])
+
+    def post(task, context):
+        res = client.post("/predict", json=interactive_body(task, context))
+        assert res.status_code == 200
+        return results_by_name(res.json["results"][0]["result"])
+
+    post(base, a_context)
+    post(a_task, a_context)
+    vertices, faces = read_off(tiny_dataset.root / "CAD/car/01.off")
+    u, v = inside_pixel((vertices, faces), record.pose)
+    refused = note(post(base, [pin_region("b1", u, v)]))
+    assert "cannot tell whose pin" in refused and "your point stays" in refused, refused
+    assert "pins: none" in note(post(a_task, command_context(numbers, record.cad_index, "pins",
+                                                             box_id="box-A")))
 
 
 def test_pins_placed_before_the_first_command_stay_the_annotations(loop):

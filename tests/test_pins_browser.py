@@ -7,7 +7,9 @@ label chosen by its hotkey, a Ctrl+click on the overlay (the model point) and on
 the photo: the centre moves by that offset (one pin), nothing else; a second pin turns theta and
 scales the distance (azimuth and elevation kept); the page reloaded after the draft was saved:
 the pin points come back and the next point starts pin 3 (the first four are known). Then two
-annotators on one task, each in a tab of their own: each one's pins move only their own pose,
+annotators on one task, each in a tab of their own: B's first point before any draft of B's is
+refused (it could be A's tab's) and stays, to be completed once B's draft is saved; each one's
+pins move only their own pose,
 `pins` lists only their own, each numbers their next pin after their own, and a reload of one
 tab brings back only that annotator's pins. Last, on another task: pins, Submit, the submitted
 annotation reopened: the next point completes the waiting pin (the backend takes the pins back
@@ -194,9 +196,12 @@ def test_pins_in_the_browser(label_studio, setup):
 
 
 def test_pins_in_two_annotators_tabs(label_studio, setup):
-    """A and B on one task at once: B's pin moves B's pose from B's own start, not A's; `pins`
-    in each tab lists that annotator's pins only; each one's next pin is numbered after their
-    own (a shared count would say "pin 3"); B's reload brings back B's two points only."""
+    """A and B on one task at once. B's first pin point, before Label Studio saved any draft of
+    B's (the call names nobody) while A is at work: refused with what to do, A untouched, and
+    the point stays in B's annotation; once B's draft is saved B's next click completes that
+    pin. B's pin moves B's pose from B's own start, not A's; `pins` in each tab lists that
+    annotator's pins only; each one's next pin is numbered after their own (a shared count
+    would say "pin 3"); B's reload brings back B's two points only."""
     from playwright.sync_api import sync_playwright
 
     dataset, key = setup["dataset"], setup["key"]
@@ -209,24 +214,32 @@ def test_pins_in_two_annotators_tabs(label_studio, setup):
                              kind=Pinner)
             b = annotator_on(browser, label_studio, setup, OBJECT, B_EMAIL, B_PASSWORD,
                              kind=Pinner)
-            a.command(".")
-            b.command(".")
             # A pin call names neither annotation nor user: the backend tells the tabs apart by
             # each one's draft (its command box id), there once Label Studio autosaved it.
+            a.command(".")
             a.page.wait_for_timeout(6500)
+            a.command(".")  # a call with A's draft: the backend knows A's tab is A's
             start_a, start_b = a.numbers(), b.numbers()
             assert start_b == pytest.approx(start_a, abs=1e-9)  # both the initial pose
             pose = Pose.from_degrees(**start_a, viewport=record.pose.viewport)
             scale = width / a.photo_box()["width"]
             tol = 2 * scale + 0.2
 
-            # A's pin 1: 24 px right, 14 px up; B's pin 1 on another part: 20 px left, 10 down.
+            # B's first point before any draft of B's: it could be A's tab's, so it is refused;
+            # the point stays in B's annotation, and A has no pin.
+            ub, vb = inside(dataset, key, record.cad_index, pose, width, height, 1)
+            refused = note(b.pin_click(ub, vb))
+            assert "cannot tell whose pin" in refused and "your point stays" in refused, refused
+            assert len(b.pin_points()) == 1 and b.numbers() == pytest.approx(start_b, abs=1e-9)
+            assert "pins: none" in note(a.command("pins"))
+            b.command(".")
+            b.page.wait_for_timeout(6500)
+
+            # A's pin 1: 24 px right, 14 px up; B's pin 1 on another part (the refused point):
+            # 20 px left, 10 down.
             ua, va = inside(dataset, key, record.cad_index, pose, width, height, 0)
             a.pin_click(ua, va)
             a.pin_click(ua + 24, va - 14)
-            ub, vb = inside(dataset, key, record.cad_index, pose, width, height, 1)
-            answer = b.pin_click(ub, vb)
-            assert "pin 1: model point set" in note(answer), note(answer)
             b.pin_click(ub - 20, vb + 10)
             moved_a, moved_b = a.numbers(), b.numbers()
             assert abs(moved_a["px"] - (start_a["px"] + 24)) <= tol, (start_a, moved_a)
