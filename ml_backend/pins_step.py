@@ -239,18 +239,19 @@ def drawn(pins: list[dict], pose: Pose) -> list[tuple[int, tuple[float, float],
             for pin, uv in _model_pixels(pins, pose) if uv is not None]
 
 
-def regions(pins: list[dict], pose: Pose, width: int, height: int) -> list[dict]:
+def regions(pins: list[dict], pose: Pose, width: int, height: int,
+            targets: bool = True) -> list[dict]:
     """The live pins' points as results with their ids: each model point where it is at
     ``pose`` (it moves with the model; held at the photo's border when the pose puts it
-    outside: a point left out would be taken for one the annotator deleted), each photo point
-    where it was put."""
+    outside: a point left out would be taken for one the annotator deleted), and with
+    ``targets`` each photo point where it was put."""
     out = []
     for pin, uv in _model_pixels(pins, pose):
         if uv is None:  # behind the camera: where it was clicked, else on its photo point
             uv = _clicked_pixel(pin, pose) or pin.get("photo") or (width / 2, height / 2)
         u, v = min(max(uv[0], -0.5), width - 0.5), min(max(uv[1], -0.5), height - 0.5)
         out.append(pin_region(pin["model"], u, v, width, height))
-        if pin.get("photo") is not None:
+        if targets and pin.get("photo") is not None:
             out.append(pin_region(pin["target"], *pin["photo"], width, height))
     return out
 

@@ -201,9 +201,13 @@ class Refinement:
                 more += self._carried(record, key, new)  # fitcad may choose another model
                 pins = copy.deepcopy(record.pins)
         # the pins at the pose drawn (after any fit); Label Studio drops a smart tool's point
-        # once the answer comes: the pins go back
+        # once the answer comes: a pin call's points go back. Other calls carry no points:
+        # only the model points go back (they move with the model); a photo point returned
+        # from what the backend kept would undo a drag or a deletion made since.
         drawn = pins_step.drawn(pins, shown_pose(new.pose)) if pins else None
-        pins_back = pins_step.regions(pins, shown_pose(new.pose), width, height)
+        pin_call = any(r.get("from_name") == labeling.PIN for r in values.regions)
+        pins_back = pins_step.regions(pins, shown_pose(new.pose), width, height,
+                                      targets=pin_call)
         # Rendering happens outside the chain's lock: other calls need not wait for it.
         lines = "\n".join(f"{INFO_MARK} {n}" for n in notes + more) or None
         try:

@@ -46,6 +46,9 @@ B_EMAIL, B_PASSWORD = "pins-b@example.com", "pins-b-password-123"
 pytestmark = [pytest.mark.live, pytest.mark.browser]
 JS_PIN_CHOSEN = ("() => window.dataManager.lsf.currentAnnotation.names.get('pin')"
                  ".selectedLabels.length > 0")
+JS_SELECT = """id => { const a = window.dataManager.lsf.currentAnnotation;
+  const r = a.regionStore.regions.find(x => x.cleanId === id);
+  if (r) a.selectArea(r); return !!r; }"""
 JS_TOOL = ("() => { const t = window.dataManager.lsf.currentAnnotation.names.get('image')"
            ".getToolsManager().findSelectedTool(); return t && t.control && t.control.name }")
 
@@ -168,6 +171,7 @@ def test_pins_in_the_browser(label_studio, setup):
             assert (two["azimuth"], two["elevation"]) == (moved["azimuth"], moved["elevation"])
             assert two["theta"] != moved["theta"] and two["distance"] < moved["distance"]
             assert len(me.pin_points()) == 4
+            order = [r["id"] for r in me.pin_points()]  # creation order: m1, t1, m2, t2
             page.screenshot(path=str(IMAGES / "pins_2_two_pins.png"))
             answer = me.command("pins")
             assert "pins: 1 " in note(answer) and ", 2 " in note(answer), note(answer)
@@ -191,6 +195,19 @@ def test_pins_in_the_browser(label_studio, setup):
             assert not [r for r in page.evaluate(JS_ANNOTATION)
                         if r.get("from_name") == L.OVERLAY]  # the pins' drawing is never stored
             assert math.isfinite(me.numbers()["distance"])
+
+            # 4. Pin 2's photo point deleted by hand (selected, Backspace), then a command: its
+            # answer does not put the point back (a command carries no points; the answer
+            # returns the model points only, which move with the model).
+            page.get_by_text("Object quality", exact=True).click()  # leave the command box
+            assert page.evaluate(JS_SELECT, order[3])
+            page.keyboard.press("Backspace")
+            wait_for(lambda: order[3] not in [r["id"] for r in me.pin_points()], 10,
+                     "the photo point deleted", page=page)
+            me.command(".")
+            page.wait_for_timeout(800)
+            kept = [r["id"] for r in me.pin_points()]
+            assert order[3] not in kept and len(kept) == 4 and set(order[:3]) <= set(kept), kept
         finally:
             browser.close()
 
