@@ -247,17 +247,13 @@ def test_another_annotators_tab_leaves_the_pins_alone(tiny_dataset, tiny_keys):
                                                              box_id="box-A")))
 
 
-def test_a_first_pin_two_tabs_could_have_placed_waits_for_a_draft(tiny_dataset, tiny_keys):
-    """A and B type "." within seconds; A's first pin point comes before Label Studio saved
-    A's draft (the call names nobody): refused, recorded nowhere, the point returned as it came
-    (Label Studio drops a smart tool's point once the answer comes; returned, it stays).
-    With A's draft (naming A's command box) that point, which Label Studio sends again with the
-    next click, is A's pin 1, and its photo point moves A's pose by the offset; B has no pins
-    and B's pose has not moved."""
-    client = make_client(tiny_dataset)
-    key = tiny_keys[0]
-    base = task_for(tiny_dataset, key, 31)
-    record = tiny_dataset.read(key)
+def two_tabs(dataset, key, task_id: int):
+    """A task seen from two tabs: (post(task, context) -> the answer's results by name, the
+    task as a call without drafts carries it, the task with A's draft (naming A's command box
+    "box-A"), A's "." command context, the initial pose's numbers, the record)."""
+    client = make_client(dataset)
+    base = task_for(dataset, key, task_id)
+    record = dataset.read(key)
     numbers = {k: round(v, 2) for k, v in record.pose.as_degrees().items()}
     a_context = command_context(numbers, record.cad_index, ".", box_id="box-A")
     a_task = dict(base, drafts=[{"user": "a@example.com", "result": a_context,
@@ -268,6 +264,17 @@ def test_a_first_pin_two_tabs_could_have_placed_waits_for_a_draft(tiny_dataset, 
         assert res.status_code == 200
         return results_by_name(res.json["results"][0]["result"])
 
+    return post, base, a_task, a_context, numbers, record
+
+
+def test_a_first_pin_two_tabs_could_have_placed_waits_for_a_draft(tiny_dataset, tiny_keys):
+    """A and B type "." within seconds; A's first pin point comes before Label Studio saved
+    A's draft (the call names nobody): refused, recorded nowhere, the point returned as it came
+    (Label Studio drops a smart tool's point once the answer comes; returned, it stays).
+    With A's draft (naming A's command box) that point, which Label Studio sends again with the
+    next click, is A's pin 1, and its photo point moves A's pose by the offset; B has no pins
+    and B's pose has not moved."""
+    post, base, a_task, a_context, numbers, record = two_tabs(tiny_dataset, tiny_keys[0], 31)
     post(base, a_context)
     post(base, command_context(numbers, record.cad_index, ".", box_id="box-B"))
     vertices, faces = read_off(tiny_dataset.root / "CAD/car/01.off")
@@ -297,20 +304,7 @@ def test_an_annotator_learnt_on_a_call_that_changes_nothing_is_remembered(tiny_d
     """A types "." before any draft (a chain of nobody known), then "." again once Label
     Studio saved A's draft: the pose does not change, but the chain is now A's. B's first pin
     point, before any draft of B's, could then only go to A's chain: refused, A untouched."""
-    client = make_client(tiny_dataset)
-    key = tiny_keys[0]
-    base = task_for(tiny_dataset, key, 41)
-    record = tiny_dataset.read(key)
-    numbers = {k: round(v, 2) for k, v in record.pose.as_degrees().items()}
-    a_context = command_context(numbers, record.cad_index, ".", box_id="box-A")
-    a_task = dict(base, drafts=[{"user": "a@example.com", "result": a_context,
-                                 "updated_at": "2026-12-06T10:00:00Z"}])
-
-    def post(task, context):
-        res = client.post("/predict", json=interactive_body(task, context))
-        assert res.status_code == 200
-        return results_by_name(res.json["results"][0]["result"])
-
+    post, base, a_task, a_context, numbers, record = two_tabs(tiny_dataset, tiny_keys[0], 41)
     post(base, a_context)
     post(a_task, a_context)
     vertices, faces = read_off(tiny_dataset.root / "CAD/car/01.off")
