@@ -6,14 +6,14 @@ Real Label Studio + the real backend on a demo dataset + headless Chromium (Play
 label chosen by its hotkey, a Ctrl+click on the overlay (the model point) and one beside it in
 the photo: the centre moves by that offset (one pin), nothing else; a second pin turns theta and
 scales the distance (azimuth and elevation kept); the page reloaded after the draft was saved:
-the pin points come back and the next point starts pin 3 (the first four are known). Then two
-annotators on one task, each in a tab of their own: B's first point before any draft of B's is
-refused (it could be A's tab's) and stays, to be completed once B's draft is saved; each one's
-pins move only their own pose,
-`pins` lists only their own, each numbers their next pin after their own, and a reload of one
-tab brings back only that annotator's pins. Last, on another task: pins, Submit, the submitted
-annotation reopened: the next point completes the waiting pin (the backend takes the pins back
-with the annotation's undo steps).
+the pin points come back and the next point starts pin 3 (the first four are known); a photo
+point deleted by hand (Backspace) stays deleted after a command. Then two annotators on one
+task, each in a tab of their own: B's first point before any draft of B's is refused (it could
+be A's tab's) and stays, to be completed once B's draft is saved; each one's pins move only
+their own pose, `pins` lists only their own, each numbers their next pin after their own, and a
+reload of one tab brings back only that annotator's pins. Last, on another task: pins, Submit,
+the submitted annotation reopened: the next point completes the waiting pin (the backend takes
+the pins back with the annotation's undo steps).
 Screenshots: docs/images/pins_*.png.
 """
 from __future__ import annotations
