@@ -24,7 +24,7 @@ import numpy as np
 
 from pose6d.cad_library import CadMesh
 from pose6d.camera import Pose, project_points
-from pose6d.labeling import pin_region, region_point_pixels
+from pose6d.labeling import PIN, pin_region, region_point_pixels
 from pose6d.renderer import closest_surface
 from pose6d.fitting.pins import PinError, model_points, normal_slides, solve_points
 
@@ -40,6 +40,12 @@ def live(pins: list[dict]) -> list[dict]:
 
 def complete(pins: list[dict]) -> list[dict]:
     return [p for p in live(pins) if p.get("photo") is not None]
+
+
+def call_points(regions: list[dict]) -> list[dict]:
+    """A call's pin points: with a pin call every pin point of the annotation (one label),
+    in creation order; none with any other call."""
+    return [r for r in regions if r.get("from_name") == PIN]
 
 
 def holds(pins: list[dict], regions: list[dict]) -> bool:

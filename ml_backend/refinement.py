@@ -130,7 +130,7 @@ class Refinement:
         if refused:
             return self._error(refused)
         log.debug("refine task %s: chain %s, annotator %s", task.get("id"), hint, user)
-        pins = [r for r in values.regions if r.get("from_name") == labeling.PIN]
+        pins = pins_step.call_points(values.regions)
         owns = (lambda c: pins_step.holds(c.pins, pins)) if pins else None
         pinned = (lambda c: bool(pins_step.live(c.pins))) if pins else None
         on_screen = _numbers_shown(values, initial_state)
@@ -205,9 +205,8 @@ class Refinement:
         # only the model points go back (they move with the model); a photo point returned
         # from what the backend kept would undo a drag or a deletion made since.
         drawn = pins_step.drawn(pins, shown_pose(new.pose)) if pins else None
-        pin_call = any(r.get("from_name") == labeling.PIN for r in values.regions)
         pins_back = pins_step.regions(pins, shown_pose(new.pose), width, height,
-                                      targets=pin_call)
+                                      targets=bool(pins_step.call_points(values.regions)))
         # Rendering happens outside the chain's lock: other calls need not wait for it.
         lines = "\n".join(f"{INFO_MARK} {n}" for n in notes + more) or None
         try:
@@ -245,7 +244,7 @@ class Refinement:
         """(the new state, already on the chain for undo; notes for the box; Choices results
         that commands set; the auto-fit mode a final ``fit`` asks for, or ""). BadInput when a
         value leaves its range: nothing changes then."""
-        pins = [r for r in values.regions if r.get("from_name") == labeling.PIN]
+        pins = pins_step.call_points(values.regions)
         points = [r for r in values.regions if r.get("type") in POINT_TYPES
                   and r.get("from_name") != labeling.PIN]
         boxes = [r for r in values.regions if r.get("type") in BOX_TYPES

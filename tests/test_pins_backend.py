@@ -327,8 +327,9 @@ def test_a_commands_answer_leaves_the_photo_points_as_the_annotator_left_them(lo
     assert {"m1", "t1"} <= set(answer)  # a pin call's own points go back (Label Studio drops them)
     answer = command(".")
     assert "m1" in answer and "t1" not in answer
-    answer = pins(pin_region("m1", u + 9, v + 4), pin_region("t2", u - 6, v + 2))
-    assert "pins: 1 " in note(command("pins")) and ", 2 " not in note(command("pins"))
+    pins(pin_region("m1", u + 9, v + 4), pin_region("t2", u - 6, v + 2))
+    said = note(command("pins"))
+    assert "pins: 1 " in said and ", 2 " not in said, said
     assert state["numbers"]["px"] == pytest.approx(start["px"] - 6, abs=0.051)
     assert state["numbers"]["py"] == pytest.approx(start["py"] + 2, abs=0.051)
 
