@@ -26,6 +26,7 @@ DEFAULT_FOCAL = 1.0
 ANGLE_NAMES = ("azimuth", "elevation", "theta")
 POSE_NAMES = ("azimuth", "elevation", "theta", "distance", "px", "py")
 PIXEL_CENTRE = 0.5  # where a pixel's centre lies in continuous image coordinates
+_FLIP_YZ = np.diag([1.0, -1.0, -1.0])  # PASCAL3D+ camera frame (y up, looks down -z) to OpenCV's
 
 
 class InvalidPoseError(BadInput):
@@ -114,34 +115,65 @@ def _scalar(value, name: str) -> float:
         raise InvalidPoseError(f"pose {name} must be a number, got {value!r}") from None
 
 
-def rot_x(angle: float) -> np.ndarray:
-    """3x3 right-handed rotation about x by ``angle`` radians."""
-    c, s = math.cos(angle), math.sin(angle)
-    return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+def _cos_sin(angle) -> tuple:
+    """(cos, sin) of a number (floats) or of an array of angles (arrays)."""
+    if isinstance(angle, (float, int)) or np.ndim(angle) == 0:
+        a = float(angle)
+        return math.cos(a), math.sin(a)
+    a = np.asarray(angle, dtype=np.float64)
+    return np.cos(a), np.sin(a)
 
 
-def rot_z(angle: float) -> np.ndarray:
-    """3x3 right-handed rotation about z by ``angle`` radians."""
-    c, s = math.cos(angle), math.sin(angle)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+def _plane_rotations(c: np.ndarray, s: np.ndarray, i: int, j: int) -> np.ndarray:
+    """(..., 3, 3): for each (cos, sin), rows/columns i, j hold [[c, -s], [s, c]], the third
+    axis stays (the array form of rot_x / rot_z: the solvers evaluate many poses at once)."""
+    out = np.zeros(np.shape(c) + (3, 3))
+    k = 3 - i - j
+    out[..., k, k] = 1.0
+    out[..., i, i] = out[..., j, j] = c
+    out[..., i, j], out[..., j, i] = -s, s
+    return out
 
 
-def in_plane_rotation(theta: float) -> np.ndarray:
-    """Rip(theta): the 3x3 in-plane rotation of the OpenCV camera (docs/camera.md)."""
-    c, s = math.cos(theta), math.sin(theta)
-    return np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])
+def rot_x(angle) -> np.ndarray:
+    """3x3 right-handed rotation about x by ``angle`` radians ((..., 3, 3) for an array)."""
+    c, s = _cos_sin(angle)
+    if isinstance(c, float):
+        return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+    return _plane_rotations(c, s, 1, 2)
 
 
-def camera_centre(azimuth: float, elevation: float, distance: float) -> np.ndarray:
-    """Camera centre C (3,) in world units for angles in radians."""
-    ce = math.cos(elevation)
-    return np.array([distance * ce * math.sin(azimuth), -distance * ce * math.cos(azimuth),
-                     distance * math.sin(elevation)])
+def rot_z(angle) -> np.ndarray:
+    """3x3 right-handed rotation about z by ``angle`` radians ((..., 3, 3) for an array)."""
+    c, s = _cos_sin(angle)
+    if isinstance(c, float):
+        return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    return _plane_rotations(c, s, 0, 1)
 
 
-def viewing_rotation(azimuth: float, elevation: float) -> np.ndarray:
-    """R = Rx(-(pi/2 - e)) @ Rz(-a): world to the PASCAL3D+ camera frame (3x3), radians in."""
-    return rot_x(-(math.pi / 2.0 - elevation)) @ rot_z(-azimuth)
+def in_plane_rotation(theta) -> np.ndarray:
+    """Rip(theta): the 3x3 in-plane rotation of the OpenCV camera (docs/camera.md), that is
+    rot_z(-theta); (..., 3, 3) for an array."""
+    c, s = _cos_sin(theta)
+    if isinstance(c, float):
+        return np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])
+    return _plane_rotations(c, -s, 0, 1)
+
+
+def camera_centre(azimuth, elevation, distance) -> np.ndarray:
+    """Camera centre C (3,) in world units for angles in radians ((..., 3) for arrays)."""
+    ca, sa = _cos_sin(azimuth)
+    ce, se = _cos_sin(elevation)
+    if isinstance(ca, float) and isinstance(ce, float) and np.ndim(distance) == 0:
+        return np.array([distance * ce * sa, -distance * ce * ca, distance * se])
+    return np.stack(np.broadcast_arrays(distance * ce * sa, -distance * ce * ca,
+                                        distance * se), axis=-1)
+
+
+def viewing_rotation(azimuth, elevation) -> np.ndarray:
+    """R = Rx(-(pi/2 - e)) @ Rz(-a): world to the PASCAL3D+ camera frame (3x3; (..., 3, 3) for
+    arrays of angles), radians in."""
+    return rot_x(elevation - math.pi / 2.0) @ rot_z(-azimuth)
 
 
 def object_rotation(pose: Pose) -> np.ndarray:
@@ -171,8 +203,12 @@ def scale_pose(pose: Pose, factor: float) -> Pose:
                         viewport=pose.viewport * factor)
 
 
-def wrap_angle(angle: float, half_turn: float = math.pi) -> float:
-    """An angle wrapped to (-half_turn, half_turn]: radians by default, degrees with 180."""
+def wrap_angle(angle: float | np.ndarray, half_turn: float = math.pi) -> float | np.ndarray:
+    """An angle wrapped to (-half_turn, half_turn]: radians by default, degrees with 180 (an
+    array of angles: each)."""
+    if not isinstance(angle, (float, int)) and np.ndim(angle) > 0:
+        wrapped = np.fmod(np.asarray(angle, dtype=np.float64) + half_turn, 2.0 * half_turn)
+        return np.where(wrapped <= 0, wrapped + 2.0 * half_turn, wrapped) - half_turn
     wrapped = math.fmod(angle + half_turn, 2.0 * half_turn)
     wrapped = wrapped + 2.0 * half_turn if wrapped <= 0 else wrapped
     return wrapped - half_turn
@@ -185,12 +221,11 @@ def intrinsics(pose: Pose, offset: float = 0.0) -> np.ndarray:
     return np.array([[mf, 0.0, pose.px + offset], [0.0, mf, pose.py + offset], [0.0, 0.0, 1.0]])
 
 
-def opencv_extrinsics(azimuth: float, elevation: float, theta: float,
-                      distance: float) -> tuple[np.ndarray, np.ndarray]:
-    """The OpenCV camera's R (3x3) and t (3,) for pose values (radians, CAD units)."""
-    r_cv = in_plane_rotation(theta) @ np.diag([1.0, -1.0, -1.0]) @ viewing_rotation(
-        azimuth, elevation)
-    return r_cv, -r_cv @ camera_centre(azimuth, elevation, distance)
+def opencv_extrinsics(azimuth, elevation, theta, distance) -> tuple[np.ndarray, np.ndarray]:
+    """The OpenCV camera's R (3x3) and t (3,) for pose values (radians, CAD units); for arrays
+    of values (M,), R (M, 3, 3) and t (M, 3): many poses in one call."""
+    r_cv = in_plane_rotation(theta) @ _FLIP_YZ @ viewing_rotation(azimuth, elevation)
+    return r_cv, -(r_cv @ camera_centre(azimuth, elevation, distance)[..., None])[..., 0]
 
 
 def opencv_camera(pose: Pose) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from pose6d.cad_library import CadLibrary
-from pose6d.camera import InvalidPoseError, Pose, opencv_camera, project_points
+from pose6d.camera import (InvalidPoseError, Pose, opencv_camera, opencv_extrinsics,
+                           project_points, wrap_angle)
 from pose6d.pose_error import (pose_rotation_error, rotation_error, summarize_errors,
                                symmetric_rotation_error)
 from conftest import some_meshes
@@ -51,6 +52,40 @@ def test_opencv_camera_is_a_proper_camera():
         assert t[2] == pytest.approx(pose.distance)
         uv = project_points(np.zeros((1, 3)), pose)[0]
         np.testing.assert_allclose(uv, [pose.px, pose.py], atol=1e-9)
+
+
+def test_many_poses_at_once_match_the_reference_formula():
+    """opencv_extrinsics on arrays (the pin solver evaluates all its starts in one call): each
+    pose's R, t project like the reference formula, and equal the one-pose call."""
+    rng = np.random.default_rng(4)
+    poses = [random_pose(rng) for _ in range(40)]
+    values = np.array([[p.azimuth, p.elevation, p.theta, p.distance] for p in poses])
+    r_all, t_all = opencv_extrinsics(*values.T)
+    assert r_all.shape == (40, 3, 3) and t_all.shape == (40, 3)
+    pts = rng.uniform(-1, 1, size=(30, 3))
+    for pose, r, t in zip(poses, r_all, t_all):
+        cam = pts @ r.T + t
+        uv = pose.viewport * cam[:, :2] / cam[:, 2:] + [pose.px, pose.py]
+        ref = project_reference(pts, pose.azimuth, pose.elevation, pose.theta, pose.distance,
+                                pose.px, pose.py, pose.viewport)
+        np.testing.assert_allclose(uv, ref, atol=1e-6, rtol=0)
+        one_r, one_t = opencv_extrinsics(pose.azimuth, pose.elevation, pose.theta, pose.distance)
+        np.testing.assert_allclose(r, one_r, atol=1e-14, rtol=0)
+        np.testing.assert_allclose(t, one_t, atol=1e-12, rtol=0)
+
+
+def test_wrap_angle_of_numbers_and_arrays():
+    """(-pi, pi] (or (-180, 180]), a whole number of turns away from the angle given."""
+    rng = np.random.default_rng(5)
+    angles = np.r_[rng.uniform(-20, 20, 200), [math.pi, -math.pi, 3 * math.pi, 0.0]]
+    for half_turn in (math.pi, 180.0):
+        values = angles * half_turn / math.pi
+        wrapped = wrap_angle(values, half_turn)
+        assert wrapped.shape == values.shape
+        assert ((wrapped > -half_turn) & (wrapped <= half_turn)).all()
+        turns = (values - wrapped) / (2 * half_turn)
+        np.testing.assert_allclose(turns, np.round(turns), atol=1e-9)
+        assert [wrap_angle(float(v), half_turn) for v in values] == list(wrapped)
 
 
 def test_points_behind_camera_are_nan():

@@ -6,10 +6,13 @@ pixels. 1 pin moves the centre; 2 pins also set theta and distance (a, e kept); 
 all six by Levenberg-Marquardt on a Cauchy loss (ROBUST_PX) with a weak prior (PRIOR_SIGMA),
 from the prior's pose turned every AZIMUTH_STARTS_DEG in azimuth (each aligned in the image
 first), the pose shown and OpenCV's SQPnP; every start takes SCREEN_ITERATIONS steps, the best
-FINALISTS run to the end. When the model as it is cannot meet every pin within SNUG_PX (another
-instance of the category), the solve runs again with the model's shape a little loose: points
-that may lie off along a direction (``slides``: another instance's surface is off along the
-normal) weigh less that way, and the model may stretch along its own axes (STRETCH_SIGMA).
+FINALISTS run to the end. The starts step together, each with its own damping: one projection
+of an array of poses per step gives every start's residuals and Jacobian columns (a solve is a
+few hundred numpy calls, not thousands). When the model as it is cannot meet every pin within
+SNUG_PX (another instance of the category), the solve runs again with the model's shape a
+little loose: points that may lie off along a direction (``slides``: another instance's surface
+is off along the normal) weigh less that way, and the model may stretch along its own axes
+(STRETCH_SIGMA).
 
 Inside, the parameters carry three more values, the log scale of the model along its CAD x, y
 and z axes (0: the model as it is); only the pose's six are returned.
@@ -72,7 +75,7 @@ def solve_params(p0: np.ndarray, anchor: np.ndarray, points: np.ndarray, targets
     p0, anchor = np.r_[p0, HELD], np.r_[anchor, HELD]
     rigid_lo, rigid_hi = np.r_[lo, HELD], np.r_[hi, HELD]
     if len(points) == 2:  # as many equations as unknowns: met exactly, slides or not
-        return _align(p0, points, targets, rigid_lo, rigid_hi, like)[:6]
+        return _align(p0, points, targets, rigid_lo, rigid_hi, like)[0, :6]
     best = _solve_all(p0, anchor, points, targets, like, rigid_lo, rigid_hi)
     if slides is not None:  # pins the model as it is cannot meet: another instance
         worst = np.linalg.norm(_project(best, points, like) - targets, axis=1).max()
@@ -109,130 +112,162 @@ def bounds(ranges: dict[str, tuple[float, float]]) -> tuple[np.ndarray, np.ndarr
 
 
 def _project(p: np.ndarray, points: np.ndarray, like: Pose) -> np.ndarray:
-    """Pixels (N, 2) of ``points`` at parameters ``p`` (6,) or (9,): the model stretched by
-    the last three (camera.project_points without building a Pose: this runs thousands of times
-    per solve); NaN behind the camera."""
-    r, t = opencv_extrinsics(p[0], p[1], p[2], math.exp(p[3]))
-    if len(p) > 6:
-        points = points * np.exp(p[6:9])
-    cam = points @ r.T + t
-    z = cam[:, 2]
+    """Pixels (N, 2) of ``points`` (N, 3) at parameters ``p`` (6,) or (9,) (_project_many)."""
+    return _project_many(np.asarray(p)[None], points, like)[0]
+
+
+def _project_many(ps: np.ndarray, points: np.ndarray, like: Pose) -> np.ndarray:
+    """Pixels (M, N, 2) of ``points`` (N, 3) at each of parameters ``ps`` (M, 6) or (M, 9): the
+    model stretched by the last three (camera.project_points for many poses at once, without
+    building Poses: the solve evaluates thousands); NaN behind the camera."""
+    r, t = opencv_extrinsics(ps[:, 0], ps[:, 1], ps[:, 2], np.exp(ps[:, 3]))
+    pts = points[None] * np.exp(ps[:, None, 6:9]) if ps.shape[1] > 6 else points[None]
+    cam = pts @ r.transpose(0, 2, 1) + t[:, None]
+    z = cam[..., 2]
     mf = like.viewport * like.focal
     with np.errstate(divide="ignore", invalid="ignore"):
-        uv = mf * cam[:, :2] / z[:, None] + p[4:6]
+        uv = mf * cam[..., :2] / z[..., None] + ps[:, None, 4:6]
     uv[z <= 0] = np.nan
     return uv
 
 
-def _pixel_residuals(p, points, targets, like, slides=None) -> np.ndarray:
-    """Reprojection residuals (2N,) in pixels; with ``slides`` each pin's part along its
-    slide's image direction g is scaled by ROBUST_PX / hypot(ROBUST_PX, |g|) (the error model
-    with a point that may lie that far off along it)."""
+def _pixel_residuals(ps, points, targets, like, slides=None) -> np.ndarray:
+    """Reprojection residuals (M, 2N) in pixels at parameters ``ps`` (M, 9); with ``slides``
+    each pin's part along its slide's image direction g is scaled by ROBUST_PX /
+    hypot(ROBUST_PX, |g|) (the error model with a point that may lie that far off along it)."""
+    m = len(ps)
     if slides is None:
-        return (_project(p, points, like) - targets).reshape(-1)
-    both = _project(p, np.vstack([points, points + 1e-3 * slides]), like)  # one call: speed
-    uv = both[:len(points)]
+        return (_project_many(ps, points, like) - targets).reshape(m, -1)
+    both = _project_many(ps, np.vstack([points, points + 1e-3 * slides]), like)
+    uv = both[:, :len(points)]
     r = uv - targets
-    g = (both[len(points):] - uv) / 1e-3  # pixels per slide
-    length = np.linalg.norm(g, axis=1)
-    unit = np.divide(g, length[:, None], out=np.zeros_like(g), where=length[:, None] > 0)
-    along = (r * unit).sum(axis=1)
+    g = (both[:, len(points):] - uv) / 1e-3  # pixels per slide
+    length = np.linalg.norm(g, axis=2)
+    unit = np.divide(g, length[..., None], out=np.zeros_like(g), where=length[..., None] > 0)
+    along = (r * unit).sum(axis=2)
     scale = ROBUST_PX / np.hypot(ROBUST_PX, length)
-    return (r + ((scale - 1.0) * along)[:, None] * unit).reshape(-1)
+    return (r + ((scale - 1.0) * along)[..., None] * unit).reshape(m, -1)
 
 
-def _residuals(p, points, targets, like, p0, sigma,
-               slides=None) -> tuple[np.ndarray, np.ndarray]:
-    """(reprojection residuals (2N,) in pixels, prior residuals of the free parameters: those
-    with a ``sigma`` > 0)."""
-    diff = p - p0
-    diff[[0, 2]] = [wrap_angle(diff[0]), wrap_angle(diff[2])]
+def _prior_residuals(ps, p0, sigma) -> np.ndarray:
+    """(M, free): each of ``ps`` (M, 9) off ``p0`` ((9,) or (M, 9); angles wrapped) in units of
+    ``sigma``, for the free parameters (``sigma`` > 0)."""
+    diff = ps - p0
+    diff[:, [0, 2]] = wrap_angle(diff[:, [0, 2]])
     free = sigma > 0
-    return _pixel_residuals(p, points, targets, like, slides), diff[free] / sigma[free]
+    return diff[:, free] / sigma[free]
 
 
-def _cost(p, points, targets, like, p0, sigma, slides=None) -> float:
-    """Cauchy cost of the reprojection (per pin, c^2 log(1 + |r|^2 / c^2): |r|^2 for small
-    residuals) plus the squared prior; inf behind the camera."""
-    r, prior = _residuals(p, points, targets, like, p0, sigma, slides)
-    if not np.isfinite(r).all():
-        return math.inf
-    sq = (r[0::2] ** 2 + r[1::2] ** 2) / ROBUST_PX ** 2
-    return float(ROBUST_PX ** 2 * np.log1p(sq).sum() + (prior ** 2).sum())
+def _cauchy(r: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """(M,): Cauchy cost of reprojection residuals (M, 2N) (per pin, c^2 log(1 + |r|^2 / c^2):
+    |r|^2 for small residuals) plus the squared prior residuals (M, free); inf where a point is
+    behind the camera."""
+    sq = (r[:, 0::2] ** 2 + r[:, 1::2] ** 2) / ROBUST_PX ** 2
+    cost = ROBUST_PX ** 2 * np.log1p(sq).sum(axis=1) + (prior ** 2).sum(axis=1)
+    return np.where(np.isfinite(r).all(axis=1), cost, np.inf)
 
 
-def _refine(p_start, points, targets, like, p0, sigma, lo, hi,
-            iterations: int = MAX_ITERATIONS, slides=None) -> tuple[np.ndarray, float]:
+def _cost(ps, points, targets, like, p0, sigma, slides=None) -> np.ndarray:
+    """(M,): the cost (_cauchy) at each of parameters ``ps`` (M, 9)."""
+    return _cauchy(_pixel_residuals(ps, points, targets, like, slides),
+                   _prior_residuals(ps, p0, sigma))
+
+
+def _refine(starts, points, targets, like, p0, sigma, lo, hi,
+            iterations: int = MAX_ITERATIONS, slides=None) -> tuple[np.ndarray, np.ndarray]:
     """Levenberg-Marquardt with Cauchy weights (IRLS) on the parameters with a prior ``sigma``
-    > 0 (the others stay), held inside [lo, hi]: (parameters, cost)."""
-    p = np.clip(p_start.astype(np.float64), lo, hi)
-    cost, damping = _cost(p, points, targets, like, p0, sigma, slides), 1e-3
-    steps = np.array([1e-6, 1e-6, 1e-6, 1e-6, 1e-4, 1e-4, 1e-6, 1e-6, 1e-6])
+    > 0 (the others stay), held inside [lo, hi], from each of ``starts`` (M, 9) at once (each
+    with its own damping, and stopped when a step no longer lowers its cost); ``p0`` the
+    prior's centre, (9,) or one per start. (parameters (M, 9), costs (M,))."""
+    ps = np.clip(np.array(starts, dtype=np.float64), lo, hi)
+    p0 = np.broadcast_to(p0, ps.shape)
+    cost = _cost(ps, points, targets, like, p0, sigma, slides)
+    damping = np.full(len(ps), 1e-3)
     idx = np.nonzero(sigma > 0)[0]
+    steps = np.array([1e-6, 1e-6, 1e-6, 1e-6, 1e-4, 1e-4, 1e-6, 1e-6, 1e-6])[idx]
+    prior_rows = np.diag(1.0 / sigma[idx])
+    running = np.isfinite(cost)
     for _ in range(iterations):
-        if not math.isfinite(cost):
+        act = np.nonzero(running)[0]
+        if act.size == 0:
             break
-        r, prior = _residuals(p, points, targets, like, p0, sigma, slides)
-        w = np.sqrt(np.repeat(1.0 / (1.0 + (r[0::2] ** 2 + r[1::2] ** 2) / ROBUST_PX ** 2), 2))
-        jac = np.empty((len(r), len(idx)))
-        for j, k in enumerate(idx):
-            q = p.copy()
-            q[k] += steps[k]
-            jac[:, j] = (_pixel_residuals(q, points, targets, like, slides) - r) / steps[k]
-        a = np.vstack([jac * w[:, None], np.diag(1.0 / sigma[idx])])
-        b = np.concatenate([r * w, prior])
-        if not (np.isfinite(a).all() and np.isfinite(b).all()):
-            break
-        ata, atb = a.T @ a, a.T @ b
-        improved = False
-        while damping < 1e8:
-            delta = np.linalg.solve(ata + damping * np.diag(np.diag(ata) + 1e-9), -atb)
-            q = p.copy()
-            q[idx] += delta
-            q = np.clip(q, lo, hi)
-            new_cost = _cost(q, points, targets, like, p0, sigma, slides)
-            if new_cost < cost:
-                improved = cost - new_cost > 1e-9 * max(1.0, cost)
-                p, cost, damping = q, new_cost, max(damping / 10.0, 1e-7)
+        p = ps[act]
+        prior = _prior_residuals(p, p0[act], sigma)
+        # the residuals at p and, for the Jacobian, one step off it in each free parameter
+        nudged = np.repeat(p[:, None], 1 + len(idx), axis=1)  # (k, 1 + free, 9)
+        nudged[:, 1 + np.arange(len(idx)), idx] += steps
+        r_all = _pixel_residuals(nudged.reshape(-1, p.shape[1]), points, targets, like,
+                                 slides).reshape(len(act), 1 + len(idx), -1)
+        r = r_all[:, 0]
+        jac = ((r_all[:, 1:] - r[:, None]) / steps[None, :, None]).transpose(0, 2, 1)
+        w = np.sqrt(np.repeat(1.0 / (1.0 + (r[:, 0::2] ** 2 + r[:, 1::2] ** 2)
+                                     / ROBUST_PX ** 2), 2, axis=1))
+        a = np.concatenate([jac * w[..., None],
+                            np.broadcast_to(prior_rows, (len(act),) + prior_rows.shape)], axis=1)
+        b = np.concatenate([r * w, prior], axis=1)
+        ok = np.isfinite(a).all(axis=(1, 2)) & np.isfinite(b).all(axis=1)
+        running[act[~ok]] = False
+        act, a, b = act[ok], a[ok], b[ok]
+        ata = a.transpose(0, 2, 1) @ a
+        atb = (a.transpose(0, 2, 1) @ b[..., None])[..., 0]
+        diag = np.einsum("kii->ki", ata) + 1e-9
+        # each start tries steps of rising damping until one lowers its cost (or gives up)
+        trying = np.ones(len(act), dtype=bool)
+        while True:
+            trying &= damping[act] < 1e8
+            if not trying.any():
                 break
-            damping *= 10.0
-        if not improved:
-            break
-    return p, cost
+            t = np.nonzero(trying)[0]
+            k = act[t]
+            lhs = ata[t] + damping[k, None, None] * (np.eye(len(idx)) * diag[t, None])
+            delta = np.linalg.solve(lhs, -atb[t][..., None])[..., 0]
+            q = ps[k].copy()
+            q[:, idx] += delta
+            q = np.clip(q, lo, hi)
+            new_cost = _cost(q, points, targets, like, p0[k], sigma, slides)
+            better = new_cost < cost[k]
+            kb = k[better]
+            keep_going = cost[kb] - new_cost[better] > 1e-9 * np.maximum(1.0, cost[kb])
+            running[kb[~keep_going]] = False
+            ps[kb], cost[kb] = q[better], new_cost[better]
+            damping[kb] = np.maximum(damping[kb] / 10.0, 1e-7)
+            damping[k[~better]] *= 10.0
+            trying[t[better]] = False
+        running[act[damping[act] >= 1e8]] = False
+    return ps, cost
 
 
-def _similarity_start(p: np.ndarray, points, targets, like, lo, hi) -> np.ndarray:
-    """``p`` with theta, distance and centre moved so that the projected points match the
-    targets by an image similarity (least squares over all pins; a and e kept)."""
-    uv = _project(p, points, like)
-    if not np.isfinite(uv).all():
-        return p
-    pc, qc = uv.mean(axis=0), targets.mean(axis=0)
-    a, b = uv - pc, targets - qc
-    za, zb = a[:, 0] + 1j * a[:, 1], b[:, 0] + 1j * b[:, 1]
-    denom = float((np.abs(za) ** 2).sum())
-    if denom < 1e-9:
-        return p
-    m = (np.conj(za) * zb).sum() / denom  # complex scale-rotation (image coordinates)
-    scale, turn = abs(m), np.angle(m)
-    if scale < 1e-6:
-        return p
-    centre = np.array([p[4], p[5]])
-    rel = (centre[0] - pc[0]) + 1j * (centre[1] - pc[1])
+def _similarity_start(ps: np.ndarray, points, targets, like, lo, hi) -> np.ndarray:
+    """Each of ``ps`` (M, 9) with theta, distance and centre moved so that the projected points
+    match the targets by an image similarity (least squares over all pins; a and e kept)."""
+    out = ps.copy()
+    uv = _project_many(ps, points, like)
+    pc, qc = uv.mean(axis=1), targets.mean(axis=0)
+    a, b = uv - pc[:, None], targets - qc
+    za, zb = a[..., 0] + 1j * a[..., 1], b[:, 0] + 1j * b[:, 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        m = (np.conj(za) * zb).sum(axis=1) / (np.abs(za) ** 2).sum(axis=1)  # scale-rotation
+    scale, turn = np.abs(m), np.angle(m)
+    good = np.isfinite(uv).all(axis=(1, 2)) & ((np.abs(za) ** 2).sum(axis=1) >= 1e-9) \
+        & np.isfinite(m) & (scale >= 1e-6)
+    rel = (ps[:, 4] - pc[:, 0]) + 1j * (ps[:, 5] - pc[:, 1])
     new_centre = qc[0] + 1j * qc[1] + m * rel
     # A turn by +phi in the image (y down) is theta - phi: theta turns (u, v) with v up.
-    out = p.copy()
-    out[2] = p[2] - turn
-    out[3] = p[3] - math.log(scale)
-    out[4], out[5] = new_centre.real, new_centre.imag
-    return np.clip(out, lo, hi)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        moved = np.column_stack([ps[:, 2] - turn, ps[:, 3] - np.log(scale),
+                                 new_centre.real, new_centre.imag])
+    out[good, 2:6] = moved[good]
+    return np.where(good[:, None], np.clip(out, lo, hi), ps)
 
 
-def _align(p0, points, targets, lo, hi, like: Pose, p_start=None, slides=None) -> np.ndarray:
-    """Two pins: theta, distance and centre (a, e kept), from the similarity start."""
-    sigma = ALIGN_SIGMA
-    start = _similarity_start(p0 if p_start is None else p_start, points, targets, like, lo, hi)
-    return _refine(start, points, targets, like, p0, sigma, lo, hi, ALIGN_ITERATIONS, slides)[0]
+def _align(p0, points, targets, lo, hi, like: Pose, starts=None, slides=None) -> np.ndarray:
+    """Theta, distance and centre (a, e kept), from the similarity start of each of ``starts``
+    (M, 9; default: ``p0`` alone), the prior barely held to ``p0`` ((9,) or (M, 9)):
+    parameters (M, 9). Two pins: met exactly."""
+    starts = np.atleast_2d(p0 if starts is None else starts)
+    begin = _similarity_start(starts, points, targets, like, lo, hi)
+    return _refine(begin, points, targets, like, p0, ALIGN_SIGMA, lo, hi, ALIGN_ITERATIONS,
+                   slides)[0]
 
 
 def _pnp_start(points, targets, pose: Pose, lo, hi) -> np.ndarray | None:
@@ -270,22 +305,20 @@ def _solve_all(p0, anchor, points, targets, pose: Pose, lo, hi, slides=None) -> 
     starts (the prior's pose turned all round, the pose shown, PnP), the prior held to
     ``anchor``; the lowest cost wins. Parameters (9,)."""
     sigma = np.r_[PRIOR_SIGMA, np.where(hi[6:] > lo[6:], STRETCH_SIGMA, 0.0)]
-    starts = [] if np.array_equal(anchor, p0) else [_align(p0, points, targets, lo, hi, pose,
-                                                           slides=slides)]
-    for turn in np.arange(0.0, 360.0, AZIMUTH_STARTS_DEG):
-        p = anchor.copy()
-        p[0] += math.radians(turn)
-        starts.append(_align(anchor, points, targets, lo, hi, like=pose, p_start=p,
-                             slides=slides))
+    turned = np.repeat(anchor[None], int(round(360.0 / AZIMUTH_STARTS_DEG)), axis=0)
+    turned[:, 0] += np.radians(np.arange(len(turned)) * AZIMUTH_STARTS_DEG)
+    centres = np.repeat(anchor[None], len(turned), axis=0)
+    if not np.array_equal(anchor, p0):  # the pose shown, its alignment held to itself
+        turned, centres = np.vstack([p0, turned]), np.vstack([p0, centres])
+    starts = _align(centres, points, targets, lo, hi, pose, turned, slides)
     pnp = _pnp_start(points, targets, pose, lo[:6], hi[:6])
     if pnp is not None:
-        starts.append(np.r_[pnp, HELD])
-    screened = [_refine(s, points, targets, pose, anchor, sigma, lo, hi, SCREEN_ITERATIONS,
-                        slides) for s in starts]
-    screened.sort(key=lambda pc: pc[1])
-    best, best_cost = p0, _cost(p0, points, targets, pose, anchor, sigma, slides)
-    for start, _ in screened[:FINALISTS]:
-        p, cost = _refine(start, points, targets, pose, anchor, sigma, lo, hi, slides=slides)
-        if cost < best_cost:
-            best, best_cost = p, cost
-    return best
+        starts = np.vstack([starts, np.r_[pnp, HELD]])
+    screened, costs = _refine(starts, points, targets, pose, anchor, sigma, lo, hi,
+                              SCREEN_ITERATIONS, slides)
+    finalists = screened[np.argsort(costs, kind="stable")[:FINALISTS]]
+    found, found_costs = _refine(finalists, points, targets, pose, anchor, sigma, lo, hi,
+                                 slides=slides)
+    best_cost = _cost(p0[None], points, targets, pose, anchor, sigma, slides)[0]
+    i = int(np.argmin(found_costs))
+    return found[i] if found_costs[i] < best_cost else p0
