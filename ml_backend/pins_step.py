@@ -13,7 +13,9 @@ they survive a reload and later solves. A pin is a dict:
      "off_at": the state key an undo brings the pin back at (unpin)}
 
 A point the backend has not seen is the target of the pin waiting for one, else a new model
-point (ray cast at the pose shown). A pin whose points the annotator deleted is dropped.
+point (ray cast at the pose shown). A pin whose model point the annotator deleted is removed
+(the others solve again, as with unpin): dropped, or kept off while its photo point is still
+there, so that point stays unused instead of being taken for a new pin's point.
 """
 from __future__ import annotations
 
@@ -84,16 +86,24 @@ def update(pins: list[dict], regions: list[dict], mesh: CadMesh, pose: Pose, cad
     points = _readable(regions, pixels_of)
     # a point sent but unreadable (no coordinates, NaN) is still there: its pin stays
     present = {r.get("id") for r in regions if isinstance(r.get("id"), str)}
-    kept = []
+    number = {id(p): i for i, p in enumerate(live(pins), start=1)}
+    kept, solve, notes = [], False, []
     for pin in pins:  # points the annotator deleted
         if pin["model"] not in present:
+            if pin.get("target") in present:  # its photo point stays, unused (as after unpin)
+                if not pin.get("off"):
+                    solve = solve or pin.get("photo") is not None
+                    notes.append(f"pin {number[id(pin)]} removed (its model point was deleted; "
+                                 "its photo point stays, unused)")
+                pin["off"] = True
+                pin.pop("off_at", None)  # an undo does not bring back a deleted point
+                kept.append(pin)
             continue
         if pin.get("target") is not None and pin["target"] not in present:
             pin["target"], pin["photo"] = None, None
         kept.append(pin)
     pins[:] = kept
     known = {p["model"]: p for p in pins} | {p["target"]: p for p in pins if p.get("target")}
-    solve, notes = False, []
     for rid, uv in points:
         pin = known.get(rid)
         if pin is not None:

@@ -334,6 +334,53 @@ def test_a_commands_answer_leaves_the_photo_points_as_the_annotator_left_them(lo
     assert state["numbers"]["py"] == pytest.approx(start["py"] + 2, abs=0.051)
 
 
+def test_a_model_point_deleted_by_hand_leaves_its_photo_point_unused(loop):
+    """Deleting a pin's model point by hand removes that pin (the other pins solve again, as
+    with unpin); its photo point, still on the photo, stays unused: the next click on the model
+    starts a new pin instead of becoming that point's pin's photo point."""
+    command, pins, state, mesh, _ = loop
+    command(".")
+    start = dict(state["numbers"])
+    u, v = inside_pixel(mesh, shown(state))
+    m1, t1 = pin_region("m1", u, v), pin_region("t1", u + 9, v + 4)
+    pins(m1)
+    pins(m1, t1)
+    assert state["numbers"]["px"] == pytest.approx(start["px"] + 9, abs=0.051)
+    moved = dict(state["numbers"])
+    u2, v2 = inside_pixel(mesh, shown(state), pick=1)
+    said = note(pins(t1, pin_region("m2", u2, v2)))  # m1 deleted, then a click on the model
+    assert "pin 1 removed" in said and "pin 1: model point set" in said, said
+    assert state["numbers"] == moved  # no pin left to solve from: the pose stays
+    assert "pins: 1 waiting" in note(command("pins"))
+    said = note(pins(t1, pin_region("m2", u2, v2), pin_region("t2", u2 - 5, v2 + 3)))
+    assert "pins: 1 " in said and ", 2 " not in said, said
+    assert state["numbers"]["px"] == pytest.approx(moved["px"] - 5, abs=0.051)
+    assert state["numbers"]["py"] == pytest.approx(moved["py"] + 3, abs=0.051)
+    answer = command(".")
+    assert "m2" in answer and "m1" not in answer  # the deleted model point does not come back
+
+
+def test_deleting_a_model_point_by_hand_solves_again_from_the_other_pins(loop):
+    """Three complete pins, one of them 20 px off; deleting its model point by hand solves the
+    pose again from the other two, as `unpin` would, and `u` steps back to before."""
+    command, pins, state, mesh, _ = loop
+    command(".")
+    points = []
+    for k, (du, dv) in enumerate([(4, 2), (4, 2), (24, 2)]):
+        u, v = inside_pixel(mesh, shown(state), pick=k)
+        points += [pin_region(f"m{k}", u, v)]
+        pins(*points)
+        points += [pin_region(f"t{k}", u + du, v + dv)]
+        pins(*points)
+    three = dict(state["numbers"])
+    said = note(pins(*[p for p in points if p["id"] != "m2"]))
+    assert "pin 3 removed" in said, said
+    assert state["numbers"] != three
+    residuals = note(command("pins"))
+    assert "pins: 1 " in residuals and ", 3 " not in residuals, residuals
+    command("u")
+    assert state["numbers"] == three
+
 def test_pins_placed_before_the_first_command_stay_the_annotations(loop):
     """Pins first (no command yet: the tab's chain has no name), then "." (the command box
     names the annotation): the chain goes on, so the next point starts pin 2 and `u` steps

@@ -7,13 +7,14 @@ label chosen by its hotkey, a Ctrl+click on the overlay (the model point) and on
 the photo: the centre moves by that offset (one pin), nothing else; a second pin turns theta and
 scales the distance (azimuth and elevation kept); the page reloaded after the draft was saved:
 the pin points come back and the next point starts pin 3 (the first four are known); a photo
-point deleted by hand (Backspace) stays deleted after a command. Then two annotators on one
-task, each in a tab of their own: B's first point before any draft of B's is refused (it could
-be A's tab's) and stays, to be completed once B's draft is saved; each one's pins move only
-their own pose, `pins` lists only their own, each numbers their next pin after their own, and a
-reload of one tab brings back only that annotator's pins. Last, on another task: pins, Submit,
-the submitted annotation reopened: the next point completes the waiting pin (the backend takes
-the pins back with the annotation's undo steps).
+point deleted by hand (Backspace) stays deleted after a command; a model point deleted by hand
+removes its pin at the next pin click, and its photo point stays unused. Then two annotators on
+one task, each in a tab of their own: B's first point before any draft of B's is refused (it
+could be A's tab's) and stays, to be completed once B's draft is saved; each one's pins move
+only their own pose, `pins` lists only their own, each numbers their next pin after their own,
+and a reload of one tab brings back only that annotator's pins. Last, on another task: pins,
+Submit, the submitted annotation reopened: the next point completes the waiting pin (the backend
+takes the pins back with the annotation's undo steps).
 Screenshots: docs/images/pins_*.png.
 """
 from __future__ import annotations
@@ -126,7 +127,7 @@ def open_task(page, label_studio, setup, width: int) -> None:
     page.wait_for_timeout(1000)
 
 
-def test_pins_in_the_browser(label_studio, setup):
+def test_pins_in_the_browser(label_studio, setup, tmp_path):
     from playwright.sync_api import sync_playwright
 
     dataset, key = setup["dataset"], setup["key"]
@@ -208,6 +209,27 @@ def test_pins_in_the_browser(label_studio, setup):
             page.wait_for_timeout(800)
             kept = [r["id"] for r in me.pin_points()]
             assert order[3] not in kept and len(kept) == 4 and set(order[:3]) <= set(kept), kept
+
+            # 5. Pin 1's model point deleted by hand, then a click beside pin 2's model point:
+            # pin 1 is removed and its photo point stays, unused; the click is pin 2's photo
+            # point (its own was deleted in 4), not the start of a pin from pin 1's photo point.
+            page.get_by_text("Object quality", exact=True).click()
+            assert page.evaluate(JS_SELECT, order[0])
+            page.keyboard.press("Backspace")
+            wait_for(lambda: order[0] not in [r["id"] for r in me.pin_points()], 10,
+                     "the model point deleted", page=page)
+            u2, v2 = L.region_point_pixels(next(r for r in me.pin_points()
+                                                if r["id"] == order[2]))
+            before = me.numbers()
+            answer = me.pin_click(u2 + 12, v2)
+            assert "pin 1 removed" in note(answer), note(answer)
+            assert order[1] in [r["id"] for r in me.pin_points()]  # pin 1's photo point stays
+            listed = note(me.command("pins"))
+            assert "pins: 1 " in listed and ", 2 waiting" in listed and ", 3 " not in listed, \
+                listed
+            after = me.numbers()
+            assert abs(after["px"] - (before["px"] + 12)) <= 2 * scale + 0.2, (before, after)
+            page.screenshot(path=str(tmp_path / "model_point_deleted.png"))
         finally:
             browser.close()
 
