@@ -10,7 +10,10 @@ they survive a reload and later solves. A pin is a dict:
      "photo": [u, v] pixels or None, "cad": CAD index, "off": removed (unpin) or unusable,
      "shown": the six values (radians) shown when the model point was clicked,
      "by_cad": {CAD index as text: [x, y, z]} once the pin has been on more than one model,
-     "off_at": the state key an undo brings the pin back at (unpin)}
+     "off_at": the state key an undo brings the pin back at (unpin),
+     "prior": the six values (radians) later solves hold to, once the annotator has set one
+              by a command after pinning (adopt; kept on the first live pin),
+     "prior_undo": [[state key, the prior before the line that left it], ...] (restore)}
 
 A point the backend has not seen is the target of the pin waiting for one, else a new model
 point (ray cast at the pose shown). A pin whose model point the annotator deleted is removed
@@ -183,12 +186,41 @@ def solve(pins: list[dict], pose: Pose, ranges: dict[str, tuple[float, float]],
 
 
 def _anchor(pins: list[dict], pose: Pose) -> Pose:
-    """The pose shown when the first live pin was started (one or two pins turn theta and
-    scale freely; the prior of 3+ pins holds to what the annotator had before pinning)."""
-    for pin in live(pins):
-        if isinstance(pin.get("shown"), list) and len(pin["shown"]) == 6:
-            return _shown_then(pin, pose) or pose
-    return pose
+    """The pose the prior of 3+ pins holds to: the pose shown when the first live pin was
+    started (one or two pins turn theta and scale freely), with the values the annotator has
+    set since by hand (``adopt``); ``pose`` when no pin keeps one."""
+    pin = _anchor_pin(pins, pose)
+    if pin is None:
+        return pose
+    prior = pin.get("prior")
+    if isinstance(prior, list) and len(prior) == 6:
+        try:
+            return Pose(*prior, viewport=pose.viewport, focal=pose.focal)
+        except (TypeError, ValueError):
+            pass
+    return _shown_then(pin, pose)
+
+
+def _anchor_pin(pins: list[dict], like: Pose) -> dict | None:
+    """The first live pin that keeps the pose shown when it was started."""
+    return next((p for p in live(pins) if _shown_then(p, like) is not None), None)
+
+
+def adopt(pins: list[dict], before: Pose, after: Pose, mark: tuple) -> None:
+    """The annotator changed the pose by a command (not a solve) from ``before`` to ``after``:
+    each value changed becomes the prior's, so that a later solve holds elevation and theta to
+    what the annotator set rather than to what was shown before the first pin. ``mark``: the
+    key of the state before the line (chain.State.key); undoing back to it restores the prior
+    as it was (``restore``)."""
+    pin = _anchor_pin(pins, after)
+    old, new = before.as_radians(), after.as_radians()
+    if pin is None or old == new:
+        return
+    undo = pin.setdefault("prior_undo", [])  # [[mark, the prior before that line], ...]
+    if not undo or undo[-1][0] != list(mark):
+        undo.append([list(mark), pin.get("prior")])
+    prior = _anchor(pins, after).as_radians()
+    pin["prior"] = [new[n] if new[n] != old[n] else prior[n] for n in prior]
 
 
 def residuals(pins: list[dict], pose: Pose) -> list[float | None]:
@@ -241,6 +273,12 @@ def restore(pins: list[dict], key: tuple, bring_back: bool = True) -> str | None
     for pin in back:
         pin["off"] = not bring_back
         del pin["off_at"]
+    for pin in pins:  # the prior as it was before the lines undone (adopt)
+        undo = pin.get("prior_undo") or []
+        while undo and undo[-1][0] == list(key):
+            previous = undo.pop()[1]
+            if bring_back:
+                pin["prior"] = previous
     if not (bring_back and back):
         return None
     return f"{len(back)} pin{'s' if len(back) > 1 else ''} back (unpin undone)"

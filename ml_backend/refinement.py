@@ -306,14 +306,16 @@ class Refinement:
                                     new.cad_index)
                         notes.append(pins_step.describe(record.pins, shown_pose(new.pose)))
                 elif command.kind == "copy":
-                    new = self._copy(key, new, int(command.value))
+                    before, new = new.pose, self._copy(key, new, int(command.value))
+                    pins_step.adopt(record.pins, before, new.pose, current.key())
                     notes.append(f"rotation of object {int(command.value)} copied (fit or fitxy "
                                  "places it)")
                 elif command.kind == "overlay":
                     record.style = _next_style(record.style, command.name)
                     notes.append(f"overlay: {record.style} (o: next style)")
                 else:
-                    new = apply_command(command, new, initial, cads, ranges)
+                    before, new = new.pose, apply_command(command, new, initial, cads, ranges)
+                    pins_step.adopt(record.pins, before, new.pose, current.key())
                     if command.kind == "reset":
                         notes.append(f"reset to the model's pose and CAD model {initial.cad_index}")
         else:

@@ -381,6 +381,39 @@ def test_deleting_a_model_point_by_hand_solves_again_from_the_other_pins(loop):
     command("u")
     assert state["numbers"] == three
 
+def test_a_value_the_annotator_sets_after_pinning_is_what_later_solves_hold_to(loop):
+    """Three pins that no pose meets (another instance's clicks) leave elevation to the prior.
+    A drag solves again and elevation stays; the annotator then sets elevation 12 deg higher
+    by hand, and the next drag's solve keeps their value instead of pulling it back to what was
+    shown before the first pin; undoing their line undoes that too."""
+    command, pins, state, mesh, _ = loop
+    command(".")
+    regions = []
+    for k, (du, dv) in enumerate([(10, 0), (-10, 4), (0, -10)]):
+        u, v = inside_pixel(mesh, shown(state), pick=k)
+        regions.append(pin_region(f"m{k}", u, v))
+        pins(*regions)
+        regions.append(pin_region(f"t{k}", u + du, v + dv))
+        pins(*regions)
+    three = dict(state["numbers"])
+
+    def drag_last(dx: float) -> None:
+        u, v = labeling.region_point_pixels(regions[-1])
+        regions[-1] = pin_region("t2", u + dx, v)
+        pins(*regions)
+
+    drag_last(1)
+    assert abs(state["numbers"]["elevation"] - three["elevation"]) < 1.5
+    dragged = dict(state["numbers"])
+    command(f"e={three['elevation'] + 12:g}")
+    drag_last(-1)
+    assert abs(state["numbers"]["elevation"] - (three["elevation"] + 12)) < 1.5, state["numbers"]
+    command("u")  # the drag's solve
+    command("u")  # the annotator's elevation: the prior goes back too
+    assert state["numbers"] == dragged
+    drag_last(1)
+    assert abs(state["numbers"]["elevation"] - three["elevation"]) < 1.5, state["numbers"]
+
 def test_pins_placed_before_the_first_command_stay_the_annotations(loop):
     """Pins first (no command yet: the tab's chain has no name), then "." (the command box
     names the annotation): the chain goes on, so the next point starts pin 2 and `u` steps
