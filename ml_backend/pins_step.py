@@ -33,6 +33,7 @@ from pose6d.labeling import PIN, pin_region, region_point_pixels
 from pose6d.renderer import closest_surface
 from pose6d.fitting.pins import PinError, model_points, normal_slides, solve_points
 
+from ml_backend.chain import MAX_HISTORY
 from ml_backend.commands import CommandError
 
 MOVED_PX = 0.5  # a photo point sent back this far from where it was kept has been dragged
@@ -219,6 +220,7 @@ def adopt(pins: list[dict], before: Pose, after: Pose, mark: tuple) -> None:
     undo = pin.setdefault("prior_undo", [])  # [[mark, the prior before that line], ...]
     if not undo or undo[-1][0] != list(mark):
         undo.append([list(mark), pin.get("prior")])
+        del undo[:-MAX_HISTORY]  # no undo reaches further back
     prior = _anchor(pins, after).as_radians()
     pin["prior"] = [new[n] if new[n] != old[n] else prior[n] for n in prior]
 
