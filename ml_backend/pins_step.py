@@ -191,20 +191,24 @@ def _anchor(pins: list[dict], pose: Pose) -> Pose:
     started (one or two pins turn theta and scale freely), with the values the annotator has
     set since by hand (``adopt``); ``pose`` when no pin keeps one."""
     pin = _anchor_pin(pins, pose)
-    if pin is None:
-        return pose
-    prior = pin.get("prior")
-    if isinstance(prior, list) and len(prior) == 6:
-        try:
-            return Pose(*prior, viewport=pose.viewport, focal=pose.focal)
-        except (TypeError, ValueError):
-            pass
-    return _shown_then(pin, pose)
+    return pose if pin is None else _prior_of(pin, pose)
 
 
 def _anchor_pin(pins: list[dict], like: Pose) -> dict | None:
     """The first live pin that keeps the pose shown when it was started."""
     return next((p for p in live(pins) if _shown_then(p, like) is not None), None)
+
+
+def _prior_of(pin: dict, like: Pose) -> Pose:
+    """The anchor pin's prior (``like``'s camera): as ``adopt`` set it, else the pose shown
+    when the pin was started."""
+    prior = pin.get("prior")
+    if isinstance(prior, list) and len(prior) == 6:
+        try:
+            return Pose(*prior, viewport=like.viewport, focal=like.focal)
+        except (TypeError, ValueError):
+            pass
+    return _shown_then(pin, like)
 
 
 def adopt(pins: list[dict], before: Pose, after: Pose, mark: tuple) -> None:
@@ -221,7 +225,7 @@ def adopt(pins: list[dict], before: Pose, after: Pose, mark: tuple) -> None:
     if not undo or undo[-1][0] != list(mark):
         undo.append([list(mark), pin.get("prior")])
         del undo[:-MAX_HISTORY]  # no undo reaches further back
-    prior = _anchor(pins, after).as_radians()
+    prior = _prior_of(pin, after).as_radians()
     pin["prior"] = [new[n] if new[n] != old[n] else prior[n] for n in prior]
 
 

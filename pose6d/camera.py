@@ -154,10 +154,7 @@ def rot_z(angle) -> np.ndarray:
 def in_plane_rotation(theta) -> np.ndarray:
     """Rip(theta): the 3x3 in-plane rotation of the OpenCV camera (docs/camera.md), that is
     rot_z(-theta); (..., 3, 3) for an array."""
-    c, s = _cos_sin(theta)
-    if isinstance(c, float):
-        return np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])
-    return _plane_rotations(c, -s, 0, 1)
+    return rot_z(-theta)
 
 
 def camera_centre(azimuth, elevation, distance) -> np.ndarray:

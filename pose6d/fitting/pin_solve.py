@@ -245,11 +245,11 @@ def _similarity_start(ps: np.ndarray, points, targets, like, lo, hi) -> np.ndarr
     pc, qc = uv.mean(axis=1), targets.mean(axis=0)
     a, b = uv - pc[:, None], targets - qc
     za, zb = a[..., 0] + 1j * a[..., 1], b[:, 0] + 1j * b[:, 1]
+    denom = (np.abs(za) ** 2).sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        m = (np.conj(za) * zb).sum(axis=1) / (np.abs(za) ** 2).sum(axis=1)  # scale-rotation
+        m = (np.conj(za) * zb).sum(axis=1) / denom  # complex scale-rotation
     scale, turn = np.abs(m), np.angle(m)
-    good = np.isfinite(uv).all(axis=(1, 2)) & ((np.abs(za) ** 2).sum(axis=1) >= 1e-9) \
-        & np.isfinite(m) & (scale >= 1e-6)
+    good = np.isfinite(uv).all(axis=(1, 2)) & (denom >= 1e-9) & np.isfinite(m) & (scale >= 1e-6)
     rel = (ps[:, 4] - pc[:, 0]) + 1j * (ps[:, 5] - pc[:, 1])
     new_centre = qc[0] + 1j * qc[1] + m * rel
     # A turn by +phi in the image (y down) is theta - phi: theta turns (u, v) with v up.
