@@ -12,7 +12,8 @@ they survive a reload and later solves. A pin is a dict:
      "by_cad": {CAD index as text: [x, y, z]} once the pin has been on more than one model,
      "off_at": the state key an undo brings the pin back at (unpin),
      "prior": the six values (radians) later solves hold to, once the annotator has set one
-              by a command after pinning (adopt; kept on the first live pin),
+              by a command after pinning (adopt; kept on the first live pin, and handed to
+              the next one when that pin is removed: _hand_over),
      "prior_undo": [[state key, the prior before the line that left it], ...] (restore)}
 
 A point the backend has not seen is the target of the pin waiting for one, else a new model
@@ -91,6 +92,7 @@ def update(pins: list[dict], regions: list[dict], mesh: CadMesh, pose: Pose, cad
     # a point sent but unreadable (no coordinates, NaN) is still there: its pin stays
     present = {r.get("id") for r in regions if isinstance(r.get("id"), str)}
     number = {id(p): i for i, p in enumerate(live(pins), start=1)}
+    anchor = _anchor_pin(pins)
     kept, solve, notes = [], False, []
     for pin in pins:  # points the annotator deleted
         if pin["model"] not in present:
@@ -107,6 +109,7 @@ def update(pins: list[dict], regions: list[dict], mesh: CadMesh, pose: Pose, cad
             pin["target"], pin["photo"] = None, None
         kept.append(pin)
     pins[:] = kept
+    _hand_over(pins, anchor)
     known = {p["model"]: p for p in pins} | {p["target"]: p for p in pins if p.get("target")}
     for rid, uv in points:
         pin = known.get(rid)
@@ -189,26 +192,53 @@ def solve(pins: list[dict], pose: Pose, ranges: dict[str, tuple[float, float]],
 def _anchor(pins: list[dict], pose: Pose) -> Pose:
     """The pose the prior of 3+ pins holds to: the pose shown when the first live pin was
     started (one or two pins turn theta and scale freely), with the values the annotator has
-    set since by hand (``adopt``); ``pose`` when no pin keeps one."""
-    pin = _anchor_pin(pins, pose)
-    return pose if pin is None else _prior_of(pin, pose)
+    set since by hand (``adopt``; both kept when that pin is removed: ``_hand_over``);
+    ``pose`` when no pin keeps one."""
+    pin = _anchor_pin(pins)
+    prior = _prior_of(pin, pose) if pin is not None else None
+    return prior or pose
 
 
-def _anchor_pin(pins: list[dict], like: Pose) -> dict | None:
+def _anchor_pin(pins: list[dict]) -> dict | None:
     """The first live pin that keeps the pose shown when it was started."""
-    return next((p for p in live(pins) if _shown_then(p, like) is not None), None)
+    return next((p for p in live(pins) if _six(p.get("shown")) is not None), None)
 
 
-def _prior_of(pin: dict, like: Pose) -> Pose:
+def _prior_of(pin: dict, like: Pose) -> Pose | None:
     """The anchor pin's prior (``like``'s camera): as ``adopt`` set it, else the pose shown
-    when the pin was started."""
-    prior = pin.get("prior")
-    if isinstance(prior, list) and len(prior) == 6:
-        try:
-            return Pose(*prior, viewport=like.viewport, focal=like.focal)
-        except (TypeError, ValueError):
-            pass
-    return _shown_then(pin, like)
+    when the pin was started; None when neither makes a pose."""
+    for values in (_six(pin.get("prior")), _six(pin.get("shown"))):
+        if values is not None:
+            try:
+                return Pose(*values, viewport=like.viewport, focal=like.focal)
+            except ValueError:  # InvalidPoseError: a value out of its domain
+                pass
+    return None
+
+
+def _six(values) -> list[float] | None:
+    """``values`` as six finite floats (a kept pose, radians), else None."""
+    if not (isinstance(values, list) and len(values) == 6):
+        return None
+    try:
+        out = [float(v) for v in values]
+    except (TypeError, ValueError):
+        return None
+    return out if all(math.isfinite(v) for v in out) else None
+
+
+def _hand_over(pins: list[dict], was: dict | None) -> None:
+    """``was``, the anchor pin before a pin was removed, is off now: the new anchor takes its
+    prior (and the undo of it), so that removing the first pin changes neither the pose shown
+    before pinning nor a value the annotator set since."""
+    new = _anchor_pin(pins)
+    if was is None or new is None or new is was:  # pins are appended: a new anchor means
+        return  # that ``was`` went off or was dropped
+    own = _six(was.get("prior")) or _six(was.get("shown"))
+    new["prior"] = own
+    # an undo entry's None (the prior was the pin's own shown pose) means ``was``'s pose here
+    new["prior_undo"] = [[mark, previous if previous is not None else was.get("shown")]
+                         for mark, previous in was.get("prior_undo") or []]
 
 
 def adopt(pins: list[dict], before: Pose, after: Pose, mark: tuple) -> None:
@@ -217,16 +247,17 @@ def adopt(pins: list[dict], before: Pose, after: Pose, mark: tuple) -> None:
     what the annotator set rather than to what was shown before the first pin. ``mark``: the
     key of the state before the line (chain.State.key); undoing back to it restores the prior
     as it was (``restore``)."""
-    pin = _anchor_pin(pins, after)
+    pin = _anchor_pin(pins)
     old, new = before.as_radians(), after.as_radians()
-    if pin is None or old == new:
+    prior = _prior_of(pin, after) if pin is not None else None
+    if prior is None or old == new:
         return
     undo = pin.setdefault("prior_undo", [])  # [[mark, the prior before that line], ...]
     if not undo or undo[-1][0] != list(mark):
         undo.append([list(mark), pin.get("prior")])
         del undo[:-MAX_HISTORY]  # no undo reaches further back
-    prior = _prior_of(pin, after).as_radians()
-    pin["prior"] = [new[n] if new[n] != old[n] else prior[n] for n in prior]
+    values = prior.as_radians()
+    pin["prior"] = [new[n] if new[n] != old[n] else values[n] for n in values]
 
 
 def residuals(pins: list[dict], pose: Pose) -> list[float | None]:
@@ -255,7 +286,7 @@ def unpin(pins: list[dict], number: int, mark: tuple | None = None) -> tuple[str
     note, whether the rest should solve again: a complete pin was removed and some remain.)
     ``mark``: the key of the state before the line (chain.State.key); undoing back to it
     brings the pin back (``restore``) when the rest solved again."""
-    use = live(pins)
+    use, anchor = live(pins), _anchor_pin(pins)
     if number == 0:
         for pin in use:
             pin["off"] = True
@@ -264,6 +295,7 @@ def unpin(pins: list[dict], number: int, mark: tuple | None = None) -> tuple[str
         raise CommandError(f"there is no pin {number} ({len(use)} pins; pins lists them)")
     removed = use[number - 1]
     removed["off"] = True
+    _hand_over(pins, anchor)
     again = removed.get("photo") is not None and bool(complete(pins))
     if again and mark is not None:
         removed["off_at"] = list(mark)

@@ -64,7 +64,7 @@ def inside_pixel(mesh, pose: Pose, pick: int = 0) -> tuple[int, int]:
     mask = rasterize_reference(reference_pixels(mesh[0], pose), mesh[1], W, H)
     core = mask[2:-2, 2:-2] & mask[:-4, 2:-2] & mask[4:, 2:-2] & mask[2:-2, :-4] & mask[2:-2, 4:]
     ys, xs = np.nonzero(core)
-    i = [len(xs) // 2, 0, len(xs) - 1][pick]
+    i = [len(xs) // 2, 0, len(xs) - 1, len(xs) // 4, 3 * len(xs) // 4][pick]
     return int(xs[i]) + 2, int(ys[i]) + 2
 
 
@@ -413,6 +413,43 @@ def test_a_value_the_annotator_sets_after_pinning_is_what_later_solves_hold_to(l
     assert state["numbers"] == dragged
     drag_last(1)
     assert abs(state["numbers"]["elevation"] - three["elevation"]) < 1.5, state["numbers"]
+
+def test_removing_the_first_pin_keeps_the_value_the_annotator_set(loop):
+    """Five pins that no pose meets; the annotator then sets elevation 12 deg higher by hand.
+    Deleting pin 1's model point by hand solves again from the other four, and ``unpin 1``
+    (then the first of those) from the last three: both times the prior still holds the
+    annotator's elevation, not the one shown when the next pin was started."""
+    command, pins, state, mesh, _ = loop
+    command(".")
+    regions = []
+    for k, (du, dv) in enumerate([(10, 0), (-10, 4), (0, -10), (7, 7), (-6, -8)]):
+        u, v = inside_pixel(mesh, shown(state), pick=k)
+        regions.append(pin_region(f"m{k}", u, v))
+        pins(*regions)
+        regions.append(pin_region(f"t{k}", u + du, v + dv))
+        pins(*regions)
+    five = dict(state["numbers"])
+    wanted = five["elevation"] + 12
+    command(f"e={wanted:g}")
+    set_by_hand = dict(state["numbers"])
+    said = note(pins(*[r for r in regions if r["id"] != "m0"]))
+    assert "pin 1 removed" in said, said
+    assert state["numbers"] != set_by_hand  # solved again
+    assert abs(state["numbers"]["elevation"] - wanted) < 1.5, state["numbers"]
+    four = dict(state["numbers"])
+    said = note(command("unpin 1"))
+    assert "the other pins solve again" in said, said
+    assert state["numbers"] != four
+    assert abs(state["numbers"]["elevation"] - wanted) < 1.5, state["numbers"]
+    command("u")  # that pin back
+    assert state["numbers"] == four
+    command("u")  # the solve after the deletion
+    command("u")  # the annotator's elevation: the prior the pins got goes back too
+    assert state["numbers"] == five
+    u, v = labeling.region_point_pixels(regions[-1])
+    pins(*[r for r in regions[:-1] if r["id"] != "m0"], pin_region("t4", u + 1, v))
+    assert abs(state["numbers"]["elevation"] - five["elevation"]) < 1.5, state["numbers"]
+
 
 def test_pins_placed_before_the_first_command_stay_the_annotations(loop):
     """Pins first (no command yet: the tab's chain has no name), then "." (the command box
