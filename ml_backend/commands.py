@@ -17,6 +17,8 @@ Tokens run left to right, separated by spaces or commas:
   pins            list the pins (the pin key point tool, 7, then Ctrl+click a model point and
                   its place in the photo) with how far each model point is from its place (px)
   unpin 2  unpin  remove pin 2 (the others solve again; u: back) / every pin (pose stays)
+  solve           solve the pose from the pins again now (after setting elevation or theta by
+                  hand, which the pins then hold to: the rest is fitted to them)
   copy 3          take the rotation of object 3 of the same photo (then fit / fitxy places it)
   r               reset to the model's initial pose and CAD model
   u               undo the last change (repeatable)
@@ -51,7 +53,7 @@ CHEAT_SHEET = (  # short enough to show whole in the page's message area (9 line
     "r reset / u undo",
     "fit: auto-fit (fitxy: centre and distance, fitcad: every model, fitaz: azimuth all round)",
     "pins: smart tools' first key point, 7, Ctrl+click an overlay point, then its place "
-    "(pins, unpin 2, unpin); copy 3: object 3's rotation",
+    "(pins, unpin 2, unpin, solve); copy 3: object 3's rotation",
     "submit: Shift+Tab, then Ctrl+Enter",
 )
 
@@ -73,9 +75,10 @@ class CommandError(BadInput):
 @dataclasses.dataclass(frozen=True)
 class Command:
     """kind: add | set | flip | cad_next | cad_prev | cad_set | reset | undo | refresh | help |
-    quality | dense | overlay | fit | pins | unpin (value: the pin, 0 = all) | copy (value: the
-    object's index k in its photo). name: the pose value (add / set), the label (quality /
-    dense), the overlay style ("" = the next one) or the fit's mode (FIT_MODES' values)."""
+    quality | dense | overlay | fit | pins | solve | unpin (value: the pin, 0 = all) | copy
+    (value: the object's index k in its photo). name: the pose value (add / set), the label
+    (quality / dense), the overlay style ("" = the next one) or the fit's mode (FIT_MODES'
+    values)."""
 
     kind: str
     name: str = ""
@@ -114,7 +117,7 @@ def _parse_token(tok: str) -> Command:
         return Command("dense", DENSE_VALUES[tok == "dy"])
     if tok == "o":
         return Command("overlay")
-    if tok in ("pins", "unpin"):
+    if tok in ("pins", "unpin", "solve"):
         return Command(tok)
     if m := _NUMBERED.match(tok):
         if m.group(1) == "unpin" and int(m.group(2)) == 0:
@@ -128,4 +131,4 @@ def _parse_token(tok: str) -> Command:
                                f"(o={' o='.join(OVERLAY_STYLES)})")
         return Command("overlay", m.group(1))
     raise CommandError(f"unknown command {tok[:40]!r} (try a++ e- d+ x-- a=30 f n c2 q1 dn o r u, "
-                       "pins, unpin 2, copy 3, ? for help)")
+                       "pins, unpin 2, solve, copy 3, ? for help)")

@@ -261,9 +261,7 @@ class Refinement:
             notes += added
             new = current
             if changed:  # one solve, one undo step
-                new = State(pins_step.solve(record.pins, current.pose, ranges, mesh),
-                            current.cad_index)
-                notes.append(pins_step.describe(record.pins, shown_pose(new.pose)))
+                new = self._solve(record, key, current, ranges, notes)
         elif points:  # the newest point is the last (Label Studio sends them in drawing order)
             x, y = _region_pixels(region_point_pixels, points[-1])
             new = State(current.pose.replace(px=x, py=y), current.cad_index)
@@ -301,10 +299,12 @@ class Refinement:
                                                   mark=current.key())
                     notes.append(said)
                     if again:  # the rest solve again without it (the line's undo step)
-                        mesh = self.host.cad.mesh(key.category, new.cad_index)
-                        new = State(pins_step.solve(record.pins, new.pose, ranges, mesh),
-                                    new.cad_index)
-                        notes.append(pins_step.describe(record.pins, shown_pose(new.pose)))
+                        new = self._solve(record, key, new, ranges, notes)
+                elif command.kind == "solve":  # after e= / t=: the pins hold the new prior
+                    notes += self._carried(record, key, new)
+                    if not pins_step.complete(record.pins):
+                        raise CommandError("there are no pins to solve from (pins lists them)")
+                    new = self._solve(record, key, new, ranges, notes)
                 elif command.kind == "copy":
                     before, new = new.pose, self._copy(key, new, int(command.value))
                     pins_step.adopt(record.pins, before, new.pose, current.key())
@@ -327,6 +327,15 @@ class Refinement:
         else:  # no undo step: no later undo brings back a pin this line removed
             pins_step.restore(record.pins, chain.current.key(), bring_back=False)
         return new, notes, choices, fit_mode
+
+    def _solve(self, record: Any, key: ObjectKey, state: State, ranges: dict,
+               notes: list[str]) -> State:
+        """``state`` with the pose solved from the chain's pins (on its CAD model); their
+        residuals added to ``notes``."""
+        mesh = self.host.cad.mesh(key.category, state.cad_index)
+        new = State(pins_step.solve(record.pins, state.pose, ranges, mesh), state.cad_index)
+        notes.append(pins_step.describe(record.pins, shown_pose(new.pose)))
+        return new
 
     def _carried(self, record: Any, key: ObjectKey, state: State) -> list[str]:
         """The chain's pins carried onto ``state``'s CAD model when it changed

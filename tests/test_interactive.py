@@ -124,7 +124,8 @@ def test_fit_pose_to_box_keeps_rotation():
 @pytest.mark.parametrize("text, kinds", [("a+", ["add"]), ("A++,e-  d=3", ["add", "add", "set"]),
                                          ("", ["refresh"]), ("n p c3 r u f .", ["cad_next", "cad_prev",
                                          "cad_set", "reset", "undo", "flip", "refresh"]),
-                                         ("x+12.5 \u26a0 old error", ["add"])])
+                                         ("x+12.5 \u26a0 old error", ["add"]),
+                                         ("e=30 solve", ["set", "solve"])])
 def test_parse_commands(text, kinds):
     assert [c.kind for c in parse_commands(text)] == kinds
 

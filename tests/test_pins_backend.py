@@ -451,6 +451,45 @@ def test_removing_the_first_pin_keeps_the_value_the_annotator_set(loop):
     assert abs(state["numbers"]["elevation"] - five["elevation"]) < 1.5, state["numbers"]
 
 
+def test_solve_fits_the_pins_again_around_a_value_set_by_hand(loop):
+    """``solve`` without complete pins is refused and changes nothing. Three pins that no pose
+    meets; the annotator sets elevation 12 deg higher by hand: their value is shown as typed,
+    and the pins no longer meet (nothing solves until asked). ``solve`` solves from the pins
+    now: the elevation stays near the annotator's (the prior holds it), the other values move
+    so that the pins meet better (their errors' sum, as ``pins`` lists them, falls), and ``u``
+    steps back to the values as typed."""
+    command, pins, state, mesh, _ = loop
+    command(".")
+    before = dict(state["numbers"])
+    said = note(command("solve"))
+    assert said.startswith("\u26a0") and "no pins" in said, said
+    assert state["numbers"] == before
+    regions = []
+    for k, (du, dv) in enumerate([(10, 0), (-10, 4), (0, -10)]):
+        u, v = inside_pixel(mesh, shown(state), pick=k)
+        regions.append(pin_region(f"m{k}", u, v))
+        pins(*regions)
+        regions.append(pin_region(f"t{k}", u + du, v + dv))
+        pins(*regions)
+
+    def total_px() -> float:
+        listed = note(command("pins")).split("pins: ", 1)[1]
+        return sum(float(part.split()[1]) for part in listed.split(", "))
+
+    wanted = state["numbers"]["elevation"] + 12
+    command(f"e={wanted:g}")
+    typed = dict(state["numbers"])
+    assert typed["elevation"] == pytest.approx(wanted, abs=0.01)
+    off = total_px()
+    said = note(command("solve"))
+    assert "pins: 1 " in said, said
+    assert state["numbers"] != typed
+    assert abs(state["numbers"]["elevation"] - wanted) < 1.5, state["numbers"]
+    assert total_px() < off - 1.0, (total_px(), off)
+    command("u")
+    assert state["numbers"] == typed
+
+
 def test_pins_placed_before_the_first_command_stay_the_annotations(loop):
     """Pins first (no command yet: the tab's chain has no name), then "." (the command box
     names the annotation): the chain goes on, so the next point starts pin 2 and `u` steps
