@@ -8,7 +8,8 @@ the photo: the centre moves by that offset (one pin), nothing else; a second pin
 scales the distance (azimuth and elevation kept); the page reloaded after the draft was saved:
 the pin points come back and the next point starts pin 3 (the first four are known); a photo
 point deleted by hand (Backspace) stays deleted after a command; a model point deleted by hand
-removes its pin at the next pin click, and its photo point stays unused. Then two annotators on
+removes its pin at the next pin click, and its photo point stays unused; `e=..` takes a pin
+off its photo point and `solve` fits the pins again at once. Then two annotators on
 one task, each in a tab of their own: B's first point before any draft of B's is refused (it
 could be A's tab's) and stays, to be completed once B's draft is saved; each one's pins move
 only their own pose, `pins` lists only their own, each numbers their next pin after their own,
@@ -20,6 +21,7 @@ Screenshots: docs/images/pins_*.png.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +129,13 @@ def open_task(page, label_studio, setup, width: int) -> None:
     page.wait_for_timeout(1000)
 
 
+def first_error(text: str) -> float:
+    """Pin 1's error (px) in a 'pins: 1 2.1 px, 2 waiting' line."""
+    found = re.search(r"pins: 1 (\d+(?:\.\d+)?) px", text)
+    assert found, text
+    return float(found.group(1))
+
+
 def test_pins_in_the_browser(label_studio, setup, tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -230,6 +239,19 @@ def test_pins_in_the_browser(label_studio, setup, tmp_path):
             after = me.numbers()
             assert abs(after["px"] - (before["px"] + 12)) <= 2 * scale + 0.2, (before, after)
             page.screenshot(path=str(tmp_path / "model_point_deleted.png"))
+
+            # 6. Elevation set by command takes pin 1's model point off its photo point (nothing
+            # solves until asked); `solve` fits the pins again at once: with one complete pin
+            # the centre moves, the elevation stays as typed.
+            raised = after["elevation"] + 10
+            me.command(f"e={raised:g}")
+            assert first_error(note(me.command("pins"))) > 1.0
+            answer = me.command("solve")
+            assert first_error(note(answer)) < 0.6, note(answer)
+            solved = me.numbers()
+            assert solved["elevation"] == pytest.approx(raised, abs=0.01)
+            assert (solved["px"], solved["py"]) != (after["px"], after["py"])
+            page.screenshot(path=str(tmp_path / "solve.png"))
         finally:
             browser.close()
 
