@@ -68,6 +68,20 @@ def inside_pixel(mesh, pose: Pose, pick: int = 0) -> tuple[int, int]:
     return int(xs[i]) + 2, int(ys[i]) + 2
 
 
+def place_pins(pins, state, mesh, offsets: list[tuple[float, float]]) -> list[dict]:
+    """One pin per offset, in turn: a model point well inside the overlay shown (inside_pixel,
+    pick k), then its photo point that far from it (px); each point its own pin call, as Label
+    Studio sends them. The pin points, m0, t0, m1, t1, ..."""
+    regions: list[dict] = []
+    for k, (du, dv) in enumerate(offsets):
+        u, v = inside_pixel(mesh, shown(state), pick=k)
+        regions.append(pin_region(f"m{k}", u, v))
+        pins(*regions)
+        regions.append(pin_region(f"t{k}", u + du, v + dv))
+        pins(*regions)
+    return regions
+
+
 def note(by: dict) -> str:
     return "\n".join(by[labeling.COMMAND]["value"]["text"])
 
@@ -365,13 +379,7 @@ def test_deleting_a_model_point_by_hand_solves_again_from_the_other_pins(loop):
     pose again from the other two, as `unpin` would, and `u` steps back to before."""
     command, pins, state, mesh, _ = loop
     command(".")
-    points = []
-    for k, (du, dv) in enumerate([(4, 2), (4, 2), (24, 2)]):
-        u, v = inside_pixel(mesh, shown(state), pick=k)
-        points += [pin_region(f"m{k}", u, v)]
-        pins(*points)
-        points += [pin_region(f"t{k}", u + du, v + dv)]
-        pins(*points)
+    points = place_pins(pins, state, mesh, [(4, 2), (4, 2), (24, 2)])
     three = dict(state["numbers"])
     said = note(pins(*[p for p in points if p["id"] != "m2"]))
     assert "pin 3 removed" in said, said
@@ -381,6 +389,7 @@ def test_deleting_a_model_point_by_hand_solves_again_from_the_other_pins(loop):
     command("u")
     assert state["numbers"] == three
 
+
 def test_a_value_the_annotator_sets_after_pinning_is_what_later_solves_hold_to(loop):
     """Three pins that no pose meets (another instance's clicks) leave elevation to the prior.
     A drag solves again and elevation stays; the annotator then sets elevation 12 deg higher
@@ -388,13 +397,7 @@ def test_a_value_the_annotator_sets_after_pinning_is_what_later_solves_hold_to(l
     shown before the first pin; undoing their line undoes that too."""
     command, pins, state, mesh, _ = loop
     command(".")
-    regions = []
-    for k, (du, dv) in enumerate([(10, 0), (-10, 4), (0, -10)]):
-        u, v = inside_pixel(mesh, shown(state), pick=k)
-        regions.append(pin_region(f"m{k}", u, v))
-        pins(*regions)
-        regions.append(pin_region(f"t{k}", u + du, v + dv))
-        pins(*regions)
+    regions = place_pins(pins, state, mesh, [(10, 0), (-10, 4), (0, -10)])
     three = dict(state["numbers"])
 
     def drag_last(dx: float) -> None:
@@ -414,6 +417,7 @@ def test_a_value_the_annotator_sets_after_pinning_is_what_later_solves_hold_to(l
     drag_last(1)
     assert abs(state["numbers"]["elevation"] - three["elevation"]) < 1.5, state["numbers"]
 
+
 def test_removing_the_first_pin_keeps_the_value_the_annotator_set(loop):
     """Five pins that no pose meets; the annotator then sets elevation 12 deg higher by hand.
     Deleting pin 1's model point by hand solves again from the other four, and ``unpin 1``
@@ -421,13 +425,7 @@ def test_removing_the_first_pin_keeps_the_value_the_annotator_set(loop):
     annotator's elevation, not the one shown when the next pin was started."""
     command, pins, state, mesh, _ = loop
     command(".")
-    regions = []
-    for k, (du, dv) in enumerate([(10, 0), (-10, 4), (0, -10), (7, 7), (-6, -8)]):
-        u, v = inside_pixel(mesh, shown(state), pick=k)
-        regions.append(pin_region(f"m{k}", u, v))
-        pins(*regions)
-        regions.append(pin_region(f"t{k}", u + du, v + dv))
-        pins(*regions)
+    regions = place_pins(pins, state, mesh, [(10, 0), (-10, 4), (0, -10), (7, 7), (-6, -8)])
     five = dict(state["numbers"])
     wanted = five["elevation"] + 12
     command(f"e={wanted:g}")
@@ -464,13 +462,7 @@ def test_solve_fits_the_pins_again_around_a_value_set_by_hand(loop):
     said = note(command("solve"))
     assert said.startswith("\u26a0") and "no pins" in said, said
     assert state["numbers"] == before
-    regions = []
-    for k, (du, dv) in enumerate([(10, 0), (-10, 4), (0, -10)]):
-        u, v = inside_pixel(mesh, shown(state), pick=k)
-        regions.append(pin_region(f"m{k}", u, v))
-        pins(*regions)
-        regions.append(pin_region(f"t{k}", u + du, v + dv))
-        pins(*regions)
+    regions = place_pins(pins, state, mesh, [(10, 0), (-10, 4), (0, -10)])
 
     def total_px() -> float:
         listed = note(command("pins")).split("pins: ", 1)[1]
