@@ -40,9 +40,8 @@ from pose6d.labeling import (AnnotationValues, BOX_TYPES, NUMBER_SPECS, POINT_TY
 from pose6d.labeling_config import number_ranges
 from pose6d.tasks import TaskError
 
-from ml_backend import fit_step, pins_step
-from ml_backend.caller import (call_annotation, command_box_id, newest_drafts,
-                               requesting_user)
+from ml_backend import call_state, fit_step, pins_step
+from ml_backend.caller import call_annotation, command_box_id, requesting_user
 from ml_backend.chain import Chain, State, apply_command, check_ranges
 from ml_backend.commands import CHEAT_SHEET, ERROR_MARK, INFO_MARK, CommandError, parse_commands
 from ml_backend.overlay_regions import DEFAULT_STYLE, OVERLAY_STYLES
@@ -104,12 +103,10 @@ class Refinement:
         user = chain.user if chain is not None else None
         try:
             context = self.host.task_context(task)
-            values = read_results(annotation.get("result"))
-            submitted = State(values.pose(context.initial.pose.viewport),
-                              _cad_choice(values, context.initial.cad_index))
+            initial = State(context.initial.pose, context.initial.cad_index)
+            submitted = call_state.state_of(read_results(annotation.get("result")), initial)
         except (TaskError, InvalidPoseError):
             return None, user
-        initial = State(context.initial.pose, context.initial.cad_index)
         shown = submitted.key() == initial.key() \
             or Chain(chain.states if chain else []).has_shown(submitted)
         return shown, user
@@ -133,7 +130,7 @@ class Refinement:
         pins = pins_step.call_points(values.regions)
         owns = (lambda c: pins_step.holds(c.pins, pins)) if pins else None
         pinned = (lambda c: bool(pins_step.live(c.pins))) if pins else None
-        on_screen = _numbers_shown(values, initial_state)
+        on_screen = call_state.numbers_shown(values, initial_state)
         shows = (lambda c: bool(c.states) and c.states[-1].key() == on_screen.key()) \
             if on_screen is not None else None
         ids = {r["id"] for r in pins if isinstance(r.get("id"), str)}
@@ -164,7 +161,7 @@ class Refinement:
         with self._chains.open(_task_id(task), hint, user, *tells) as record:
             chain = Chain(record.states)
             if not chain.states:  # a new annotation, or a restarted backend: its own draft
-                saved = _saved_state(task, initial_state)
+                saved = call_state.saved_state(task, initial_state)
                 if saved is not None:
                     chain.show(saved)
             # A refused line changes nothing: not the undo chain, the pins or the style (a pin
@@ -225,7 +222,7 @@ class Refinement:
         carries them, else the last pose shown), and a note when it had not been drawn (a
         model clicked in the gallery, which calls nothing)."""
         base = chain.current if chain.states else initial
-        cad = _cad_choice(values, base.cad_index)
+        cad = call_state.cad_choice(values, base.cad_index)
         if all(n in values.numbers for n in NUMBER_SPECS):
             state = State(values.pose(initial.pose.viewport), cad)
         else:
@@ -383,28 +380,6 @@ def _task_id(task: dict) -> str:
     return str(task_id)[:40] if isinstance(task_id, (int, str)) else f"anonymous-{id(task)}"
 
 
-def _numbers_shown(values: AnnotationValues, initial: State) -> State | None:
-    """The pose and CAD model a call's Numbers show (a command carries them all), else None."""
-    if not all(n in values.numbers for n in NUMBER_SPECS):
-        return None
-    try:
-        return State(values.pose(initial.pose.viewport), _cad_choice(values, initial.cad_index))
-    except InvalidPoseError:
-        return None
-
-
-def _saved_state(task: dict, initial: State) -> State | None:
-    """The pose of the requesting user's newest draft (Label Studio sends only theirs), None
-    when there is none."""
-    for item in newest_drafts(task):
-        values = read_results(item["result"])
-        try:
-            return State(values.pose(initial.pose.viewport), _cad_choice(values, initial.cad_index))
-        except InvalidPoseError:
-            continue
-    return None
-
-
 def _region_pixels(reader, region: dict) -> tuple[float, ...]:
     """Pixel coordinates of a drawn region; CommandError when it lacks the fields they need."""
     try:
@@ -414,8 +389,3 @@ def _region_pixels(reader, region: dict) -> tuple[float, ...]:
     if not all(math.isfinite(v) for v in out):
         raise CommandError("the drawn region has no readable position")
     return out
-
-
-def _cad_choice(values: AnnotationValues, default: int) -> int:
-    text = str(values.choices.get(labeling.CAD, default)).strip()
-    return int(text) if text.isascii() and text.isdigit() and len(text) <= 6 else default
