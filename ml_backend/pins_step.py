@@ -207,13 +207,18 @@ def _anchor_pin(pins: list[dict]) -> dict | None:
 def _prior_of(pin: dict, like: Pose) -> Pose | None:
     """The anchor pin's prior (``like``'s camera): as ``adopt`` set it, else the pose shown
     when the pin was started; None when neither makes a pose."""
-    for values in (_six(pin.get("prior")), _six(pin.get("shown"))):
-        if values is not None:
-            try:
-                return Pose(*values, viewport=like.viewport, focal=like.focal)
-            except ValueError:  # InvalidPoseError: a value out of its domain
-                pass
-    return None
+    return _kept_pose(pin.get("prior"), like) or _shown_then(pin, like)
+
+
+def _kept_pose(values, like: Pose) -> Pose | None:
+    """The Pose of six kept values (radians; ``like``'s camera), None when they make none."""
+    six = _six(values)
+    if six is None:
+        return None
+    try:
+        return Pose(*six, viewport=like.viewport, focal=like.focal)
+    except ValueError:  # InvalidPoseError: a value out of its domain
+        return None
 
 
 def _six(values) -> list[float] | None:
@@ -351,13 +356,7 @@ def regions(pins: list[dict], pose: Pose, width: int, height: int,
 def _shown_then(pin: dict, like: Pose) -> Pose | None:
     """The pose shown when the pin's model point was clicked (``like``'s camera), None when
     the pin does not keep a usable one."""
-    shown = pin.get("shown")
-    if not (isinstance(shown, list) and len(shown) == 6):
-        return None
-    try:
-        return Pose(*shown, viewport=like.viewport, focal=like.focal)
-    except (TypeError, ValueError):
-        return None
+    return _kept_pose(pin.get("shown"), like)
 
 
 def _clicked_pixel(pin: dict, like: Pose) -> tuple[float, float] | None:
