@@ -170,23 +170,53 @@ def read_image(path: Path) -> np.ndarray:
         raise DataError(f"cannot read image {path}: {exc}") from None
 
 
-def image_size(path: Path, max_pixels: int | None = None) -> tuple[int, int]:
+def image_size(path: Path, max_pixels: int | None = None,
+               upright: bool = False) -> tuple[int, int]:
     """(width, height) of an image without decoding its pixels. An image larger than
     ``max_pixels`` (default MAX_IMAGE_PIXELS) is refused: overlays are full-size masks, so a
-    forged header (a decompression bomb) would otherwise become a huge allocation."""
+    forged header (a decompression bomb) would otherwise become a huge allocation. ``upright``:
+    also refuse a photo whose EXIF orientation turns or mirrors it on screen (TURNED_ON_SCREEN),
+    as a photo to label is."""
     from PIL import Image, UnidentifiedImageError
 
     limit = MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     try:
         with Image.open(path) as im:
             width, height = im.size
+            orientation = _exif_orientation(im) if upright else 1
     except FileNotFoundError:
         raise DataError(f"image not found: {path}") from None
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise DataError(f"cannot read image {path}: {exc}") from None
     if width * height > limit:
         raise DataError(f"image too large: {path} is {width}x{height}, over {limit} pixels")
+    if orientation in TURNED_ON_SCREEN:
+        raise DataError(
+            f"{path} carries EXIF orientation {orientation}: browsers (Label Studio) show it "
+            f"{TURNED_ON_SCREEN[orientation]}, while poses, overlays and pins are in its stored "
+            f"pixels, so they would not line up. If its poses are in the stored pixels (PIL, "
+            f"PASCAL3D+, ImageNet3D), remove the tag (exiftool -n -Orientation=1 FILE); if not, "
+            f"store its pixels upright (mogrify -auto-orient FILE)")
     return width, height
+
+
+# EXIF orientations that browsers apply on screen (CSS image-orientation: from-image, also to a
+# canvas) but PIL, numpy and the PASCAL3D+ tools do not: the photo the annotator sees is not
+# the one its poses are in. Chromium keeps naturalWidth turned even under image-orientation:
+# none (tests/test_photo_orientation.py), so no page rule can undo it.
+TURNED_ON_SCREEN = {2: "mirrored", 3: "turned by 180 deg", 4: "mirrored upside down",
+                    5: "mirrored and turned", 6: "turned by 90 deg clockwise",
+                    7: "mirrored and turned", 8: "turned by 90 deg anticlockwise"}
+EXIF_ORIENTATION = 0x0112
+
+
+def _exif_orientation(im) -> int:
+    """The EXIF orientation of an open PIL image (1, upright, when it has none or a bad one)."""
+    try:
+        value = im.getexif().get(EXIF_ORIENTATION, 1)
+        return int(value)
+    except (TypeError, ValueError, SyntaxError, OSError, struct.error):  # damaged EXIF
+        return 1
 
 
 def write_image(path: Path, image: np.ndarray, **save_kwargs: Any) -> None:

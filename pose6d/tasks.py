@@ -102,7 +102,7 @@ def object_task(dataset: Dataset, key: ObjectKey, image_url_prefix: str | None =
     try:
         record = dataset.read(key)
         relpath = dataset.image_relpath(key)
-        width, height = image_size(dataset.root / relpath)  # header only: fast on big datasets
+        width, height = image_size(dataset.root / relpath, upright=True)  # header only: fast
         options = cad_options(dataset, key.category, image_url_prefix, pictures)
         if str(record.cad_index) not in {o["value"] for o in options}:
             raise TaskError(f"CAD model {record.cad_index} missing (have "
