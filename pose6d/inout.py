@@ -19,6 +19,15 @@ from pose6d.errors import DataError
 
 MAX_IMAGE_PIXELS = 50_000_000  # 50 MP; ImageNet photos are well under 1 MP
 
+# EXIF orientations that browsers apply on screen (CSS image-orientation: from-image, also to a
+# canvas) but PIL, numpy and the PASCAL3D+ tools do not: the photo the annotator sees is not
+# the one its poses are in. Chromium keeps naturalWidth turned even under image-orientation:
+# none (tests/test_photo_orientation.py), so no page rule can undo it.
+TURNED_ON_SCREEN = {2: "mirrored", 3: "turned by 180 deg", 4: "mirrored upside down",
+                    5: "mirrored and turned", 6: "turned by 90 deg clockwise",
+                    7: "mirrored and turned", 8: "turned by 90 deg anticlockwise"}
+EXIF_ORIENTATION = 0x0112
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see either the old or the whole new file.
@@ -198,16 +207,6 @@ def image_size(path: Path, max_pixels: int | None = None,
             f"PASCAL3D+, ImageNet3D), remove the tag (exiftool -n -Orientation=1 FILE); if not, "
             f"store its pixels upright (mogrify -auto-orient FILE)")
     return width, height
-
-
-# EXIF orientations that browsers apply on screen (CSS image-orientation: from-image, also to a
-# canvas) but PIL, numpy and the PASCAL3D+ tools do not: the photo the annotator sees is not
-# the one its poses are in. Chromium keeps naturalWidth turned even under image-orientation:
-# none (tests/test_photo_orientation.py), so no page rule can undo it.
-TURNED_ON_SCREEN = {2: "mirrored", 3: "turned by 180 deg", 4: "mirrored upside down",
-                    5: "mirrored and turned", 6: "turned by 90 deg clockwise",
-                    7: "mirrored and turned", 8: "turned by 90 deg anticlockwise"}
-EXIF_ORIENTATION = 0x0112
 
 
 def _exif_orientation(im) -> int:

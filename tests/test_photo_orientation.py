@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 from backend_helpers import command_context, interactive_body, make_client, task_for
 from label_studio_server import chromium_launch_kwargs
@@ -26,7 +26,7 @@ def jpeg_with_orientation(pixels: np.ndarray, orientation: int | None) -> bytes:
         im.save(buf, format="JPEG", quality=95)
     else:
         exif = Image.Exif()
-        exif[0x0112] = orientation
+        exif[ExifTags.Base.Orientation] = orientation
         im.save(buf, format="JPEG", quality=95, exif=exif.tobytes())
     return buf.getvalue()
 
