@@ -203,9 +203,9 @@ def image_size(path: Path, max_pixels: int | None = None,
         raise DataError(
             f"{path} carries EXIF orientation {orientation}: browsers (Label Studio) show it "
             f"{TURNED_ON_SCREEN[orientation]}, while poses, overlays and pins are in its stored "
-            f"pixels, so they would not line up. If its poses are in the stored pixels (PIL, "
-            f"PASCAL3D+, ImageNet3D), remove the tag (exiftool -n -Orientation=1 FILE); if not, "
-            f"store its pixels upright (mogrify -auto-orient FILE)")
+            f"pixels, so they would not line up. If its poses are in the stored pixels (as PIL "
+            f"and MATLAB read a photo), remove the tag (exiftool -n -Orientation=1 FILE); if "
+            f"not, store its pixels upright (mogrify -auto-orient FILE)")
     return width, height
 
 
