@@ -96,8 +96,9 @@ def object_task(dataset: Dataset, key: ObjectKey, image_url_prefix: str | None =
     fit_score: the score of the object's pose fitted at prefill (ls_admin.prefill), kept as
     ``data.fit_score`` for the Data Manager to sort by; None: no such field.
 
-    Raises TaskError naming the object when its photo is missing or unreadable, its CAD category
-    or initial CAD model is missing, or its record is malformed.
+    Raises TaskError naming the object when its photo is missing, unreadable or turned on screen
+    by its EXIF orientation (inout.image_size), its CAD category or initial CAD model is missing,
+    or its record is malformed.
     """
     try:
         record = dataset.read(key)
