@@ -222,14 +222,13 @@ class Refinement:
         carries them, else the last pose shown), and a note when it had not been drawn (a
         model clicked in the gallery, which calls nothing)."""
         base = chain.current if chain.states else initial
-        cad = call_state.cad_choice(values, base.cad_index)
         if all(n in values.numbers for n in NUMBER_SPECS):
-            state = State(values.pose(initial.pose.viewport), cad)
+            state = call_state.state_of(values, State(initial.pose, base.cad_index))
         else:
-            state = State(base.pose, cad)
+            state = State(base.pose, call_state.cad_choice(values, base.cad_index))
         notes = []
         if chain.states and not chain.has_shown(state) and state.key() != initial.key():
-            what = f"model {cad} chosen in the gallery" \
+            what = f"model {state.cad_index} chosen in the gallery" \
                 if state.key()[:-1] == chain.current.key()[:-1] else "the values shown"
             notes.append(f"{what} had not been drawn: drawn now")
         chain.show(state)
