@@ -172,11 +172,21 @@ def read_image(path: Path) -> np.ndarray:
     path = Path(path)
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            return _rgb(im)
     except FileNotFoundError:
         raise DataError(f"image not found: {path}") from None
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"cannot read image {path}: {exc}") from None
+
+
+def _rgb(im) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of an open PIL image, the pixels a browser shows. PIL's own
+    conversion clips a 16-bit grey PNG (mode I;16, or I in older Pillow) to 255, a white photo;
+    browsers keep each value's high byte, as PIL does for 16-bit colour."""
+    if im.mode == "I" or im.mode.startswith("I;16"):
+        grey = np.clip(np.asarray(im, dtype=np.int64) >> 8, 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    return np.asarray(im.convert("RGB"))
 
 
 def image_size(path: Path, max_pixels: int | None = None,
