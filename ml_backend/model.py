@@ -164,7 +164,7 @@ class Pose6DModel:
     # --- what refinement needs (ml_backend.refinement.RefinementHost) ---
 
     def _read_image_size(self, key: ObjectKey) -> tuple[int, int]:
-        return image_size(self.dataset.image_path(key), upright=True)
+        return image_size(self.dataset.image_path(key), for_labelling=True)
 
     def task_context(self, task: dict) -> TaskContext:
         """The task's object, initial pose and photo size; TaskError when unusable. A task a

@@ -27,6 +27,10 @@ TURNED_ON_SCREEN = {2: "mirrored", 3: "turned by 180 deg", 4: "mirrored upside d
                     5: "mirrored and turned", 6: "turned by 90 deg clockwise",
                     7: "mirrored and turned", 8: "turned by 90 deg anticlockwise"}
 EXIF_ORIENTATION = 0x0112
+# Files (PIL's format names) that browsers show at the size PIL reads; Chromium shows none of
+# PIL's others (TIFF, PPM, TGA, JPEG 2000, ...: tests/test_photo_pixels.py). MPO: a phone's
+# JPEG with a second picture.
+SHOWN_BY_BROWSERS = frozenset({"JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "AVIF", "ICO"})
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -190,25 +194,30 @@ def _rgb(im) -> np.ndarray:
 
 
 def image_size(path: Path, max_pixels: int | None = None,
-               upright: bool = False) -> tuple[int, int]:
+               for_labelling: bool = False) -> tuple[int, int]:
     """(width, height) of an image without decoding its pixels. An image larger than
     ``max_pixels`` (default MAX_IMAGE_PIXELS) is refused: overlays are full-size masks, so a
-    forged header (a decompression bomb) would otherwise become a huge allocation. ``upright``:
-    also refuse a photo whose EXIF orientation turns or mirrors it on screen (TURNED_ON_SCREEN),
-    as a photo to label is."""
+    forged header (a decompression bomb) would otherwise become a huge allocation.
+    ``for_labelling``: also refuse what Label Studio would show otherwise than PIL reads it: a
+    file browsers do not show (SHOWN_BY_BROWSERS), an EXIF orientation that turns or mirrors it
+    on screen (TURNED_ON_SCREEN)."""
     from PIL import Image, UnidentifiedImageError
 
     limit = MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     try:
         with Image.open(path) as im:
-            width, height = im.size
-            orientation = _exif_orientation(im) if upright else 1
+            width, height, kind = im.size + (im.format,)
+            orientation = _exif_orientation(im) if for_labelling else 1
     except FileNotFoundError:
         raise DataError(f"image not found: {path}") from None
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise DataError(f"cannot read image {path}: {exc}") from None
     if width * height > limit:
         raise DataError(f"image too large: {path} is {width}x{height}, over {limit} pixels")
+    if for_labelling and kind not in SHOWN_BY_BROWSERS:
+        raise DataError(f"{path} is a {kind} file (whatever its name says), which browsers "
+                        f"(Label Studio) do not show: store the same pixels as PNG or JPEG in "
+                        f"its place (e.g. convert FILE NAME.png, then remove FILE)")
     if orientation in TURNED_ON_SCREEN:
         raise DataError(
             f"{path} carries EXIF orientation {orientation}: browsers (Label Studio) show it "

@@ -96,14 +96,15 @@ def object_task(dataset: Dataset, key: ObjectKey, image_url_prefix: str | None =
     fit_score: the score of the object's pose fitted at prefill (ls_admin.prefill), kept as
     ``data.fit_score`` for the Data Manager to sort by; None: no such field.
 
-    Raises TaskError naming the object when its photo is missing, unreadable or turned on screen
-    by its EXIF orientation (inout.image_size), its CAD category or initial CAD model is missing,
+    Raises TaskError naming the object when its photo is missing, unreadable, turned on screen
+    by its EXIF orientation or a file browsers do not show (inout.image_size), its CAD category or initial CAD model is missing,
     or its record is malformed.
     """
     try:
         record = dataset.read(key)
         relpath = dataset.image_relpath(key)
-        width, height = image_size(dataset.root / relpath, upright=True)  # header only: fast
+        # header only: fast
+        width, height = image_size(dataset.root / relpath, for_labelling=True)
         options = cad_options(dataset, key.category, image_url_prefix, pictures)
         if str(record.cad_index) not in {o["value"] for o in options}:
             raise TaskError(f"CAD model {record.cad_index} missing (have "

@@ -50,9 +50,9 @@ def test_a_photo_turned_on_screen_is_refused_for_labelling(tmp_path, orientation
     assert image_size(path) == (40, 30)  # exports and reports read its stored pixels as before
     if shown_differently(data):
         with pytest.raises(DataError, match=f"EXIF orientation {orientation}.*exiftool"):
-            image_size(path, upright=True)
+            image_size(path, for_labelling=True)
     else:
-        assert image_size(path, upright=True) == (40, 30)
+        assert image_size(path, for_labelling=True) == (40, 30)
 
 
 def test_task_making_and_the_backend_refuse_a_turned_photo(tiny_dataset, tiny_keys, tmp_path):

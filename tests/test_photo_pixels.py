@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from label_studio_server import chromium_launch_kwargs
-from pose6d.inout import read_image
+from pose6d.errors import DataError
+from pose6d.inout import image_size, read_image
 
 HEIGHT, WIDTH = 16, 32
 
@@ -66,27 +67,39 @@ def photos() -> dict[str, tuple[str, bytes]]:
 
 
 @pytest.fixture(scope="module")
-def shown_in_chromium() -> dict[str, np.ndarray]:
-    """{name: (H, W, 3) the RGB Chromium draws for that photo}."""
+def chromium_page():
+    """One Chromium page for the module's photos."""
     from playwright.sync_api import sync_playwright
 
-    out = {}
     with sync_playwright() as pw:
         browser = pw.chromium.launch(**chromium_launch_kwargs())
         try:
-            page = browser.new_page()
-            for name, (kind, data) in photos().items():
-                src = f"data:image/{kind};base64," + base64.b64encode(data).decode()
-                page.set_content(f'<img id="a" src="{src}">'
-                                 f'<canvas id="c" width="{WIDTH}" height="{HEIGHT}"></canvas>')
-                page.wait_for_function("a.complete && a.naturalWidth > 0")
-                rgba = page.evaluate(
-                    "(() => { const c = document.getElementById('c').getContext('2d');"
-                    f" c.drawImage(a, 0, 0); return Array.from(c.getImageData(0, 0, {WIDTH},"
-                    f" {HEIGHT}).data); }})()")
-                out[name] = np.array(rgba, np.int64).reshape(HEIGHT, WIDTH, 4)[..., :3]
+            yield browser.new_page()
         finally:
             browser.close()
+
+
+def show(page, data: bytes, kind: str = "octet-stream") -> tuple[int, int]:
+    """Load ``data`` as the page's only image (MIME subtype ``kind``): its (naturalWidth,
+    naturalHeight), (0, 0) when Chromium cannot show it."""
+    src = f"data:image/{kind};base64," + base64.b64encode(data).decode()
+    page.set_content(f'<img id="a" src="{src}">'
+                     f'<canvas id="c" width="{WIDTH}" height="{HEIGHT}"></canvas>')
+    page.wait_for_function("a.complete")
+    return tuple(page.evaluate("[a.naturalWidth, a.naturalHeight]"))
+
+
+@pytest.fixture(scope="module")
+def shown_in_chromium(chromium_page) -> dict[str, np.ndarray]:
+    """{name: (H, W, 3) the RGB Chromium draws for that photo}."""
+    out = {}
+    for name, (kind, data) in photos().items():
+        assert show(chromium_page, data, kind) == (WIDTH, HEIGHT), name
+        rgba = chromium_page.evaluate(
+            "(() => { const c = document.getElementById('c').getContext('2d');"
+            f" c.drawImage(a, 0, 0); return Array.from(c.getImageData(0, 0, {WIDTH},"
+            f" {HEIGHT}).data); }})()")
+        out[name] = np.array(rgba, np.int64).reshape(HEIGHT, WIDTH, 4)[..., :3]
     return out
 
 
@@ -99,3 +112,38 @@ def test_read_image_gives_the_pixels_chromium_shows(name, shown_in_chromium, tmp
     shown = shown_in_chromium[name]
     assert shown.std() > 20  # the browser drew the photo, not a blank canvas
     np.testing.assert_array_equal(ours.astype(np.int64), shown)
+
+
+def mpo_bytes() -> bytes:
+    """A two-picture MPO, as phones write (PIL reports the format MPO)."""
+    rgb = np.full((HEIGHT, WIDTH, 3), 90, np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="MPO", save_all=True,
+                              append_images=[Image.fromarray(255 - rgb)])
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "AVIF", "TIFF",
+                                 "PPM", "ICO", "TGA", "JPEG2000", "PCX", "SGI", "DDS", "QOI",
+                                 "DIB", "ICNS"])
+def test_a_photo_to_label_is_a_file_chromium_shows_at_its_size(fmt, chromium_page, tmp_path):
+    """Task making and the backend (image_size(..., for_labelling=True)) take a photo exactly
+    when Chromium shows it at the size PIL reads (TIFF, PPM, ... it shows not at all)."""
+    if fmt == "MPO":
+        data = mpo_bytes()
+    else:
+        try:
+            data = pil_bytes("RGB", fmt)
+        except (KeyError, OSError, ValueError) as exc:
+            pytest.skip(f"PIL cannot write {fmt} here: {exc}")
+    path = tmp_path / "photo.jpg"  # the dataset's suffixes say nothing of what a file holds
+    path.write_bytes(data)
+    with Image.open(path) as im:
+        assert im.format == fmt
+        size = im.size  # an icon's: its largest picture's
+    assert image_size(path) == size  # exports and reports read it as before
+    if show(chromium_page, data) == size:
+        assert image_size(path, for_labelling=True) == size
+    else:
+        with pytest.raises(DataError, match=f"is a {fmt} file.*PNG or JPEG"):
+            image_size(path, for_labelling=True)
