@@ -97,8 +97,8 @@ def object_task(dataset: Dataset, key: ObjectKey, image_url_prefix: str | None =
     ``data.fit_score`` for the Data Manager to sort by; None: no such field.
 
     Raises TaskError naming the object when its photo is missing, unreadable, turned on screen
-    by its EXIF orientation or a file browsers do not show (inout.image_size), its CAD category or initial CAD model is missing,
-    or its record is malformed.
+    by its EXIF orientation or a file browsers do not show (inout.image_size), its CAD category
+    or initial CAD model is missing, or its record is malformed.
     """
     try:
         record = dataset.read(key)
