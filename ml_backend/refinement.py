@@ -119,7 +119,7 @@ class Refinement:
         try:
             key, initial, width, height = self.host.task_context(task)
         except TaskError as exc:
-            return self._error(f"this task cannot be rendered: {exc}")
+            return self._error(f"this task cannot be rendered (skip it and tell your admin): {exc}")
         ranges = number_ranges(label_config)
         initial_state = State(initial.pose, initial.cad_index)
         hint, user = call_annotation(task, context.get("result")), requesting_user(task)

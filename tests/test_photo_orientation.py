@@ -75,6 +75,7 @@ def test_task_making_and_the_backend_refuse_a_turned_photo(tiny_dataset, tiny_ke
     inter = client.post("/predict", json=interactive_body(turned, command_context(numbers, 1, "a+")))
     message = json.dumps(inter.json)
     assert inter.status_code == 200 and "EXIF orientation 6" in message and "exiftool" in message
+    assert "skip it and tell your admin" in message  # the annotator cannot fix the file
 
 
 def test_chromium_shows_the_photo_turned_whatever_the_page_says(tmp_path):
