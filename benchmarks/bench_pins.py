@@ -51,17 +51,22 @@ NOISE_PX = 2.0
 ELEVATION_OFF = 20.0  # deg: the row of starts far off in elevation too
 SET_NOISE_DEG = 3.0  # ... where the annotator then sets the elevation by eye, this far off
 VISIBLE_TOL = 0.02  # of the mesh radius: the photo's ray must hit the clicked point itself
+LARGER_PHOTOS = (2.0, 4.0)  # the row of photos this many times WIDTH x HEIGHT
 
 
 def make_case(rng, library: CadMesh, photographed: CadMesh, count: int,
-              noise_px: float = NOISE_PX, elevation_off: float = 0.0):
+              noise_px: float = NOISE_PX, elevation_off: float = 0.0, scale: float = 1.0):
     """(true pose, start pose, pins) or None when too few points are visible in both.
     ``elevation_off`` (deg): the start's elevation that much further off (upwards, downwards
-    for a photo from above 45 deg)."""
+    for a photo from above 45 deg). ``scale``: the photo that many times WIDTH x HEIGHT, the
+    object and the clicks' noise as many times larger in pixels (a larger photo shown to fit
+    the same screen)."""
     radius = photographed.radius
+    width, height, viewport = round(WIDTH * scale), round(HEIGHT * scale), VIEWPORT * scale
     truth = Pose.from_degrees(rng.uniform(-180, 180), rng.uniform(0, 35), rng.normal(0, 4),
                               VIEWPORT * 2 * radius / rng.uniform(220, 380),
-                              rng.uniform(240, 400), rng.uniform(190, 290), viewport=VIEWPORT)
+                              scale * rng.uniform(240, 400), scale * rng.uniform(190, 290),
+                              viewport=viewport)
     off = rng.choice([-1.0, 1.0]) * rng.uniform(30, 180)
     deg = truth.as_degrees()
     lift = elevation_off if deg["elevation"] < 45 else -elevation_off
@@ -69,9 +74,9 @@ def make_case(rng, library: CadMesh, photographed: CadMesh, count: int,
                                                                   + rng.normal(0, 6), -89, 89)),
                               deg["theta"] + rng.normal(0, 4),
                               deg["distance"] * math.exp(rng.normal(0, 0.1)),
-                              deg["px"] + rng.normal(0, 15), deg["py"] + rng.normal(0, 15),
-                              viewport=VIEWPORT)
-    shown = render(library, start, WIDTH, HEIGHT, nthreads=1)
+                              deg["px"] + scale * rng.normal(0, 15),
+                              deg["py"] + scale * rng.normal(0, 15), viewport=viewport)
+    shown = render(library, start, width, height, nthreads=1)
     ys, xs = np.nonzero(shown.full_mask)
     if len(xs) < 50:
         return None
@@ -81,7 +86,7 @@ def make_case(rng, library: CadMesh, photographed: CadMesh, count: int,
     on_photo = closest_surface(photographed, on_library)[0]
     uv = project_points(on_photo, truth)
     seen = surface_points(photographed, truth, uv, nthreads=1)
-    inside = (uv[:, 0] > 3) & (uv[:, 0] < WIDTH - 4) & (uv[:, 1] > 3) & (uv[:, 1] < HEIGHT - 4)
+    inside = (uv[:, 0] > 3) & (uv[:, 0] < width - 4) & (uv[:, 1] > 3) & (uv[:, 1] < height - 4)
     ok = np.nonzero(inside & (np.linalg.norm(seen - on_photo, axis=1) < VISIBLE_TOL * radius))[0]
     if len(ok) < count:
         return None
@@ -90,8 +95,8 @@ def make_case(rng, library: CadMesh, photographed: CadMesh, count: int,
         gap = np.min(np.linalg.norm(on_library[ok][:, None] - on_library[chosen][None], axis=2),
                      axis=1)
         chosen.append(int(ok[np.argmax(gap)]))
-    clicks = uv[chosen] + rng.normal(0, noise_px, (count, 2))
-    clicks = np.clip(clicks, 0, [WIDTH - 1, HEIGHT - 1])
+    clicks = uv[chosen] + rng.normal(0, noise_px * scale, (count, 2))
+    clicks = np.clip(clicks, 0, [width - 1, height - 1])
     pins = [((pix[i, 0], pix[i, 1]), (c[0], c[1])) for i, c in zip(chosen, clicks)]
     return truth, start, pins
 
@@ -168,7 +173,23 @@ def no_slides(mesh: CadMesh, start: Pose, pins) -> Pose:
 
     model_px, photo_px = split_pins(pins, WIDTH, HEIGHT)
     return solve_points(model_points(mesh, start, model_px), photo_px, start,
-                        default_ranges(WIDTH, HEIGHT))
+                        default_ranges(WIDTH, HEIGHT), radius=mesh.radius)
+
+
+def on_photo(width: int, height: int, own_pixels: bool = False):
+    """A solver like ``ours`` on a photo ``width`` x ``height``; ``own_pixels``: without the
+    model's radius, so a large object is solved in the photo's own pixels (pose6d.fitting.
+    pin_solve.REFERENCE_RADIUS_PX: what shrinking them to a reference size adds)."""
+    from pose6d.fitting.pins import default_ranges, normal_slides, solve_points, split_pins
+
+    def solve(mesh: CadMesh, start: Pose, pins) -> Pose:
+        if not own_pixels:
+            return solve_pins(mesh.vertices, mesh.faces, start, pins, width, height)
+        model_px, photo_px = split_pins(pins, width, height)
+        points = model_points(mesh, start, model_px)
+        return solve_points(points, photo_px, start, default_ranges(width, height),
+                            slides=normal_slides(mesh, points))
+    return solve
 
 
 def elevation_set_then_solve(mesh: CadMesh, start: Pose, pins, found: Pose,
@@ -182,7 +203,7 @@ def elevation_set_then_solve(mesh: CadMesh, start: Pose, pins, found: Pose,
     points = model_points(mesh, start, model_px)
     return solve_points(points, photo_px, found.replace(elevation=elevation),
                         default_ranges(WIDTH, HEIGHT), prior=start.replace(elevation=elevation),
-                        slides=normal_slides(mesh, points))
+                        slides=normal_slides(mesh, points), radius=mesh.radius)
 
 
 def baseline(mesh: CadMesh, start: Pose, pins) -> Pose:
@@ -190,14 +211,15 @@ def baseline(mesh: CadMesh, start: Pose, pins) -> Pose:
 
 
 def build(objects: int, seed: int, count: int, use_real: bool, models=None,
-          cad_root: Path = SHARED_CAD, noise_px: float = NOISE_PX, elevation_off: float = 0.0):
+          cad_root: Path = SHARED_CAD, noise_px: float = NOISE_PX, elevation_off: float = 0.0,
+          scale: float = 1.0):
     models = models or pairs(use_real, cad_root)
     cases, i = [], 0
     while len(cases) < objects and i < objects * 5:
         category, library, photographed = models[i % len(models)]
         rng = np.random.default_rng([seed, count, i])
         i += 1
-        made = make_case(rng, library, photographed, count, noise_px, elevation_off)
+        made = make_case(rng, library, photographed, count, noise_px, elevation_off, scale)
         if made is not None:
             cases.append((category, library, photographed) + made)
     return cases
@@ -277,6 +299,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  then the annotator sets the elevation by command (the true one +- "
           f"{SET_NOISE_DEG:g} deg) and types solve: median {np.median(e_fixed):.2f} deg, within "
           f"30 deg {np.mean(e_fixed <= 30):.3f}")
+    # Larger photos: the same objects and clicks, every pixel value 2x / 4x (a 1280 / 2560 px
+    # wide photo shown to fit the screen: each click as far off on the screen)
+    print("\nLarger photos (objects and click noise as many times larger in pixels), median "
+          "rotation error:")
+    for scale in LARGER_PHOTOS:
+        w, h = round(WIDTH * scale), round(HEIGHT * scale)
+        row = []
+        for count in (6, 4):
+            cases = build(args.objects, args.seed, count, not args.generated,
+                          cad_root=args.cad_root, scale=scale)
+            e_big, _, _ = run(cases, on_photo(w, h))
+            e_own, _, _ = run(cases, on_photo(w, h, own_pixels=True))
+            row.append(f"{count} pins {np.median(e_big):.2f} deg (in the photo's own pixels "
+                       f"{np.median(e_own):.2f})")
+        print(f"  {w}x{h}: " + "; ".join(row))
     # What the shapes alone allow: many exact clicks (no noise) on another instance
     floor = build(args.floor, args.seed, 30, not args.generated, cad_root=args.cad_root,
                   noise_px=0.0)

@@ -186,7 +186,7 @@ def solve(pins: list[dict], pose: Pose, ranges: dict[str, tuple[float, float]],
     points = np.array([p["point"] for p in done], dtype=np.float64)
     targets = np.array([p["photo"] for p in done], dtype=np.float64)
     return solve_points(points, targets, pose, ranges, prior=_anchor(pins, pose),
-                        slides=normal_slides(mesh, points))
+                        slides=normal_slides(mesh, points), radius=mesh.radius)
 
 
 def _anchor(pins: list[dict], pose: Pose) -> Pose:

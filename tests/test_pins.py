@@ -331,3 +331,43 @@ def test_never_nan_on_degenerate_pins(generated_cad_root):
                             [(tuple(p), q) for p, q in zip(pixels, targets)], W, H)
         assert all(math.isfinite(x) for x in solved.as_radians().values())
         assert 0.1 <= solved.distance <= 100 and abs(math.degrees(solved.elevation)) <= 90
+
+
+def test_a_larger_photo_of_a_large_object_gives_the_same_pose(cad_root, monkeypatch):
+    """The same pins on a photo k times as large (every pixel value, the camera's viewport and
+    the centre times k: the same rays, the same problem in other units) give the same rotation
+    and distance, and the centre times k, once the object is larger than
+    pin_solve.REFERENCE_RADIUS_PX in both (here 2x and 3x a 150 px radius). Pins of another
+    shape (model points pushed 5 % of the radius along their normals) so that the robust
+    loss's pixel scale matters: solved in each photo's own pixels, the two answers differ."""
+    import pose6d.fitting.pin_solve as pin_solve
+
+    checked = 0
+    for mesh in meshes(cad_root):
+        truth = truth_of(mesh)
+        deg = truth.as_degrees()
+        start = Pose.from_degrees(deg["azimuth"] + 120, deg["elevation"] - 4, deg["theta"] + 3,
+                                  deg["distance"] * 1.1, deg["px"] - 15, deg["py"] + 10)
+        pixels, points, _ = setup_case(mesh.vertices, mesh.faces, start, truth, 6)
+        ids: list[int] = []
+        first_hits(mesh.vertices, mesh.faces, *reference_rays(pixels, start), face_ids=ids)
+        tri = mesh.vertices[mesh.faces[ids]]
+        normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+        push = 0.05 * np.linalg.norm(mesh.vertices, axis=1).max() * (-1.0) ** np.arange(6)
+        targets = reference_pixels(points + push[:, None] * normals, truth)
+
+        def solved_at(k: float) -> Pose:
+            shown = start.replace(viewport=start.viewport * k, px=start.px * k, py=start.py * k)
+            pins = [(tuple(p * k), tuple(q * k)) for p, q in zip(pixels, targets)]
+            return solve_pins(mesh.vertices, mesh.faces, shown, pins, round(W * k), round(H * k))
+
+        two, three = solved_at(2.0), solved_at(3.0)
+        assert rotation_deg(two, three) < 0.01, mesh.path
+        assert abs(two.distance / three.distance - 1) < 1e-4
+        assert abs(two.px * 1.5 - three.px) < 0.01 and abs(two.py * 1.5 - three.py) < 0.01
+        monkeypatch.setattr(pin_solve, "REFERENCE_RADIUS_PX", math.inf)  # own pixels
+        if rotation_deg(solved_at(2.0), solved_at(3.0)) > 0.05:
+            checked += 1
+        monkeypatch.undo()
+    assert checked >= 2  # where the pixel scale matters at all

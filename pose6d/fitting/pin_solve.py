@@ -60,15 +60,35 @@ MAX_ITERATIONS = 40
 ALIGN_ITERATIONS = 12  # each azimuth start aligned in the image first
 SCREEN_ITERATIONS = 6  # ... then every start a few steps, the FINALISTS to the end
 FINALISTS = 3
+# The pixel values above (ROBUST_PX, SNUG_PX, the centre's prior) were chosen on objects of
+# radius 110-190 px in the photo (benchmarks/bench_pins.py). How far another instance's pins
+# land off grows with the object's size in the photo, and so does a click's error on a large
+# photo shown to fit the screen: a larger object is solved in pixels shrunk to this size
+# (photos 2x / 4x as large, the bench's "larger photos" row), a smaller one as it is.
+REFERENCE_RADIUS_PX = 190.0
 
 
 def solve_params(p0: np.ndarray, anchor: np.ndarray, points: np.ndarray, targets: np.ndarray,
-                 like: Pose, lo: np.ndarray, hi: np.ndarray,
-                 slides: np.ndarray | None = None) -> np.ndarray:
+                 like: Pose, lo: np.ndarray, hi: np.ndarray, slides: np.ndarray | None = None,
+                 radius_px: float | None = None) -> np.ndarray:
     """Parameters (6,) putting ``points`` (N, 3) on ``targets`` (N, 2), from ``p0`` (the pose
     shown), the prior of 3+ points held to ``anchor``; ``like``: the camera (viewport, focal);
     inside [lo, hi] (bounds). ``slides`` (N, 3) CAD units or None: the model's shape may
-    be loose (module docstring)."""
+    be loose (module docstring). ``radius_px``: the object's radius in the photo (pixels);
+    above REFERENCE_RADIUS_PX the pixels are shrunk to it (None: as they are)."""
+    shrink = radius_px / REFERENCE_RADIUS_PX if radius_px is not None else 1.0
+    if not shrink > 1.0 or not math.isfinite(shrink):
+        return _solve_params(p0, anchor, points, targets, like, lo, hi, slides)
+    # pixels / shrink: the camera's focal length and every pixel value (targets, centre)
+    k = np.array([1.0, 1.0, 1.0, 1.0, 1.0 / shrink, 1.0 / shrink])
+    small = like.replace(viewport=like.viewport / shrink, px=like.px / shrink,
+                         py=like.py / shrink)
+    return _solve_params(p0 * k, anchor * k, points, targets / shrink, small, lo * k, hi * k,
+                         slides) / k
+
+
+def _solve_params(p0, anchor, points, targets, like: Pose, lo, hi, slides) -> np.ndarray:
+    """solve_params in the pixels given."""
     if len(points) == 1:
         shift = targets[0] - _project(p0, points, like)[0]
         return p0 + np.r_[0, 0, 0, 0, shift]

@@ -68,7 +68,8 @@ def solve_pins(vertices: np.ndarray, faces: np.ndarray, pose: Pose, pins: Sequen
     model_px, photo_px = split_pins(pins, width, height)
     mesh = mesh_of(vertices, faces)
     points = model_points(mesh, pose, model_px)
-    return solve_points(points, photo_px, pose, ranges, slides=normal_slides(mesh, points))
+    return solve_points(points, photo_px, pose, ranges, slides=normal_slides(mesh, points),
+                        radius=mesh.radius)
 
 
 def default_ranges(width: int = 0, height: int = 0) -> dict[str, tuple[float, float]]:
@@ -163,13 +164,16 @@ def check_pose(pose: Pose, ranges: dict[str, tuple[float, float]]) -> None:
 
 def solve_points(points: np.ndarray, targets: np.ndarray, pose: Pose,
                  ranges: dict[str, tuple[float, float]] | None = None,
-                 prior: Pose | None = None, slides: np.ndarray | None = None) -> Pose:
+                 prior: Pose | None = None, slides: np.ndarray | None = None,
+                 radius: float | None = None) -> Pose:
     """The pose putting model ``points`` (N, 3) on photo pixels ``targets`` (N, 2), from the
     pose shown (module docstring: 1, 2 or 3+ pins). ``prior``: the pose the weak prior holds
     to with 3+ pins (default ``pose``; the backend passes the pose shown before the first pin,
     as one or two pins may have turned theta far). ``slides`` (N, 3) CAD units: how far each
-    point may lie off along a direction (normal_slides), None: nowhere. BadInput when ``pose``
-    is outside ``ranges`` (default: the labeling config's); the result stays inside them."""
+    point may lie off along a direction (normal_slides), None: nowhere. ``radius``: the model's
+    (CAD units), for its size in the photo at ``pose`` (a large one is solved at a reference
+    size: pin_solve.REFERENCE_RADIUS_PX); None: as that size. BadInput when ``pose`` is outside
+    ``ranges`` (default: the labeling config's); the result stays inside them."""
     ranges = ranges or default_ranges()
     check_pose(pose, ranges)
     points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
@@ -184,7 +188,10 @@ def solve_points(points: np.ndarray, targets: np.ndarray, pose: Pose,
     lo, hi = bounds(ranges)
     p0 = np.clip(to_params(pose), lo, hi)
     anchor = p0 if prior is None else np.clip(to_params(prior), lo, hi)
-    best = solve_params(p0, anchor, points, targets, pose, lo, hi, slides)
+    radius_px = None
+    if radius is not None and math.isfinite(radius) and radius > 0:
+        radius_px = radius * pose.viewport * pose.focal / pose.distance
+    best = solve_params(p0, anchor, points, targets, pose, lo, hi, slides, radius_px)
     best = np.clip(best, lo, hi)
     out = from_params(best, pose)
     d0, d1 = ranges["distance"]  # exp(log(d)) may round past a limit
