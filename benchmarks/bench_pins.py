@@ -18,7 +18,9 @@ monitor, the pins' nearest points disagree most) and for the baseline (scipy lea
 plain squared loss, restarted every 30 deg of azimuth from the pose shown, the lowest cost kept;
 the same model points). A row with starts 20 deg off in elevation as well shows where the prior
 (the elevation shown) holds the answer back, and what ``e=.. solve`` then gives (the elevation
-set by eye, 3 deg off). A timing set solves on a ~10k-triangle model (the
+set by eye, 3 deg off). A row on photos 2x and 4x as large (objects and click noise as
+many times larger in pixels) shows the solve against the same one in each photo's own pixels
+(pin_solve.REFERENCE_RADIUS_PX). A timing set solves on a ~10k-triangle model (the
 real car 03, 13.8k, or the procedural tall mug, 9.7k). A last row solves 30 exact pins (no click
 noise) per object: the error that the difference between the two instances leaves by itself, by
 category. Issue 21's goals are printed as met / not met. One process, one core for ray casting.
