@@ -155,6 +155,20 @@ def with_and_without(monkeypatch, module, name: str, mesh, start: Pose, truth: P
     return errors[0], errors[1]
 
 
+def pushed_along_normals(mesh, start: Pose, truth: Pose, pixels, points) -> np.ndarray:
+    """Photo pixels (N, 2) of another shape: each of ``points`` (N, 3), seen at ``pixels`` at
+    ``start``, pushed 5 % of the radius along the normal of the triangle seen there
+    (alternately out and in; reference ray cast and cross product), projected at ``truth`` by
+    the reference formula."""
+    ids: list[int] = []
+    first_hits(mesh.vertices, mesh.faces, *reference_rays(pixels, start), face_ids=ids)
+    tri = mesh.vertices[mesh.faces[ids]]
+    normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    push = 0.05 * np.linalg.norm(mesh.vertices, axis=1).max() * (-1.0) ** np.arange(len(points))
+    return reference_pixels(points + push[:, None] * normals, truth)
+
+
 def test_another_shape_off_along_the_normals_is_met_nearer_with_slides(cad_root, monkeypatch):
     """Another instance of the category lies off the library model mostly along the surface
     normals: here each photo point is its model point pushed 5 % of the radius along the
@@ -171,13 +185,7 @@ def test_another_shape_off_along_the_normals_is_met_nearer_with_slides(cad_root,
         start = Pose.from_degrees(deg["azimuth"] + 120, deg["elevation"], deg["theta"],
                                   deg["distance"], deg["px"], deg["py"])
         pixels, points, _ = setup_case(mesh.vertices, mesh.faces, start, truth, 8)
-        ids: list[int] = []
-        first_hits(mesh.vertices, mesh.faces, *reference_rays(pixels, start), face_ids=ids)
-        tri = mesh.vertices[mesh.faces[ids]]
-        normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-        normals /= np.linalg.norm(normals, axis=1, keepdims=True)
-        push = 0.05 * np.linalg.norm(mesh.vertices, axis=1).max() * (-1.0) ** np.arange(8)
-        targets = reference_pixels(points + push[:, None] * normals, truth)
+        targets = pushed_along_normals(mesh, start, truth, pixels, points)
         pins_px = [(tuple(p), tuple(q)) for p, q in zip(pixels, targets)]
         with_slides, without = with_and_without(monkeypatch, pins, "SLIDE_FRACTION", mesh,
                                                 start, truth, pins_px)
@@ -349,13 +357,7 @@ def test_a_larger_photo_of_a_large_object_gives_the_same_pose(cad_root, monkeypa
         start = Pose.from_degrees(deg["azimuth"] + 120, deg["elevation"] - 4, deg["theta"] + 3,
                                   deg["distance"] * 1.1, deg["px"] - 15, deg["py"] + 10)
         pixels, points, _ = setup_case(mesh.vertices, mesh.faces, start, truth, 6)
-        ids: list[int] = []
-        first_hits(mesh.vertices, mesh.faces, *reference_rays(pixels, start), face_ids=ids)
-        tri = mesh.vertices[mesh.faces[ids]]
-        normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-        normals /= np.linalg.norm(normals, axis=1, keepdims=True)
-        push = 0.05 * np.linalg.norm(mesh.vertices, axis=1).max() * (-1.0) ** np.arange(6)
-        targets = reference_pixels(points + push[:, None] * normals, truth)
+        targets = pushed_along_normals(mesh, start, truth, pixels, points)
 
         def solved_at(k: float) -> Pose:
             shown = start.replace(viewport=start.viewport * k, px=start.px * k, py=start.py * k)
