@@ -103,7 +103,7 @@ def object_task(dataset: Dataset, key: ObjectKey, image_url_prefix: str | None =
     try:
         record = dataset.read(key)
         relpath = dataset.image_relpath(key)
-        # header only: fast
+        # header only: fast on big datasets
         width, height = image_size(dataset.root / relpath, for_labelling=True)
         options = cad_options(dataset, key.category, image_url_prefix, pictures)
         if str(record.cad_index) not in {o["value"] for o in options}:

@@ -75,7 +75,7 @@ def solve_params(p0: np.ndarray, anchor: np.ndarray, points: np.ndarray, targets
     shown), the prior of 3+ points held to ``anchor``; ``like``: the camera (viewport, focal);
     inside [lo, hi] (bounds). ``slides`` (N, 3) CAD units or None: the model's shape may
     be loose (module docstring). ``radius_px``: the object's radius in the photo (pixels);
-    above REFERENCE_RADIUS_PX the pixels are shrunk to it (None: as they are)."""
+    above REFERENCE_RADIUS_PX the pixels are shrunk to it (None, NaN, inf: as they are)."""
     shrink = radius_px / REFERENCE_RADIUS_PX if radius_px is not None else 1.0
     if not shrink > 1.0 or not math.isfinite(shrink):
         return _solve_params(p0, anchor, points, targets, like, lo, hi, slides)

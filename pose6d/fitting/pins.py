@@ -188,9 +188,8 @@ def solve_points(points: np.ndarray, targets: np.ndarray, pose: Pose,
     lo, hi = bounds(ranges)
     p0 = np.clip(to_params(pose), lo, hi)
     anchor = p0 if prior is None else np.clip(to_params(prior), lo, hi)
-    radius_px = None
-    if radius is not None and math.isfinite(radius) and radius > 0:
-        radius_px = radius * pose.viewport * pose.focal / pose.distance
+    # its radius in the photo; solve_params takes one that is not a size (NaN, <= 0) as None
+    radius_px = None if radius is None else radius * pose.viewport * pose.focal / pose.distance
     best = solve_params(p0, anchor, points, targets, pose, lo, hi, slides, radius_px)
     best = np.clip(best, lo, hi)
     out = from_params(best, pose)
