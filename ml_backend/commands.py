@@ -30,7 +30,9 @@ config's limits) is an error that changes nothing: it is never clamped.
 
 Label Studio keeps the submitted lines in the box until our answer clears it; when answers
 cross (it applies only the newest), the next call carries every unanswered line, so no command
-is lost. Lines the backend wrote (errors, help) start with a mark and are never run again.
+is lost. Lines the backend wrote (errors, help) start with a mark and are never run again. One
+line can still be lost, in Label Studio: an answer landing between an Enter and its call (sent
+from a timer) empties the box first; the call then holds no typed line, and the box says so.
 """
 from __future__ import annotations
 

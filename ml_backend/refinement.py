@@ -52,6 +52,12 @@ if TYPE_CHECKING:
     from pose6d.fitting.evidence import ImageEvidence
 
 log = logging.getLogger("ml_backend.refinement")
+# A command-box call with no typed line: Label Studio reads the box for the call 0 ms after
+# Enter (a timer), and an answer that lands in between replaces the box, the new line with it
+# (docs/label_studio_notes.md). Nothing else calls with the box unchanged: deleting an entry
+# calls nothing.
+LINE_LOST = ("the line you just typed did not reach the backend (Label Studio emptied the box "
+             "as the previous answer came in): type it again")
 
 
 class RefinementHost(Protocol):
@@ -180,7 +186,7 @@ class Refinement:
                         record.pins[:] = kept[1]
                 if isinstance(exc, CadError):
                     return self._error(f"the CAD model cannot be used: {exc}")
-                return self._error(str(exc) + _dropped(values.text.get(labeling.COMMAND)))
+                return self._error(str(exc) + _dropped(values.entries.get(labeling.COMMAND)))
             style = record.style or DEFAULT_STYLE
             pins = copy.deepcopy(record.pins)
         if fit_mode:  # seconds of search: outside the chain's lock, then one more undo step
@@ -267,6 +273,8 @@ class Refinement:
                                         _region_pixels(region_box_pixels, boxes[-1]), size),
                         current.cad_index)
         elif text is not None:
+            if not any(map(labeling.is_typed, values.entries.get(labeling.COMMAND, []))):
+                raise CommandError(LINE_LOST)
             cads = self.host.cad.indices(key.category)
             new = current
             commands = parse_commands(text)
@@ -356,11 +364,10 @@ class Refinement:
                 "model_version": self.host.model_version}
 
 
-def _dropped(text: str | None) -> str:
+def _dropped(entries: list[str] | None) -> str:
     """What a refused call drops, when it carried several typed lines (lines kept while the
     backend did not answer): '; none of these N lines ran: a+ | e+ | zz'."""
-    typed = [line.strip() for line in (text or "").splitlines()
-             if line.strip() and not line.lstrip().startswith((ERROR_MARK, INFO_MARK))]
+    typed = [e.strip() for e in entries or [] if labeling.is_typed(e) and e.strip()]
     if len(typed) < 2:
         return ""
     listed = " | ".join(typed)

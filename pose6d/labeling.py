@@ -135,6 +135,12 @@ def command_result(text: str | None = None) -> dict:
     return _classification(COMMAND, "textarea", {"text": [text if "\n" in text else text + "\n"]})
 
 
+def is_typed(entry: str) -> bool:
+    """Whether a TextArea entry was typed by the annotator: the box has one row, so a typed
+    entry never holds a line break, and the backend's always do (command_result)."""
+    return "\n" not in entry
+
+
 def _region(region_id: str, from_name: str, kind: str, width: int, height: int, value: dict,
             readonly: bool = False) -> dict:
     out = {"id": region_id, "from_name": from_name, "to_name": IMAGE, "type": kind,
@@ -201,8 +207,9 @@ class AnnotationValues:
 
     numbers: dict[str, float]
     choices: dict[str, str]
-    text: dict[str, str]
+    text: dict[str, str]  # a TextArea's entries joined by line breaks
     regions: list[dict]
+    entries: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # in the box's order
 
     def pose(self, viewport: float) -> Pose:
         """The pose (angles in degrees in the results); InvalidPoseError if incomplete or bad."""
@@ -217,6 +224,7 @@ def read_results(results: Any) -> AnnotationValues:
     numbers: dict[str, float] = {}
     choices: dict[str, str] = {}
     text: dict[str, str] = {}
+    entries: dict[str, list[str]] = {}
     regions: list[dict] = []
     for item in results if isinstance(results, list) else []:
         if not isinstance(item, dict) or not isinstance(item.get("value"), dict):
@@ -235,13 +243,14 @@ def read_results(results: Any) -> AnnotationValues:
             choices[name] = str(value["choices"][0])
         elif kind == "textarea":
             lines = value.get("text")
+            if isinstance(lines, str):
+                lines = [lines] if lines else []
             if isinstance(lines, list):
-                text[name] = "\n".join(str(t) for t in lines)
-            elif isinstance(lines, str):
-                text[name] = lines
+                entries[name] = [str(t) for t in lines]
+                text[name] = "\n".join(entries[name])
         elif kind in REGION_TYPES:
             regions.append(item)
-    return AnnotationValues(numbers, choices, text, regions)
+    return AnnotationValues(numbers, choices, text, regions, entries)
 
 
 QUALITY_VALUES = tuple(lab.value for lab in QUALITY_LABELS)

@@ -86,6 +86,41 @@ def test_bad_command_reports_in_the_box_and_changes_nothing(session):
     assert labeling.MESH_REGION_ID not in by and state["numbers"] == before
 
 
+@pytest.mark.parametrize("left", [[], ["\u2139 overlay: solid (o: next style)\n"]])
+def test_a_box_call_without_a_typed_line_says_the_line_was_lost(session, left):
+    """Label Studio calls for the box only on Enter, with the line just typed last (deleting an
+    entry calls nothing). An answer that lands between the Enter and the call replaces the box
+    first, so the call carries the box as that answer left it (empty, or its note): the line
+    never reached the backend, which says so and changes nothing."""
+    send, state, record, client, task = session
+    start = dict(state["numbers"])
+    send("a+")
+    moved = dict(state["numbers"])
+    context = command_context(moved, state["cad"], "")
+    context[-1]["value"]["text"] = left
+    res = client.post("/predict", json=interactive_body(task, context))
+    by = results_by_name(res.json["results"][0]["result"])
+    (message,) = by[labeling.COMMAND]["value"]["text"]
+    assert message.startswith("\u26a0") and "type it again" in message, message
+    assert not numbers_of(list(by.values()))  # nothing moves
+    # typed again, the line runs from the values shown; the undo chain is intact
+    assert send("a+") and state["numbers"]["azimuth"] == pytest.approx(moved["azimuth"] + 1)
+    send("u")
+    send("u")
+    assert state["numbers"] == pytest.approx(start)
+
+
+def test_unanswered_lines_run_after_a_note(session):
+    """Lines typed while the backend was down stay in the box after its last note; the next
+    call runs them all, in order, and only them."""
+    send, state, record, client, task = session
+    az = state["numbers"]["azimuth"]
+    context = command_context(state["numbers"], state["cad"], "")
+    context[-1]["value"]["text"] = ["\u2139 overlay: solid (o: next style)\n", "a+", "a++"]
+    res = client.post("/predict", json=interactive_body(task, context))
+    assert numbers_of(res.json["results"][0]["result"])["azimuth"] == pytest.approx(az + 31)
+
+
 def test_empty_context_changes_nothing(session):
     _, _, _, client, task = session
     res = client.post("/predict", json=interactive_body(task, []))

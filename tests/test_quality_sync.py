@@ -176,8 +176,10 @@ def test_a_sent_back_task_says_why_in_the_command_box(tiny_dataset, tiny_keys):
     result = client.post("/predict", json={"tasks": [task]}).json["results"][0]["result"]
     shown = [r for r in result if r["from_name"] == labeling.COMMAND][0]["value"]["text"][0]
     numbers = numbers_of(result)
-    answer = client.post("/predict", json=interactive_body(task, command_context(
-        numbers, task["data"]["cad_index"], shown + "\ne+"))).json["results"][0]["result"]
+    context = command_context(numbers, task["data"]["cad_index"], "")
+    context[-1]["value"]["text"] = [shown, "e+"]  # one entry per Enter, the note's first
+    answer = client.post("/predict", json=interactive_body(task, context)).json["results"][0][
+        "result"]
     assert numbers_of(answer)["elevation"] == pytest.approx(numbers["elevation"] + 1)
     assert numbers_of(answer)["azimuth"] == pytest.approx(numbers["azimuth"])
     plain = client.post("/predict", json={"tasks": [task_for(tiny_dataset, tiny_keys[0], 9)]})

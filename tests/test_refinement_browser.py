@@ -29,6 +29,8 @@ from pose6d import labeling as L
 from pose6d.camera import POSE_NAMES, Pose, wrap_angle
 from pose6d.dataset import GROUND_TRUTH, SYNCED, Dataset, ObjectKey
 from pose6d.labeling import shown_pose
+from ml_backend.commands import ERROR_MARK
+from ml_backend.refinement import LINE_LOST
 from reference_camera import reference_pixels, reference_silhouette
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,6 +51,17 @@ JS_OVERLAY = """name => window.dataManager.lsf.currentAnnotation.regionStore.reg
   .map(r => ({id: r.cleanId, from_name: name, value: {rle: Array.from(r.rle || [])}}))"""
 JS_SLIDERS = ("() => Object.fromEntries([...document.querySelectorAll('input[type=range]')]"
               ".map(e => [e.name, +e.value]))")
+INTERACTIVE = re.compile(r"/api/ml/\d+/interactive-annotating")
+# From now on, timers set with no delay run ``ms`` later (0: as set): a busy page's timers.
+JS_LATE_TIMERS = """ms => { const w = window;
+  if (!w.pose6dSetTimeout) {
+    w.pose6dSetTimeout = w.setTimeout;
+    w.setTimeout = (fn, delay, ...rest) =>
+      w.pose6dSetTimeout.call(w, fn, !delay && w.pose6dLate ? w.pose6dLate : delay, ...rest);
+  }
+  w.pose6dLate = ms; }"""
+JS_BOX = ("() => [...document.querySelectorAll('[data-testid=htx-textbox-content]')]"
+          ".map(e => e.innerText).join('|')")
 JS_PHOTO = """w => { const imgs = [...document.images].filter(i => i.naturalWidth === w);
   const r = imgs.map(i => i.getBoundingClientRect()).sort((a, b) => b.width - a.width)[0];
   return r && {x: r.x, y: r.y, width: r.width, height: r.height}; }"""
@@ -61,9 +74,16 @@ class Answers:
     def __init__(self):
         self._responses: list = []
         self._parsed: list[dict] = []
+        self.sent: list[dict] = []  # what each call carried: azimuth and the box's entries
+
+    def on_request(self, request) -> None:
+        if INTERACTIVE.search(request.url):
+            values = L.read_results(json.loads(request.post_data)["context"]["result"])
+            self.sent.append({"azimuth": values.numbers.get("azimuth"),
+                              "box": values.entries.get(L.COMMAND)})
 
     def on_response(self, response) -> None:
-        if re.search(r"/api/ml/\d+/interactive-annotating", response.url):
+        if INTERACTIVE.search(response.url):
             self._responses.append(response)
 
     def all(self) -> list[dict]:
@@ -274,6 +294,7 @@ def test_refine_a_pose_in_the_browser(label_studio, setup):
         try:
             page = browser.new_page(viewport=VIEWPORT)
             page.on("response", interactive.on_response)
+            page.on("request", interactive.on_request)
             login(page, label_studio)
             page.goto(f"{label_studio.url}/projects/{setup['project']}/data?labeling=1")
             page.wait_for_selector("input[type=range][name=azimuth]", timeout=90000)
@@ -345,25 +366,58 @@ def test_refine_a_pose_in_the_browser(label_studio, setup):
             assert numbers == pytest.approx(initial, abs=1e-9) and cad == record.cad_index
             me.check_shows("reset", numbers, cad)
 
-            # 7. Two Enters faster than the answers: Label Studio applies only the newest answer,
-            # whose call carried both lines; no step is lost.
+            # 7. Two Enters faster than the answers. Label Studio applies only the newest answer;
+            # its call carried both lines when the first answer came after the second Enter
+            # (+2). If the first answer lands between the second Enter and that call (step 7b),
+            # the line is lost, and the box says so: typed again, it runs.
             box = page.get_by_test_id("textarea-input")
+            sent_before = len(interactive.sent)
             for _ in range(2):
                 box.type("a+")
                 page.keyboard.press("Enter")
             twice = dict(initial, azimuth=round(initial["azimuth"] + 2, 2))
             try:
                 page.wait_for_function(
-                    "exp => Math.abs(+document.querySelector('input[name=azimuth]').value - exp)"
-                    " < 1e-9", arg=twice["azimuth"], timeout=15000)
+                    "([exp, lost]) => Math.abs(+document.querySelector('input[name=azimuth]')"
+                    ".value - exp) < 1e-9 || document.body.innerText.includes(lost)",
+                    arg=[twice["azimuth"], LINE_LOST], timeout=15000)
+                page.wait_for_timeout(1500)  # both answers are in
+                if LINE_LOST in page.evaluate(JS_BOX):
+                    assert me.sliders()["azimuth"] == pytest.approx(twice["azimuth"] - 1)
+                    me.command("a+")
             except Exception as exc:  # say what the page shows instead (a timing-dependent step)
-                notes = [L.read_results(a.get("result", [])).text
-                         for a in me.interactive.all()[-3:]]
                 raise AssertionError(f"azimuth {me.sliders()['azimuth']} after two fast 'a+', "
-                                     f"expected {twice['azimuth']}; last answers' text {notes}"
-                                     ) from exc
-            page.wait_for_timeout(1500)  # both answers are in; the page must still show +2
+                                     f"expected {twice['azimuth']}; the calls sent "
+                                     f"{interactive.sent[sent_before:]}, the box "
+                                     f"{page.evaluate(JS_BOX)!r}") from exc
             me.check_shows("two_fast_enters", twice, record.cad_index)
+
+            # 7b. That race made certain: the first call is held until the second Enter, whose
+            # call Label Studio sends from a timer that a busy page runs late (3 s here).
+            held: list = []
+            page.route(INTERACTIVE, lambda route: held.append(route))
+            answers_before, sent_before = len(interactive), len(interactive.sent)
+            box.type("a+")
+            page.keyboard.press("Enter")
+            wait_for(lambda: held, 30, "the first call", page=page)
+            page.evaluate(JS_LATE_TIMERS, 3000)
+            box.type("a+")
+            page.keyboard.press("Enter")
+            page.wait_for_timeout(200)
+            page.evaluate(JS_LATE_TIMERS, 0)
+            held[0].continue_()
+            page.unroute(INTERACTIVE)
+            wait_for(lambda: len(interactive.all()) >= answers_before + 2, 30, "both answers",
+                     page=page)
+            page.wait_for_timeout(400)
+            sent = interactive.sent[sent_before:]
+            assert [c["box"] for c in sent] == [["a+"], []], sent  # the second line never sent
+            assert me.sliders()["azimuth"] == pytest.approx(twice["azimuth"] + 1)
+            shown = page.evaluate(JS_BOX)
+            assert shown.strip() == f"{ERROR_MARK} {LINE_LOST}", shown
+            page.screenshot(path=str(SCREENSHOTS / "refinement_08b_line_lost.png"))
+            numbers, _ = _numbers(me.command("a+"))  # typed again, it runs
+            assert numbers["azimuth"] == pytest.approx(twice["azimuth"] + 2)
 
             # 8. A typo changes nothing and says why in the box; the next command still runs.
             answer = me.command("a+ zz")
@@ -414,7 +468,7 @@ def test_refine_a_pose_in_the_browser(label_studio, setup):
     assert synced.cad_index == truth.cad_index
     assert synced.extra["object_status"] == "status_good" and synced.extra["dense"] == "dense_no"
     shots = sorted(p.name for p in SCREENSHOTS.glob("refinement_*.png"))
-    assert len(shots) == 11, shots
+    assert len(shots) == 12, shots
     (SCREENSHOTS / "refinement_answers.json").write_text(json.dumps(
         [{k: v for k, v in a.items() if k != "result"} | {"numbers": L.read_results(
             a.get("result", [])).numbers} for a in answers], indent=1))
