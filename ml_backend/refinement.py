@@ -11,7 +11,8 @@ What Label Studio 1.23.2 sends and does (docs/label_studio_notes.md):
 - smart key point / rectangle: only the drawn region(s) of that tool (no Numbers): the pose
   shown is then the last one of the annotation's chain;
 - only the newest call's answer is applied; the box keeps the text of unanswered calls, so a
-  later call may carry several lines: they are applied to the pose its Numbers show.
+  later call may carry several lines: they are applied to the pose its Numbers show. A box
+  call with no typed line lost it to an answer that landed first (``LINE_LOST``).
 
 Each annotation being edited has its chain of poses shown (refinement_state.py): undo never
 brings back another annotator's pose. A call whose Numbers show an earlier pose of the chain (its

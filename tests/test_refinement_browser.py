@@ -4,7 +4,8 @@ Real Label Studio (session fixture) + the real backend (ls_admin.backend_process
 demo dataset under the local-files root, connected with is_interactive=True) + headless
 Chromium (Playwright, Debian's /usr/bin/chromium). On one task of the "Label All Tasks" page:
 the prefilled overlay; a coarse azimuth step; a CAD switch; a centre click (smart key point);
-a box fit (smart rectangle); undo; reset; a typed value; an error line; Submit. After every
+a box fit (smart rectangle); undo; reset; two fast Enters, and the line Label Studio drops when
+an answer lands between an Enter and its call; a typed value; an error line; Submit. After every
 action: the six values in the DOM are the ones the backend answered, the overlay region in the
 page's annotation is a render at exactly those values (IoU against an independent render), the
 drawn key point / box did not pile up and the overlay regions kept their fixed ids. After
@@ -393,14 +394,15 @@ def test_refine_a_pose_in_the_browser(label_studio, setup):
             me.check_shows("two_fast_enters", twice, record.cad_index)
 
             # 7b. That race made certain: the first call is held until the second Enter, whose
-            # call Label Studio sends from a timer that a busy page runs late (3 s here).
+            # call Label Studio sends from a timer that a busy page runs late (6 s here:
+            # the first answer comes well before).
             held: list = []
             page.route(INTERACTIVE, lambda route: held.append(route))
             answers_before, sent_before = len(interactive), len(interactive.sent)
             box.type("a+")
             page.keyboard.press("Enter")
             wait_for(lambda: held, 30, "the first call", page=page)
-            page.evaluate(JS_LATE_TIMERS, 3000)
+            page.evaluate(JS_LATE_TIMERS, 6000)
             box.type("a+")
             page.keyboard.press("Enter")
             page.wait_for_timeout(200)
