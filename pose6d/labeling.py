@@ -207,9 +207,13 @@ class AnnotationValues:
 
     numbers: dict[str, float]
     choices: dict[str, str]
-    text: dict[str, str]  # a TextArea's entries joined by line breaks
+    entries: dict[str, list[str]]  # each TextArea's entries, in the box's order
     regions: list[dict]
-    entries: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # in the box's order
+
+    @property
+    def text(self) -> dict[str, str]:
+        """Each TextArea's entries joined by line breaks."""
+        return {name: "\n".join(lines) for name, lines in self.entries.items()}
 
     def pose(self, viewport: float) -> Pose:
         """The pose (angles in degrees in the results); InvalidPoseError if incomplete or bad."""
@@ -223,7 +227,6 @@ def read_results(results: Any) -> AnnotationValues:
     """Parse a Label Studio result list; ignores entries it does not understand."""
     numbers: dict[str, float] = {}
     choices: dict[str, str] = {}
-    text: dict[str, str] = {}
     entries: dict[str, list[str]] = {}
     regions: list[dict] = []
     for item in results if isinstance(results, list) else []:
@@ -247,10 +250,9 @@ def read_results(results: Any) -> AnnotationValues:
                 lines = [lines] if lines else []
             if isinstance(lines, list):
                 entries[name] = [str(t) for t in lines]
-                text[name] = "\n".join(entries[name])
         elif kind in REGION_TYPES:
             regions.append(item)
-    return AnnotationValues(numbers, choices, text, regions, entries)
+    return AnnotationValues(numbers, choices, entries, regions)
 
 
 QUALITY_VALUES = tuple(lab.value for lab in QUALITY_LABELS)
